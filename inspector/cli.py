@@ -1,0 +1,160 @@
+"""Command line: a thin shell that parses arguments, builds settings once and wires stages.
+
+``main(argv, env) -> exit status`` so tests run the CLI in-process.
+Exit status: 0 done; 2 usage error, bad config, or no readable input (one line on stderr).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections import Counter
+
+from . import __version__
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        raise _UsageError(f"{self.prog}: error: {message}")
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="inspector", description="Network traffic inspector for warehouse and DC networks.")
+    p.add_argument("--version", action="version", version=f"inspector {__version__}")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    s = sub.add_parser("scan", help="scan capture files, directories, globs or '-' (stdin)")
+    s.add_argument("paths", nargs="+", metavar="PATH")
+    s.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    s.add_argument("--site", metavar="FILE", help="site file (YAML): local_nets, roles, allowed_destinations")
+    s.add_argument("--max-flows", type=int, default=1_000_000, help="flow table bound (LRU eviction beyond)")
+    s.add_argument("-q", "--quiet", action="store_true", help="no summary on stdout")
+    return p
+
+
+def main(argv=None, env=None) -> int:
+    env = os.environ if env is None else env
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    except SystemExit as e:  # --help / --version
+        return int(e.code or 0)
+    if args.command is None:
+        print("inspector: error: a command is required (scan)", file=sys.stderr)
+        return 2
+    if args.command == "scan":
+        return _cmd_scan(args)
+    return 2
+
+
+def _load_site(path):
+    from .errors import ConfigError
+    from .site import Site, load_site
+    if not path:
+        return Site.default()
+    try:
+        return load_site(path)
+    except ConfigError as e:
+        raise _UsageError(str(e))
+
+
+def _cmd_scan(args) -> int:
+    from .output import write_json, write_jsonl, write_parquet
+    from .scan import FLOW_FIELDS, WEIRD_FIELDS, run_scan
+    try:
+        site = _load_site(args.site)
+    except _UsageError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as e:
+        print(f"inspector: error: cannot create output directory {args.out}: {e.strerror}", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    progress = _Progress(enabled=not args.quiet and sys.stderr.isatty())
+    res = run_scan(args.paths, site=site, progress=progress, max_flows=args.max_flows)
+    progress.done()
+    for err in res.errors:
+        print(f"inspector: {err}", file=sys.stderr)
+    if res.inputs_ok == 0:
+        print("inspector: error: no readable capture among the inputs", file=sys.stderr)
+        return 2
+    write_jsonl(os.path.join(args.out, "flows.jsonl"), res.flows, FLOW_FIELDS)
+    write_parquet(os.path.join(args.out, "flows.parquet"), res.flows, FLOW_FIELDS)
+    write_jsonl(os.path.join(args.out, "weird.jsonl"), res.weirds, WEIRD_FIELDS)
+    stats = dict(res.stats)
+    stats["site"] = site.name
+    write_json(os.path.join(args.out, "stats.json"), stats)
+    if not args.quiet:
+        _print_summary(res, site, args.out, time.monotonic() - started)
+    return 0
+
+
+class _Progress:
+    """A one-line progress indicator on stderr for scans longer than a couple of seconds."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.start = time.monotonic()
+        self.shown = False
+        self.last = 0.0
+
+    def __call__(self, path, packets, reader):
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self.start < 2.0 or now - self.last < 0.5:
+            return
+        self.last = now
+        self.shown = True
+        sys.stderr.write(f"\r  {os.path.basename(path)}: {packets:,} packets  ")
+        sys.stderr.flush()
+
+    def done(self):
+        if self.shown:
+            sys.stderr.write("\n")
+
+
+def _fmt_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def _print_summary(res, site, out_dir: str, elapsed: float) -> None:
+    st = res.stats
+    flows = res.flows
+    by_dir = Counter()
+    out_bytes = Counter()
+    for f in flows:
+        by_dir[f["direction"]] += 1
+        if f["direction"] == "outbound":
+            out_bytes[(f["id.orig_h"], f["id.resp_h"], f["id.resp_p"], f["proto"])] += \
+                (f["orig_bytes"] or 0)
+    print(f"inspector scan: site {site.name}: {st['packets_read']:,} packets, {_fmt_bytes(st['bytes_read'])} "
+          f"read in {elapsed:.1f}s")
+    decoded = st["outcomes"].get("decoded", 0)
+    other = {k: v for k, v in st["outcomes"].items() if k != "decoded"}
+    print(f"  decoded {decoded:,}" + ("" if not other else "; other: " +
+                                       ", ".join(f"{k} {v:,}" for k, v in sorted(other.items(),
+                                                                                  key=lambda kv: -kv[1])[:6])))
+    print(f"  flows {len(flows):,}: " + ", ".join(f"{k} {v:,}" for k, v in sorted(by_dir.items())))
+    if out_bytes:
+        print("  top outbound flows by bytes sent:")
+        for (src, dst, port, proto), b in out_bytes.most_common(8):
+            print(f"    {src:>15} -> {dst}:{port}/{proto}  {_fmt_bytes(b)}")
+    if res.weirds:
+        wc = Counter(w["name"] for w in res.weirds)
+        print("  weird: " + ", ".join(f"{k} {v}" for k, v in wc.most_common(6)))
+    print(f"  outputs in {out_dir}/: flows.jsonl flows.parquet weird.jsonl stats.json")

@@ -1,0 +1,488 @@
+"""Capture ingest: files, stdin, directories and globs -> bounded packet batches.
+
+Formats are recognised by magic number, never by name: classic pcap in its four
+variants (micro/nanosecond, either byte order), pcapng (any number of sections and
+interfaces, EPB/SPB/legacy PB, unknown blocks skipped), each optionally wrapped in
+gzip or zstd.  Records are located with a plain Python loop over the headers (the
+one step numpy does badly, see PERFORMANCE.md) and handed on as a ``PacketBatch``:
+numpy columns over one ``bytes`` buffer.  Memory is bounded by ``batch_bytes``
+whatever the file size.
+
+Damaged files never stop the scan: a truncated last record, a record whose length
+is impossible, or an I/O error mid-file become weird records plus counters, and
+the reader resynchronises on the next plausible record where it can.
+"""
+from __future__ import annotations
+
+import glob
+import gzip
+import io
+import os
+import struct
+import sys
+from dataclasses import dataclass, field
+from typing import BinaryIO, Iterator
+
+import numpy as np
+
+PCAP_MAGICS = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
+    b"\xa1\xb2\xc3\xd4": (">", 1e-6),
+    b"\x4d\x3c\xb2\xa1": ("<", 1e-9),
+    b"\xa1\xb2\x3c\x4d": (">", 1e-9),
+}
+PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+MAX_RECORD = 262144 * 4      # larger than any real snaplen: a bigger incl_len is bogus
+READ_CHUNK = 16 << 20
+
+
+class NotACapture(Exception):
+    """The input is readable but is not a capture file (one clear line for the user)."""
+
+
+@dataclass
+class PacketBatch:
+    """A batch of captured packets as columns over one buffer."""
+    buf: bytes
+    ts: np.ndarray          # float64 epoch seconds
+    caplen: np.ndarray      # int64 captured length
+    wirelen: np.ndarray     # int64 original length on the wire
+    offset: np.ndarray      # int64 start of the packet in buf
+    linktype: np.ndarray    # int32 link-layer type (DLT) of each packet
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+
+@dataclass
+class IngestEvent:
+    """A problem found while reading: becomes a weird record and a stats counter."""
+    ts: float | None
+    name: str
+    detail: str
+    packets: int = 0        # records this event accounts for (they were read but not decoded)
+
+
+@dataclass
+class ReaderStats:
+    packets_read: int = 0
+    bytes_read: int = 0
+    events: list = field(default_factory=list)
+
+
+def expand_inputs(paths: list[str]) -> tuple[list[str], list[str]]:
+    """Expand directories (recursively, sorted) and globs.  Returns (inputs, errors)."""
+    out: list[str] = []
+    errors: list[str] = []
+    for p in paths:
+        if p == "-":
+            out.append(p)
+        elif os.path.isdir(p):
+            found = []
+            for root, dirs, files in os.walk(p):
+                dirs.sort()
+                for f in sorted(files):
+                    if not f.startswith("."):
+                        found.append(os.path.join(root, f))
+            out.extend(found)
+        elif os.path.exists(p):
+            out.append(p)
+        elif any(c in p for c in "*?["):
+            matches = sorted(glob.glob(p, recursive=True))
+            if not matches:
+                errors.append(f"{p}: no file matches this pattern")
+            for m in matches:
+                if os.path.isdir(m):
+                    sub, err = expand_inputs([m])
+                    out.extend(sub)
+                    errors.extend(err)
+                else:
+                    out.append(m)
+        else:
+            errors.append(f"{p}: no such file or directory")
+    return out, errors
+
+
+class _Peekable:
+    """A binary stream with a small push-back buffer (stdin cannot seek)."""
+
+    def __init__(self, raw: BinaryIO):
+        self.raw = raw
+        self.head = b""
+
+    def peek(self, n: int) -> bytes:
+        while len(self.head) < n:
+            chunk = self.raw.read(n - len(self.head))
+            if not chunk:
+                break
+            self.head += chunk
+        return self.head[:n]
+
+    def read(self, n: int = -1) -> bytes:
+        if self.head:
+            if n < 0:
+                data = self.head + self.raw.read()
+                self.head = b""
+                return data
+            data = self.head[:n]
+            self.head = self.head[n:]
+            if len(data) < n:
+                more = self.raw.read(n - len(data))
+                if more:
+                    data += more
+            return data
+        return self.raw.read(n)
+
+    def close(self) -> None:
+        try:
+            self.raw.close()
+        except Exception:
+            pass
+
+
+def open_capture(path: str) -> _Peekable:
+    """Open a path (or '-') and unwrap gzip/zstd layers found by magic number."""
+    if path == "-":
+        raw: BinaryIO = sys.stdin.buffer
+    else:
+        raw = open(path, "rb")
+    stream = _Peekable(raw)
+    for _ in range(3):  # nested compression, bounded
+        magic = stream.peek(4)
+        if magic[:2] == GZIP_MAGIC:
+            stream = _Peekable(gzip.GzipFile(fileobj=stream, mode="rb"))  # type: ignore[arg-type]
+        elif magic == ZSTD_MAGIC:
+            import zstandard
+            stream = _Peekable(zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True))  # type: ignore[arg-type]
+        else:
+            break
+    return stream
+
+
+class CaptureReader:
+    """Iterate bounded ``PacketBatch`` es from one capture source.
+
+    ``events`` collects IngestEvents (truncation, bogus lengths, unknown blocks...);
+    ``packets_read``/``bytes_read`` count every record read, decoded or not.
+    """
+
+    def __init__(self, path: str, batch_packets: int = 65536, batch_bytes: int = 16 << 20):
+        self.path = path
+        self.batch_packets = batch_packets
+        self.batch_bytes = batch_bytes
+        self.stats = ReaderStats()
+        self.stream = open_capture(path)
+        magic = self.stream.peek(4)
+        if len(magic) < 4:
+            self.stream.close()
+            raise NotACapture(f"{path}: empty or too short to be a capture file")
+        if magic in PCAP_MAGICS:
+            self.kind = "pcap"
+        elif magic == PCAPNG_MAGIC:
+            self.kind = "pcapng"
+        else:
+            self.stream.close()
+            raise NotACapture(f"{path}: not a pcap or pcapng capture (magic {magic.hex()})")
+        self._buf = b""
+        self._pos = 0
+        self._eof = False
+        self._last_ts: float | None = None
+
+    # -- buffered access ---------------------------------------------------
+    def _fill(self, need: int) -> bool:
+        """Make at least ``need`` bytes available from _pos; False at EOF."""
+        avail = len(self._buf) - self._pos
+        if avail >= need:
+            return True
+        if self._eof:
+            return False
+        parts = [self._buf[self._pos:]]
+        total = avail
+        want = max(need, READ_CHUNK)
+        while total < want:
+            try:
+                chunk = self.stream.read(max(want - total, READ_CHUNK))
+            except (OSError, EOFError, ValueError) as e:  # gzip CRC/EOF errors, I/O errors
+                self._event("ingest.read_error", f"{type(e).__name__}: {e}")
+                chunk = b""
+            except Exception as e:  # zstd errors and the like: never crash on input
+                self._event("ingest.read_error", f"{type(e).__name__}: {e}")
+                chunk = b""
+            if not chunk:
+                self._eof = True
+                break
+            parts.append(chunk)
+            total += len(chunk)
+        self._buf = b"".join(parts)
+        self._pos = 0
+        return len(self._buf) >= need
+
+    def _event(self, name: str, detail: str, packets: int = 0) -> None:
+        self.stats.events.append(IngestEvent(self._last_ts, name, detail, packets))
+
+    def close(self) -> None:
+        self.stream.close()
+
+    def __iter__(self) -> Iterator[PacketBatch]:
+        try:
+            if self.kind == "pcap":
+                yield from self._iter_pcap()
+            else:
+                yield from self._iter_pcapng()
+        finally:
+            self.close()
+
+    # -- classic pcap --------------------------------------------------------
+    def _iter_pcap(self) -> Iterator[PacketBatch]:
+        if not self._fill(24):
+            self._event("ingest.truncated_file_header", "file ends inside the pcap header")
+            return
+        hdr = self._buf[self._pos:self._pos + 24]
+        endian, tsres = PCAP_MAGICS[hdr[:4]]
+        _, _vmaj, _vmin, _tz, _sig, snaplen, network = struct.unpack(endian + "4sHHiIII", hdr)
+        # Upper 16 bits may carry FCS info (pcap LINKTYPE_*); the link type is the low 16.
+        linktype = network & 0xFFFF
+        self._pos += 24
+        rec = struct.Struct(endian + "IIII")
+        unpack = rec.unpack_from
+        max_len = max(MAX_RECORD, snaplen if snaplen < (1 << 26) else 0)
+        while True:
+            start = self._pos
+            buf = self._buf
+            ts_l: list[float] = []
+            cap_l: list[int] = []
+            wire_l: list[int] = []
+            off_l: list[int] = []
+            pos = start
+            end = len(buf)
+            limit = start + self.batch_bytes
+            n = 0
+            stop_reason = None
+            while n < self.batch_packets and pos < limit:
+                if pos + 16 > end:
+                    stop_reason = "need"
+                    break
+                sec, frac, incl, orig = unpack(buf, pos)
+                if incl > max_len:
+                    stop_reason = "bogus"
+                    break
+                if pos + 16 + incl > end:
+                    stop_reason = "need"
+                    break
+                ts_l.append(sec + frac * tsres)
+                cap_l.append(incl)
+                wire_l.append(orig if orig >= incl else incl)
+                off_l.append(pos + 16)
+                pos += 16 + incl
+                n += 1
+            self._pos = pos
+            if n:
+                batch = self._make_batch(buf, ts_l, cap_l, wire_l, off_l, linktype)
+                yield batch
+            if stop_reason == "bogus":
+                sec, frac, incl, orig = unpack(buf, pos)
+                self.stats.packets_read += 1
+                self._event("ingest.bogus_record_length",
+                            f"record at byte offset {pos} claims {incl} captured bytes", packets=1)
+                if not self._resync_pcap(rec, tsres, max_len):
+                    return
+            elif stop_reason == "need" or (n == 0 and pos >= end):
+                # Need more data for the next record.
+                need = 16
+                if len(self._buf) - self._pos >= 16:
+                    incl = unpack(self._buf, self._pos)[2]
+                    need = 16 + incl
+                if not self._fill(need):
+                    rem = len(self._buf) - self._pos
+                    if rem > 0:
+                        where = "mid-record-header" if rem < 16 else "mid-packet"
+                        self.stats.packets_read += 1
+                        self.stats.bytes_read += max(0, rem - 16)
+                        self._event("ingest.truncated_record",
+                                    f"file ends {where}: {rem} of {need} bytes present", packets=1)
+                    return
+
+    def _resync_pcap(self, rec: struct.Struct, tsres: float, max_len: int) -> bool:
+        """After a bogus record header, find the next plausible one (bounded scan)."""
+        scanned = 0
+        self._pos += 1
+        while scanned < (8 << 20):
+            if not self._fill(48):
+                return False
+            buf = self._buf
+            pos = self._pos
+            end = len(buf) - 32
+            while pos < end:
+                sec, frac, incl, orig = rec.unpack_from(buf, pos)
+                if 0 < incl <= max_len and orig >= incl and orig <= 262144 and (tsres < 1e-6 or frac < 1_000_000) \
+                        and (self._last_ts is None or abs(sec - self._last_ts) < 86400 * 7):
+                    nxt = pos + 16 + incl
+                    if nxt + 16 <= len(buf):
+                        s2, f2, i2, o2 = rec.unpack_from(buf, nxt)
+                        if not (0 < i2 <= max_len and o2 >= i2 and abs(s2 - sec) < 86400 * 7):
+                            pos += 1
+                            continue
+                    self._event("ingest.resynchronised", f"skipped {scanned + pos - self._pos} bytes")
+                    self._pos = pos
+                    return True
+                pos += 1
+            scanned += pos - self._pos
+            self._pos = pos
+        self._event("ingest.resync_failed", "no plausible record within 8 MiB; rest of file skipped")
+        return False
+
+    def _make_batch(self, buf, ts_l, cap_l, wire_l, off_l, linktype) -> PacketBatch:
+        n = len(ts_l)
+        caplen = np.array(cap_l, dtype=np.int64)
+        self.stats.packets_read += n
+        self.stats.bytes_read += int(caplen.sum())
+        ts = np.array(ts_l, dtype=np.float64)
+        self._last_ts = float(ts[-1]) if n else self._last_ts
+        if isinstance(linktype, int):
+            lt = np.full(n, linktype, dtype=np.int32)
+        else:
+            lt = np.array(linktype, dtype=np.int32)
+        return PacketBatch(buf=buf, ts=ts, caplen=caplen, wirelen=np.array(wire_l, dtype=np.int64),
+                           offset=np.array(off_l, dtype=np.int64), linktype=lt, source=self.path)
+
+    # -- pcapng ---------------------------------------------------------------
+    def _iter_pcapng(self) -> Iterator[PacketBatch]:
+        endian = "<"
+        ifaces: list[tuple[int, float, int, float]] = []  # (linktype, tsres, snaplen, tsoffset)
+        while True:
+            buf = self._buf
+            ts_l: list[float] = []
+            cap_l: list[int] = []
+            wire_l: list[int] = []
+            off_l: list[int] = []
+            lt_l: list[int] = []
+            pos = self._pos
+            end = len(buf)
+            limit = pos + self.batch_bytes
+            stop = None
+            while len(ts_l) < self.batch_packets and pos < limit:
+                if pos + 12 > end:
+                    stop = "need"
+                    break
+                btype_raw = buf[pos:pos + 4]
+                if btype_raw == PCAPNG_MAGIC:
+                    if pos + 12 > end:
+                        stop = "need"
+                        break
+                    bom = buf[pos + 8:pos + 12]
+                    if bom == b"\x4d\x3c\x2b\x1a":
+                        endian = "<"
+                    elif bom == b"\x1a\x2b\x3c\x4d":
+                        endian = ">"
+                    else:
+                        stop = "corrupt"
+                        break
+                btype, blen = struct.unpack_from(endian + "II", buf, pos)
+                if blen < 12 or blen % 4 or blen > (64 << 20):
+                    stop = "corrupt"
+                    break
+                if pos + blen > end:
+                    stop = "need"
+                    break
+                body = pos + 8
+                if btype == 0x0A0D0D0A:          # SHB: a new section resets interfaces
+                    ifaces = []
+                elif btype == 1:                  # IDB
+                    lt, _res, snap = struct.unpack_from(endian + "HHI", buf, body)
+                    tsres, tsoff = self._idb_options(buf, body + 8, pos + blen - 4, endian)
+                    ifaces.append((lt, tsres, snap, tsoff))
+                elif btype == 6 or btype == 2:    # EPB, legacy PB
+                    if btype == 6:
+                        ifid, tsh, tsl, cap, orig = struct.unpack_from(endian + "IIIII", buf, body)
+                    else:
+                        ifid, _drops, tsh, tsl, cap, orig = struct.unpack_from(endian + "HHIIII", buf, body)
+                    data = body + 20
+                    if ifid >= len(ifaces) or data + cap > pos + blen - 4:
+                        self.stats.packets_read += 1
+                        self._event("ingest.bad_packet_block",
+                                    f"block at offset {pos}: interface {ifid} of {len(ifaces)}, caplen {cap}",
+                                    packets=1)
+                    else:
+                        lt, tsres, _snap, tsoff = ifaces[ifid]
+                        ts_l.append(((tsh << 32) | tsl) * tsres + tsoff)
+                        cap_l.append(cap)
+                        wire_l.append(orig if orig >= cap else cap)
+                        off_l.append(data)
+                        lt_l.append(lt)
+                elif btype == 3:                  # SPB: interface 0, no timestamp
+                    (orig,) = struct.unpack_from(endian + "I", buf, body)
+                    if not ifaces:
+                        self.stats.packets_read += 1
+                        self._event("ingest.bad_packet_block", f"simple packet block at {pos} before any interface",
+                                    packets=1)
+                    else:
+                        lt, _tsres, snap, _off = ifaces[0]
+                        cap = min(orig, blen - 16, snap if snap else orig)
+                        ts_l.append(self._last_ts if self._last_ts is not None else 0.0)
+                        cap_l.append(cap)
+                        wire_l.append(orig)
+                        off_l.append(body + 4)
+                        lt_l.append(lt)
+                # other blocks (NRB, ISB, DSB, custom...) are skipped
+                pos += blen
+            self._pos = pos
+            if ts_l:
+                yield self._make_batch(buf, ts_l, cap_l, wire_l, off_l, lt_l)
+            if stop == "corrupt":
+                self._event("ingest.corrupt_block", f"unparseable block header at offset {pos}; rest of file skipped")
+                rem = len(self._buf) - self._pos
+                self.stats.packets_read += 0
+                if rem:
+                    self._drain()
+                return
+            if stop == "need" or (not ts_l and pos >= end):
+                need = 12
+                if len(self._buf) - self._pos >= 8:
+                    blen = struct.unpack_from(endian + "I", self._buf, self._pos + 4)[0]
+                    if 12 <= blen <= (64 << 20):
+                        need = blen
+                if not self._fill(need):
+                    rem = len(self._buf) - self._pos
+                    if rem > 0:
+                        btype = struct.unpack_from(endian + "I", self._buf, self._pos)[0] if rem >= 4 else -1
+                        packets = 1 if btype in (2, 3, 6) else 0
+                        self.stats.packets_read += packets
+                        self._event("ingest.truncated_record",
+                                    f"file ends inside a block: {rem} of {need} bytes present", packets=packets)
+                    return
+
+    def _drain(self) -> None:
+        while self._fill(len(self._buf) - self._pos + 1):
+            pass
+
+    @staticmethod
+    def _idb_options(buf: bytes, p: int, end: int, endian: str) -> tuple[float, float]:
+        tsres = 1e-6
+        tsoff = 0.0
+        while p + 4 <= end:
+            code, olen = struct.unpack_from(endian + "HH", buf, p)
+            if code == 0:
+                break
+            val = buf[p + 4:p + 4 + olen]
+            if code == 9 and olen >= 1:
+                v = val[0]
+                tsres = 2.0 ** -(v & 0x7F) if v & 0x80 else 10.0 ** -v
+            elif code == 14 and olen >= 8:
+                tsoff = float(struct.unpack_from(endian + "q", val)[0])
+            p += 4 + ((olen + 3) & ~3)
+        return tsres, tsoff
+
+
+def read_all(path: str, **kw) -> tuple[list[PacketBatch], ReaderStats]:
+    """Convenience for tests: every batch of one file."""
+    r = CaptureReader(path, **kw)
+    batches = list(r)
+    return batches, r.stats
+
+
+def stream_from_bytes(data: bytes) -> BinaryIO:
+    return io.BytesIO(data)
