@@ -187,7 +187,7 @@ def icmp_ports(ver: int, itype: int, code: int) -> tuple[int, int]:
 
 _ICMP4_COUNTERPART = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 10: 9, 9: 10, 17: 18, 18: 17}
 _ICMP6_COUNTERPART = {128: 129, 129: 128, 133: 134, 134: 133, 135: 136, 136: 135, 130: 131, 131: 130,
-                      139: 140, 140: 139, 144: 145, 145: 144, 146: 147, 147: 146}
+                      139: 140, 140: 139, 144: 145, 145: 144}
 
 
 class SlowDecoder:
@@ -451,6 +451,8 @@ class SlowDecoder:
             hdr, payload = self.frags.add(key, ctx.ts, foff, bool(mf), bytes(buf[p + ihl:p + total]),
                                           bytes(buf[p:p + ihl]))
             whole = bytearray(hdr)
+            if len(hdr) + len(payload) > 0xFFFF:
+                raise Weird("ip.reassembled_too_large", f"reassembled datagram of {len(hdr) + len(payload)} bytes")
             struct.pack_into("!H", whole, 2, len(hdr) + len(payload))
             struct.pack_into("!H", whole, 6, 0)
             datagram = bytes(whole) + payload
@@ -517,6 +519,8 @@ class SlowDecoder:
                 # Rebuild: fixed header with payload length, next header of the last unfragmentable header.
                 whole = bytearray(unfrag)
                 plen2 = len(unfrag) - 40 + len(payload)
+                if plen2 > 0xFFFF:
+                    raise Weird("ip6.reassembled_too_large", f"reassembled payload of {plen2} bytes")
                 struct.pack_into("!H", whole, 4, plen2)
                 _set_last_nh(whole, first_nh)
                 datagram = bytes(whole) + payload

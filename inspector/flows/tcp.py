@@ -26,6 +26,7 @@ HANDSHAKE = (INACTIVE, SYN_SENT, SYN_ACK_SENT)
 FIN, SYN, RST, PSH, ACK, URG = 1, 2, 4, 8, 16, 32
 M32 = 0xFFFFFFFF
 TOO_LARGE_SEQ_DELTA = 1048576
+MAX_HOLES = 8          # sequence gaps tracked per direction (the kernel has the same bound)
 
 # History masks (resp side shifted by 16), as in Zeek.
 H_SYN, H_FIN, H_RST, H_FIN_RST, H_DATA, H_ACK, H_MULTI = 1, 2, 4, 8, 0x10, 0x20, 0x40
@@ -48,7 +49,7 @@ def seq_delta(a: int, b: int) -> int:
 class Endpoint:
     __slots__ = ("is_orig", "state", "prev_state", "start_seq", "last_seq", "ack_seq", "seq_wraps", "ack_wraps",
                  "fin_cnt", "rst_cnt", "did_close", "h_syn", "h_fin", "h_rst", "rxmt_cnt", "rxmt_thresh",
-                 "win0_cnt", "win0_thresh", "seen", "holes")
+                 "win0_cnt", "win0_thresh", "seen", "holes", "lost")
 
     def __init__(self, is_orig: bool):
         self.is_orig = is_orig
@@ -71,6 +72,7 @@ class Endpoint:
         self.win0_thresh = 1
         self.seen = 0          # payload bytes that advanced the sequence space (counted once)
         self.holes = None      # list of [start, end) gaps in 64-bit sequence space, or None
+        self.lost = 0          # gap bytes beyond the MAX_HOLES tracked gaps (never filled)
 
     def set_state(self, new: int, conn) -> None:
         if new != self.state:
@@ -124,6 +126,7 @@ class Endpoint:
             missed += ack64 - last64
         if self.holes:
             missed += sum(e - s for s, e in self.holes)
+        missed += self.lost
         return size, min(missed, size)
 
 
@@ -362,8 +365,11 @@ class TCPState:
                     # A gap in sequence space before this segment.
                     if ep.holes is None:
                         ep.holes = []
-                    if len(ep.holes) < 256:
+                    if len(ep.holes) < MAX_HOLES:
                         ep.holes.append([old, start64])
+                    else:
+                        self.weirds.append(("tcp.too_many_gaps", f"more than {MAX_HOLES} sequence gaps in one direction"))
+                        ep.lost += start64 - old
                     ep.seen += length
                 else:
                     ep.seen += min(length, delta_last)
@@ -517,4 +523,8 @@ def _fill_holes(ep: Endpoint, seq: int, length: int) -> None:
             new.append([hs, s])
         if e < he:
             new.append([e, he])
+    if len(new) > MAX_HOLES:
+        for hs, he in new[MAX_HOLES:]:
+            ep.lost += he - hs
+        new = new[:MAX_HOLES]
     ep.holes = new
