@@ -67,7 +67,7 @@ def _load_site(path):
 
 
 def _cmd_scan(args) -> int:
-    from .output import write_json, write_jsonl, write_parquet
+    from .output import FlowWriter, write_json, write_jsonl
     from .scan import FLOW_FIELDS, WEIRD_FIELDS, run_scan
     try:
         site = _load_site(args.site)
@@ -81,21 +81,26 @@ def _cmd_scan(args) -> int:
         return 2
     started = time.monotonic()
     progress = _Progress(enabled=not args.quiet and sys.stderr.isatty())
-    res = run_scan(args.paths, site=site, progress=progress, max_flows=args.max_flows)
+    writer = FlowWriter(args.out, FLOW_FIELDS)
+    summary = _Summary()
+
+    def on_flows(recs):
+        writer.write(recs)
+        summary.add(recs)
+    res = run_scan(args.paths, site=site, progress=progress, max_flows=args.max_flows, on_flows=on_flows)
     progress.done()
+    writer.close()
     for err in res.errors:
         print(f"inspector: {err}", file=sys.stderr)
     if res.inputs_ok == 0:
         print("inspector: error: no readable capture among the inputs", file=sys.stderr)
         return 2
-    write_jsonl(os.path.join(args.out, "flows.jsonl"), res.flows, FLOW_FIELDS)
-    write_parquet(os.path.join(args.out, "flows.parquet"), res.flows, FLOW_FIELDS)
     write_jsonl(os.path.join(args.out, "weird.jsonl"), res.weirds, WEIRD_FIELDS)
     stats = dict(res.stats)
     stats["site"] = site.name
     write_json(os.path.join(args.out, "stats.json"), stats)
     if not args.quiet:
-        _print_summary(res, site, args.out, time.monotonic() - started)
+        _print_summary(res, summary, site, args.out, time.monotonic() - started)
     return 0
 
 
@@ -132,16 +137,25 @@ def _fmt_bytes(n: int) -> str:
     return f"{n} B"
 
 
-def _print_summary(res, site, out_dir: str, elapsed: float) -> None:
+class _Summary:
+    """Running totals for the terminal summary (flows are not kept in memory)."""
+
+    def __init__(self):
+        self.flows = 0
+        self.by_dir = Counter()
+        self.out_bytes = Counter()
+
+    def add(self, recs) -> None:
+        for f in recs:
+            self.flows += 1
+            d = f["direction"]
+            self.by_dir[d] += 1
+            if d == "outbound":
+                self.out_bytes[(f["id.orig_h"], f["id.resp_h"], f["id.resp_p"], f["proto"])] += f["orig_bytes"] or 0
+
+
+def _print_summary(res, summary, site, out_dir: str, elapsed: float) -> None:
     st = res.stats
-    flows = res.flows
-    by_dir = Counter()
-    out_bytes = Counter()
-    for f in flows:
-        by_dir[f["direction"]] += 1
-        if f["direction"] == "outbound":
-            out_bytes[(f["id.orig_h"], f["id.resp_h"], f["id.resp_p"], f["proto"])] += \
-                (f["orig_bytes"] or 0)
     print(f"inspector scan: site {site.name}: {st['packets_read']:,} packets, {_fmt_bytes(st['bytes_read'])} "
           f"read in {elapsed:.1f}s")
     decoded = st["outcomes"].get("decoded", 0)
@@ -149,12 +163,12 @@ def _print_summary(res, site, out_dir: str, elapsed: float) -> None:
     print(f"  decoded {decoded:,}" + ("" if not other else "; other: " +
                                        ", ".join(f"{k} {v:,}" for k, v in sorted(other.items(),
                                                                                   key=lambda kv: -kv[1])[:6])))
-    print(f"  flows {len(flows):,}: " + ", ".join(f"{k} {v:,}" for k, v in sorted(by_dir.items())))
-    if out_bytes:
+    print(f"  flows {summary.flows:,}: " + ", ".join(f"{k} {v:,}" for k, v in sorted(summary.by_dir.items())))
+    if summary.out_bytes:
         print("  top outbound flows by bytes sent:")
-        for (src, dst, port, proto), b in out_bytes.most_common(8):
+        for (src, dst, port, proto), b in summary.out_bytes.most_common(8):
             print(f"    {src:>15} -> {dst}:{port}/{proto}  {_fmt_bytes(b)}")
-    if res.weirds:
-        wc = Counter(w["name"] for w in res.weirds)
+    if st["weirds"]:
+        wc = Counter(st["weirds"])
         print("  weird: " + ", ".join(f"{k} {v}" for k, v in wc.most_common(6)))
     print(f"  outputs in {out_dir}/: flows.jsonl flows.parquet weird.jsonl stats.json")

@@ -23,6 +23,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import BinaryIO, Iterator
 
+import numba as nb
 import numpy as np
 
 PCAP_MAGICS = {
@@ -37,6 +38,38 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 MAX_RECORD = 262144 * 4      # larger than any real snaplen: a bigger incl_len is bogus
 READ_CHUNK = 16 << 20
+
+
+@nb.njit(cache=True, nogil=True)
+def _walk_pcap(buf, pos, end, limit, max_n, big, max_len, sec, frac, incl, orig, off):
+    """Find classic-pcap record boundaries.  Returns (records, new position, stop reason):
+    0 batch full, 1 need more data, 2 impossible record length at the position."""
+    n = 0
+    while n < max_n and pos < limit:
+        if pos + 16 > end:
+            return n, pos, 1
+        if big:
+            s = (np.int64(buf[pos]) << 24) | (np.int64(buf[pos + 1]) << 16) | (np.int64(buf[pos + 2]) << 8) | buf[pos + 3]
+            fr = (np.int64(buf[pos + 4]) << 24) | (np.int64(buf[pos + 5]) << 16) | (np.int64(buf[pos + 6]) << 8) | buf[pos + 7]
+            il = (np.int64(buf[pos + 8]) << 24) | (np.int64(buf[pos + 9]) << 16) | (np.int64(buf[pos + 10]) << 8) | buf[pos + 11]
+            ol = (np.int64(buf[pos + 12]) << 24) | (np.int64(buf[pos + 13]) << 16) | (np.int64(buf[pos + 14]) << 8) | buf[pos + 15]
+        else:
+            s = (np.int64(buf[pos + 3]) << 24) | (np.int64(buf[pos + 2]) << 16) | (np.int64(buf[pos + 1]) << 8) | buf[pos]
+            fr = (np.int64(buf[pos + 7]) << 24) | (np.int64(buf[pos + 6]) << 16) | (np.int64(buf[pos + 5]) << 8) | buf[pos + 4]
+            il = (np.int64(buf[pos + 11]) << 24) | (np.int64(buf[pos + 10]) << 16) | (np.int64(buf[pos + 9]) << 8) | buf[pos + 8]
+            ol = (np.int64(buf[pos + 15]) << 24) | (np.int64(buf[pos + 14]) << 16) | (np.int64(buf[pos + 13]) << 8) | buf[pos + 12]
+        if il > max_len:
+            return n, pos, 2
+        if pos + 16 + il > end:
+            return n, pos, 1
+        sec[n] = s
+        frac[n] = fr
+        incl[n] = il
+        orig[n] = ol if ol >= il else il
+        off[n] = pos + 16
+        pos += 16 + il
+        n += 1
+    return n, pos, 0
 
 
 class NotACapture(Exception):
@@ -250,52 +283,39 @@ class CaptureReader:
         rec = struct.Struct(endian + "IIII")
         unpack = rec.unpack_from
         max_len = max(MAX_RECORD, snaplen if snaplen < (1 << 26) else 0)
+        big = endian == ">"
+        cap = self.batch_packets
+        sec = np.empty(cap, dtype=np.int64)
+        frac = np.empty(cap, dtype=np.int64)
+        incl = np.empty(cap, dtype=np.int64)
+        orig = np.empty(cap, dtype=np.int64)
+        off = np.empty(cap, dtype=np.int64)
         while True:
-            start = self._pos
             buf = self._buf
-            ts_l: list[float] = []
-            cap_l: list[int] = []
-            wire_l: list[int] = []
-            off_l: list[int] = []
-            pos = start
-            end = len(buf)
-            limit = start + self.batch_bytes
-            n = 0
-            stop_reason = None
-            while n < self.batch_packets and pos < limit:
-                if pos + 16 > end:
-                    stop_reason = "need"
-                    break
-                sec, frac, incl, orig = unpack(buf, pos)
-                if incl > max_len:
-                    stop_reason = "bogus"
-                    break
-                if pos + 16 + incl > end:
-                    stop_reason = "need"
-                    break
-                ts_l.append(sec + frac * tsres)
-                cap_l.append(incl)
-                wire_l.append(orig if orig >= incl else incl)
-                off_l.append(pos + 16)
-                pos += 16 + incl
-                n += 1
+            arr = np.frombuffer(buf, dtype=np.uint8)
+            start = self._pos
+            n, pos, stop = _walk_pcap(arr, start, len(buf), start + self.batch_bytes, cap, big, max_len,
+                                      sec, frac, incl, orig, off)
             self._pos = pos
             if n:
-                batch = self._make_batch(buf, ts_l, cap_l, wire_l, off_l, linktype)
-                yield batch
-            if stop_reason == "bogus":
-                sec, frac, incl, orig = unpack(buf, pos)
+                caplen = incl[:n].copy()
+                self.stats.packets_read += n
+                self.stats.bytes_read += int(caplen.sum())
+                ts = sec[:n] + frac[:n] * tsres
+                self._last_ts = float(ts[-1])
+                yield PacketBatch(buf=buf, ts=ts, caplen=caplen, wirelen=orig[:n].copy(), offset=off[:n].copy(),
+                                  linktype=np.full(n, linktype, dtype=np.int32), source=self.path)
+            if stop == 2:
+                _s, _f, bad, _o = unpack(buf, pos)
                 self.stats.packets_read += 1
                 self._event("ingest.bogus_record_length",
-                            f"record at byte offset {pos} claims {incl} captured bytes", packets=1)
+                            f"record at byte offset {pos} claims {bad} captured bytes", packets=1)
                 if not self._resync_pcap(rec, tsres, max_len):
                     return
-            elif stop_reason == "need" or (n == 0 and pos >= end):
-                # Need more data for the next record.
+            elif stop == 1:
                 need = 16
                 if len(self._buf) - self._pos >= 16:
-                    incl = unpack(self._buf, self._pos)[2]
-                    need = 16 + incl
+                    need = 16 + unpack(self._buf, self._pos)[2]
                 if not self._fill(need):
                     rem = len(self._buf) - self._pos
                     if rem > 0:

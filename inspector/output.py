@@ -1,58 +1,104 @@
-"""Writers for scan outputs: JSON Lines, Parquet, stats.json.  Only the shell calls these."""
+"""Writers for scan outputs: JSON Lines, Parquet, stats.json.  Only the shell calls these.
+
+Flows are written as they end (``FlowWriter``), so memory does not grow with
+the number of flows in a capture.
+"""
 from __future__ import annotations
 
 import json
-import math
 import os
 from typing import Iterable, Sequence
 
-import pandas as pd
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+_T = {"f": pa.float64(), "s": pa.string(), "i": pa.int64(), "b": pa.bool_(), "ls": pa.list_(pa.string())}
+
+# Field -> Arrow type for flows.jsonl / flows.parquet (FLOW_FIELDS order is in scan.py).
+FLOW_TYPES = {
+    "ts": "f", "uid": "s", "id.orig_h": "s", "id.orig_p": "i", "id.resp_h": "s", "id.resp_p": "i",
+    "proto": "s", "service": "s", "duration": "f", "orig_bytes": "i", "resp_bytes": "i", "conn_state": "s",
+    "local_orig": "b", "local_resp": "b", "missed_bytes": "i", "history": "s", "orig_pkts": "i",
+    "orig_ip_bytes": "i", "resp_pkts": "i", "resp_ip_bytes": "i", "tunnel_parents": "ls", "ip_proto": "i",
+    "community_id": "s", "vlan": "i", "inner_vlan": "i", "direction": "s", "orig_l2_bytes": "i",
+    "resp_l2_bytes": "i",
+}
+WEIRD_TYPES = {"ts": "f", "uid": "s", "name": "s", "detail": "s"}
 
 
-def _clean(v):
-    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
-        return None
-    return v
+def schema(fields: Sequence[str], types: dict) -> pa.Schema:
+    return pa.schema([(f, _T[types[f]]) for f in fields])
+
+
+def _dumps(rec: dict, fields: Sequence[str]) -> bytes:
+    return orjson.dumps({k: rec.get(k) for k in fields}, option=orjson.OPT_APPEND_NEWLINE)
+
+
+class FlowWriter:
+    """Streams flow records to ``flows.jsonl`` and ``flows.parquet`` (same records, same order).
+
+    Files are written under temporary names and renamed on ``close`` so a
+    reader never sees half a file.
+    """
+
+    def __init__(self, out_dir: str, fields: Sequence[str], types: dict = FLOW_TYPES, name: str = "flows",
+                 row_group: int = 16384):
+        self.fields = list(fields)
+        self.schema = schema(self.fields, types)
+        self.jsonl_path = os.path.join(out_dir, f"{name}.jsonl")
+        self.parquet_path = os.path.join(out_dir, f"{name}.parquet")
+        self._jf = open(self.jsonl_path + ".tmp", "wb")
+        self._pw = pq.ParquetWriter(self.parquet_path + ".tmp", self.schema)
+        self._pending: list = []
+        self.row_group = row_group
+        self.count = 0
+
+    def write(self, records: Iterable[dict]) -> None:
+        fields = self.fields
+        jf = self._jf
+        for r in records:
+            if list(r.keys()) == fields:
+                jf.write(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE))
+            else:
+                jf.write(_dumps(r, fields))
+            self._pending.append(r)
+            self.count += 1
+        if len(self._pending) >= self.row_group:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            recs = self._pending
+            cols = {f: [r.get(f) for r in recs] for f in self.fields}
+            self._pw.write_table(pa.Table.from_pydict(cols, schema=self.schema))
+            self._pending = []
+
+    def close(self) -> None:
+        self._flush()
+        self._pw.close()
+        self._jf.close()
+        os.replace(self.jsonl_path + ".tmp", self.jsonl_path)
+        os.replace(self.parquet_path + ".tmp", self.parquet_path)
 
 
 def write_jsonl(path: str, records: Iterable[dict], fields: Sequence[str]) -> int:
     """One JSON object per line, keys in ``fields`` order.  Atomic (temp file + rename)."""
     tmp = path + ".tmp"
     n = 0
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with open(tmp, "wb") as fh:
         for r in records:
-            fh.write(json.dumps({k: _clean(r.get(k)) for k in fields}, ensure_ascii=False,
-                                separators=(", ", ": ")))
-            fh.write("\n")
+            fh.write(_dumps(r, fields))
             n += 1
     os.replace(tmp, path)
     return n
 
 
-def records_frame(records: list, fields: Sequence[str]) -> pd.DataFrame:
-    """DataFrame with exactly ``fields`` as columns (built directly, no temp files)."""
-    df = pd.DataFrame.from_records(records, columns=list(fields))
-    for col in ("id.orig_p", "id.resp_p", "orig_pkts", "resp_pkts", "orig_ip_bytes", "resp_ip_bytes",
-                "missed_bytes", "ip_proto", "orig_l2_bytes", "resp_l2_bytes"):
-        if col in df:
-            df[col] = df[col].astype("int64")
-    for col in ("orig_bytes", "resp_bytes", "vlan", "inner_vlan"):
-        if col in df:
-            df[col] = df[col].astype("Int64")
-    for col in ("local_orig", "local_resp"):
-        if col in df:
-            df[col] = df[col].astype("boolean")
-    if "duration" in df:
-        df["duration"] = df["duration"].astype("float64")
-    if "ts" in df:
-        df["ts"] = df["ts"].astype("float64")
-    return df
-
-
-def write_parquet(path: str, records: list, fields: Sequence[str]) -> None:
-    tmp = path + ".tmp"
-    records_frame(records, fields).to_parquet(tmp, index=False, engine="pyarrow")
-    os.replace(tmp, path)
+def records_frame(records: list, fields: Sequence[str], types: dict = FLOW_TYPES):
+    """pandas DataFrame with exactly ``fields`` as columns and the Parquet file's types."""
+    import pandas as pd
+    table = pa.Table.from_pylist([{k: r.get(k) for k in fields} for r in records], schema=schema(fields, types))
+    return table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}.get)
 
 
 def write_json(path: str, obj) -> None:

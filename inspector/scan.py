@@ -20,6 +20,7 @@ FLOW_FIELDS = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", 
                "orig_pkts", "orig_ip_bytes", "resp_pkts", "resp_ip_bytes", "tunnel_parents", "ip_proto",
                "community_id", "vlan", "inner_vlan", "direction", "orig_l2_bytes", "resp_l2_bytes")
 WEIRD_FIELDS = ("ts", "uid", "name", "detail")
+WEIRD_RECORD_CAP = 1000   # weird records kept per name; stats.json counts them all
 
 
 @dataclass
@@ -51,7 +52,9 @@ class Scanner:
         self.packets_read = 0
         self.bytes_read = 0
         self.weird_records: list = []
+        self.weird_counts: Counter = Counter()
         self.flow_records: list = []
+        self.flows_emitted = 0
         self.on_flows = on_flows
         self.files: list = []
 
@@ -63,11 +66,19 @@ class Scanner:
             for f in flows:
                 recs.append(f.record(self.site))
                 for ts, name, detail in f.weirds or ():
-                    self.weird_records.append({"ts": ts, "uid": f.uid, "name": name, "detail": detail})
+                    self.add_weird(ts, f.uid, name, detail)
+        self.flows_emitted += len(recs)
         if self.on_flows is not None:
             self.on_flows(recs)
         else:
             self.flow_records.extend(recs)
+
+    def add_weird(self, ts, uid, name, detail) -> None:
+        """Record a weird: counted always, kept as a record up to WEIRD_RECORD_CAP per name."""
+        n = self.weird_counts[name]
+        self.weird_counts[name] = n + 1
+        if n < WEIRD_RECORD_CAP:
+            self.weird_records.append({"ts": ts, "uid": uid, "name": name, "detail": detail})
 
     def feed(self, batch) -> None:
         db = self.decoder.decode(batch)
@@ -77,7 +88,7 @@ class Scanner:
 
     def _drain_table_weirds(self) -> None:
         for ts, uid, name, detail in self.table.weirds:
-            self.weird_records.append({"ts": ts, "uid": uid, "name": name, "detail": detail})
+            self.add_weird(ts, uid, name, detail)
         self.table.weirds.clear()
 
     def account_reader(self, reader: CaptureReader) -> None:
@@ -87,8 +98,7 @@ class Scanner:
         for ev in st.events:
             if ev.packets:
                 self.outcomes[ev.name] += ev.packets
-            self.weird_records.append({"ts": ev.ts, "uid": None, "name": ev.name,
-                                       "detail": f"{reader.path}: {ev.detail}"})
+            self.add_weird(ev.ts, None, ev.name, f"{reader.path}: {ev.detail}")
 
     def scan_file(self, path: str, progress: Callable | None = None) -> None:
         reader = CaptureReader(path)
@@ -105,35 +115,35 @@ class Scanner:
     def finish(self) -> None:
         now = self.table.now
         for ts, name, detail, _row in self.decoder.flush(now):
-            self.weird_records.append({"ts": ts, "uid": None, "name": name, "detail": detail})
+            self.add_weird(ts, None, name, detail)
         self._emit(self.table.flush())
         self._drain_table_weirds()
 
     def stats(self) -> dict:
         outcomes = dict(sorted(self.outcomes.items()))
-        weird_counts = Counter(w["name"] for w in self.weird_records)
+        weird_counts = self.weird_counts
         return {
             "packets_read": self.packets_read,
             "bytes_read": self.bytes_read,
             "outcomes": outcomes,
-            "flows": len(self.flow_records),
+            "flows": self.flows_emitted,
             "weirds": dict(sorted(weird_counts.items())),
             "flows_evicted": self.table.evicted,
             "files": self.files,
         }
 
 
-def _sort_key(rec: dict):
-    return (rec["ts"], rec["uid"])
-
-
 def run_scan(paths: list, site=None, progress: Callable | None = None, max_flows: int = 1_000_000,
-             engine: str = "kernel") -> ScanResult:
-    """Scan capture files, directories, globs or '-' (stdin) into flow records."""
+             engine: str = "kernel", on_flows: Callable | None = None) -> ScanResult:
+    """Scan capture files, directories, globs or '-' (stdin) into flow records.
+
+    Flows come in the order they end (as in Zeek's conn.log).  With ``on_flows``
+    they are handed to that callable batch by batch instead of being kept.
+    """
     res = ScanResult()
     inputs, errors = expand_inputs(list(paths))
     res.errors.extend(errors)
-    sc = Scanner(site=site, max_flows=max_flows, engine=engine)
+    sc = Scanner(site=site, max_flows=max_flows, engine=engine, on_flows=on_flows)
     for path in inputs:
         try:
             sc.scan_file(path, progress=progress)
@@ -147,7 +157,7 @@ def run_scan(paths: list, site=None, progress: Callable | None = None, max_flows
         except OSError as e:
             res.errors.append(f"{path}: {e.strerror or e}")
     sc.finish()
-    res.flows = sorted(sc.flow_records, key=_sort_key)
+    res.flows = sc.flow_records
     res.weirds = sorted(sc.weird_records, key=lambda w: (w["ts"] is None, w["ts"] or 0.0, w["name"],
                                                        w["uid"] or "", w["detail"]))
     res.stats = sc.stats()

@@ -665,7 +665,9 @@ NDPI_COUNT_FIELDS = ("src2dst_packets", "src2dst_bytes", "dst2src_packets", "dst
 def compare_ndpi(ndpi_flows: list[dict], ours: list[dict]) -> list[dict]:
     """Match nDPI flows to our flows (5-tuple, either direction) and compare counts.
 
-    One result per nDPI flow: kind 'agree' | 'counts' | 'missing', ``ndpi``
+    One result per nDPI flow: kind 'agree' | 'merged' | 'counts' | 'missing'
+    ('merged': the nDPI flow equals the sum of several flows of ours with the
+    same 5-tuple, i.e. only the flow timeouts differ), ``ndpi``
     (the parsed flow), ``ours`` (the view row, see ``ours_l2_view``, or None),
     ``ours_counts`` (our counts oriented as nDPI's src->dst), ``fields``
     (differing NDPI_COUNT_FIELDS) and ``undirected_agree`` (True when the
@@ -708,6 +710,29 @@ def compare_ndpi(ndpi_flows: list[dict], ours: list[dict]) -> list[dict]:
             results[i] = {"kind": "counts" if diff else "agree", "ndpi": f, "ours": view[j],
                           "ours_counts": c, "fields": diff,
                           "undirected_agree": (c == exp) or ((c[2], c[3], c[0], c[1]) == exp)}
+    # Timeout tolerance: one nDPI flow, several flows of ours with that 5-tuple
+    # (we split on Zeek's inactivity timeouts / TCP connection reuse, ndpiReader
+    # did not): compare with the sum of ours.
+    for k, idx in nd_by_key.items():
+        cand = by_key.get(k, [])
+        if len(idx) != 1 or len(cand) < 2 or results[idx[0]] is None \
+                or results[idx[0]]["kind"] == "agree":
+            continue
+        i = idx[0]
+        f = ndpi_flows[i]
+        tot = [0, 0, 0, 0]
+        for j in cand:
+            c = counts_of(i, j)
+            tot = [a + b for a, b in zip(tot, c)]
+        c = tuple(tot)
+        exp = tuple(f[x] for x in NDPI_COUNT_FIELDS)
+        if c == exp:
+            merged = {"ip_proto": view[cand[0]]["ip_proto"], "a": view[cand[0]]["a"],
+                      "ap": view[cand[0]]["ap"], "b": view[cand[0]]["b"], "bp": view[cand[0]]["bp"],
+                      "vlan": view[cand[0]]["vlan"], "n": sum(view[j]["n"] for j in cand),
+                      "uids": [u for j in cand for u in view[j]["uids"]]}
+            results[i] = {"kind": "merged", "ndpi": f, "ours": merged, "ours_counts": c,
+                          "fields": [], "undirected_agree": True}
     for i, f in enumerate(ndpi_flows):
         if results[i] is None:
             results[i] = {"kind": "missing", "ndpi": f, "ours": None, "ours_counts": None,
@@ -715,19 +740,57 @@ def compare_ndpi(ndpi_flows: list[dict], ours: list[dict]) -> list[dict]:
     return results  # type: ignore[return-value]
 
 
+def _find_sum(target: tuple[int, int], items: list[tuple[int, int]],
+              max_parts: int = 4, max_items: int = 40) -> list[int] | None:
+    """Indices of 2..max_parts ``items`` whose (pkts, bytes) sum to ``target``."""
+    from itertools import combinations
+    cand = [i for i, (p, b) in enumerate(items) if p <= target[0] and b <= target[1]]
+    if len(cand) > max_items:
+        cand = cand[:max_items]
+    for n in range(2, max_parts + 1):
+        if n > 3 and len(cand) > 25:
+            break
+        for combo in combinations(cand, n):
+            if (sum(items[i][0] for i in combo) == target[0]
+                    and sum(items[i][1] for i in combo) == target[1]):
+                return list(combo)
+    return None
+
+
 def compare_nfstream(nf_rows: list[dict], ours: list[dict]) -> dict:
     """Multiset comparison of (bidirectional_packets, bidirectional_bytes).
 
-    Returns dict: total (NFStream rows), matched (size of the multiset
-    intersection), missing (Counter of NFStream pairs we lack), extra
-    (Counter of our pairs NFStream lacks), pkts_total_nf / pkts_total_ours.
+    Returns dict: total (NFStream rows), matched (size of the exact multiset
+    intersection), merged (NFStream rows accounted for once the two tools'
+    different flow timeouts are allowed for: several NFStream rows summing to
+    one flow of ours, or one NFStream row equal to the sum of several of
+    ours, 2..4 parts), missing (Counter of NFStream pairs left unexplained),
+    extra (Counter of our pairs left unexplained), pkts_total_nf /
+    pkts_total_ours.
     """
     nf = Counter((r["bidirectional_packets"], r["bidirectional_bytes"]) for r in nf_rows)
     view = ours_l2_view(ours)
     us = Counter((v["a_pkts"] + v["b_pkts"], v["a_bytes"] + v["b_bytes"]) for v in view)
     inter = nf & us
-    return {"total": sum(nf.values()), "matched": sum(inter.values()),
-            "missing": nf - us, "extra": us - nf,
+    left_nf = sorted((nf - us).elements(), reverse=True)
+    left_us = sorted((us - nf).elements(), reverse=True)
+    merged = 0
+    # NFStream split (idle 120 s / active 1800 s) where we kept one flow
+    for o in list(left_us):
+        idx = _find_sum(o, left_nf)
+        if idx:
+            merged += len(idx)
+            left_nf = [x for i, x in enumerate(left_nf) if i not in idx]
+            left_us.remove(o)
+    # we split (Zeek timeouts, TCP port reuse) where NFStream kept one flow
+    for n in list(left_nf):
+        idx = _find_sum(n, left_us)
+        if idx:
+            merged += 1
+            left_us = [x for i, x in enumerate(left_us) if i not in idx]
+            left_nf.remove(n)
+    return {"total": sum(nf.values()), "matched": sum(inter.values()), "merged": merged,
+            "missing": Counter(left_nf), "extra": Counter(left_us),
             "pkts_total_nf": sum(p for p, _ in nf.elements()),
             "pkts_total_ours": sum(p for p, _ in us.elements())}
 

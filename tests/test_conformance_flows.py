@@ -17,13 +17,23 @@ Tolerance decisions
   own idle timeouts and flow table (and splits / drops some flows), reports
   only the *inner* flow of tunnels it decapsulates (GTP/VXLAN/GRE: bytes are
   the whole outer frame), keys ICMP and other port-less protocols by address
-  pair (we aggregate ours the same way), and skips non-IP frames.  Hence a
-  threshold, NDPI_MIN_AGREEMENT, instead of equality.
+  pair (we aggregate ours the same way), and skips non-IP frames.  It also
+  counts the *captured* length where caplen < len (fins.pcap,
+  ja3_lots_of_cipher_suites_2_anon.pcap, reasm_segv_anon.pcapng: the only
+  three such files whose flows cover every packet), and attributes IPv4/IPv6
+  fragments differently (first fragment only).  Timeout tolerance: an nDPI
+  flow that equals the *sum* of several flows of ours with the same 5-tuple
+  (we split on Zeek's inactivity timeouts / port reuse, ndpiReader did not)
+  counts as agreeing ('merged'); the report shows exact and merged apart.
+  Hence a threshold, NDPI_MIN_AGREEMENT, instead of equality.
 * NFStream: no 5-tuple in the CSV, so multiset of (bidirectional_packets,
-  bidirectional_bytes).  NFStream's idle timeout is 120 s (active 1800 s),
-  shorter than Zeek's TCP inactivity timeout, so long-idle flows are split
-  there and not here; it also decapsulates GTP/CAPWAP/TZSP by default.
-  Threshold NFSTREAM_MIN_AGREEMENT.
+  bidirectional_bytes).  NFStream's idle timeout is 120 s (active 1800 s)
+  while Zeek's are 5 min TCP / 1 min UDP+ICMP, so flows split in one tool
+  and not the other; it also decapsulates GTP/CAPWAP/TZSP by default and
+  reports only the inner flow.  Timeout tolerance: after the exact multiset
+  match, 2..4 leftover rows of one side that sum to a leftover row of the
+  other count as agreeing ('merged').  NFStream counts the original frame
+  length (len), nDPI the captured one.  Threshold NFSTREAM_MIN_AGREEMENT.
 """
 
 from __future__ import annotations
@@ -38,9 +48,11 @@ import conformance_report as cr
 import corpus as C
 
 # ---- thresholds (the lead may tune these) ---------------------------------
+# Started at 0.90 each; set from what inspector achieved when written
+# (Zeek 98.4%, nDPI 99.5% [exact 98.3%], NFStream 96.3% [exact 94.8%]).
 ZEEK_MIN_AGREEMENT = 0.97
-NDPI_MIN_AGREEMENT = 0.90       # directional pkts + whole-frame bytes, per nDPI flow
-NFSTREAM_MIN_AGREEMENT = 0.90   # multiset (pkts, bytes) over NFStream rows
+NDPI_MIN_AGREEMENT = 0.98       # directional pkts + whole-frame bytes, per nDPI flow
+NFSTREAM_MIN_AGREEMENT = 0.95   # multiset (pkts, bytes) over NFStream rows
 
 pytestmark = pytest.mark.corpus
 
@@ -311,7 +323,29 @@ def test_compare_ndpi_and_nfstream_synthetic():
           {"bidirectional_packets": 4, "bidirectional_bytes": 392},
           {"bidirectional_packets": 1, "bidirectional_bytes": 80}]
     c = C.compare_nfstream(nf, ours)
-    assert (c["total"], c["matched"]) == (3, 2) and c["missing"] == Counter({(1, 80): 1})
+    assert (c["total"], c["matched"], c["merged"]) == (3, 2, 0)
+    assert c["missing"] == Counter({(1, 80): 1})
+
+
+def test_timeout_tolerance_merges_split_flows():
+    # we split one 5-tuple in two (Zeek UDP timeout); nDPI / NFStream kept one flow
+    ours = [_conn("10.0.0.1", 5, "8.8.8.8", 53, proto="udp", orig_pkts=1, orig_l2_bytes=80,
+                  resp_pkts=1, resp_l2_bytes=120),
+            _conn("10.0.0.1", 5, "8.8.8.8", 53, proto="udp", orig_pkts=2, orig_l2_bytes=160,
+                  resp_pkts=0, resp_l2_bytes=0)]
+    nd = [{"ip_proto": 17, "src": "10.0.0.1", "sport": 5, "dst": "8.8.8.8", "dport": 53, "vlan": None,
+           "src2dst_packets": 3, "src2dst_bytes": 240, "dst2src_packets": 1, "dst2src_bytes": 120}]
+    r = C.compare_ndpi(nd, ours)[0]
+    assert r["kind"] == "merged" and r["ours"]["n"] == 2
+    c = C.compare_nfstream([{"bidirectional_packets": 4, "bidirectional_bytes": 360}], ours)
+    assert (c["matched"], c["merged"], len(c["missing"]), len(c["extra"])) == (0, 1, 0, 0)
+    # NFStream split (idle 120 s) what we kept as one flow
+    one = [_conn("1.1.1.1", 1, "2.2.2.2", 2, proto="udp", orig_pkts=3, orig_l2_bytes=360,
+                 resp_pkts=0, resp_l2_bytes=0)]
+    c = C.compare_nfstream([{"bidirectional_packets": 2, "bidirectional_bytes": 200},
+                            {"bidirectional_packets": 1, "bidirectional_bytes": 160},
+                            {"bidirectional_packets": 7, "bidirectional_bytes": 700}], one)
+    assert (c["matched"], c["merged"]) == (0, 2) and c["missing"] == Counter({(7, 700): 1})
 
 
 def test_disagreement_entry_matching():

@@ -247,14 +247,52 @@ def test_compressed_detected_by_magic(tmp_path, kind, comp):
     assert res.stats["outcomes"].get("decoded") == len(want)
 
 
-def test_truncated_gzip_is_read_error_not_crash(tmp_path):
-    raw = pcap_bytes(session_frames())
-    packed = gzip.compress(raw)
-    p = tmp_path / "cut.pcap.gz"
+def _compress(comp, raw):
+    if comp == "gzip":
+        return gzip.compress(raw)
+    zstandard = pytest.importorskip("zstandard")
+    return zstandard.ZstdCompressor().compress(raw)
+
+
+@pytest.mark.parametrize("comp", ["gzip", "zstd"])
+def test_truncated_compressed_keeps_intact_prefix(tmp_path, comp):
+    """A compressed capture cut at 2/3 (a download cut short, a file still being written):
+    the packets in the intact part are read, the cut is an ingest.* weird."""
+    import random
+    rng = random.Random(1)
+    n = 3000
+    raw = pcap_bytes([(T0_NS + i * 1000, udp_frame(sport=1000 + i % 500, payload=rng.randbytes(400)))
+                      for i in range(n)])                    # ~1.3 MB, incompressible payloads
+    packed = _compress(comp, raw)
+    p = tmp_path / "cut.bin"
     p.write_bytes(packed[: len(packed) * 2 // 3])
     res = run_scan([str(p)])
     outcomes_consistent(res.stats)
-    assert any(n.startswith("ingest.") for n in weird_names(res))
+    assert res.errors == []
+    assert any(n_.startswith("ingest.") for n_ in weird_names(res))
+    assert res.stats["outcomes"].get("decoded", 0) >= n // 2, res.stats["outcomes"]
+
+
+CORRUPT_STREAMS = {
+    "gzip-header-only": lambda raw: gzip.compress(raw)[:10],               # 10-byte gzip member header
+    "gzip-cut-in-first-block": lambda raw: gzip.compress(raw)[:15],
+    "gzip-bad-deflate": lambda raw: gzip.compress(raw)[:10] + b"\xff" * 50 + gzip.compress(raw)[60:],
+    "zstd-bad-block": lambda raw: _compress("zstd", raw)[:8] + b"\xff" * 40 + _compress("zstd", raw)[48:],
+}
+
+
+@pytest.mark.parametrize("kind", list(CORRUPT_STREAMS))
+def test_corrupt_compressed_stream_no_exception(tmp_path, kind, capsys):
+    raw = pcap_bytes([(T0_NS + i * 1000, udp_frame(sport=1000 + i)) for i in range(50)])
+    p = tmp_path / f"{kind}.pcap.z"
+    p.write_bytes(CORRUPT_STREAMS[kind](raw))
+    res = run_scan([str(p)])                                   # must not raise
+    outcomes_consistent(res.stats)
+    named = [e for e in res.errors if str(p) in e] + [w for w in res.weirds if w["name"].startswith("ingest.")]
+    assert named, "the damage must be reported (an error line or an ingest.* weird)"
+    rc = cli.main(["scan", str(p), str(_good(tmp_path)), "--out", str(tmp_path / "out"), "-q"])
+    assert rc == 0
+    assert "Traceback" not in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------

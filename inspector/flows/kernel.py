@@ -546,21 +546,112 @@ def _init_flow(FI, FF, ADDR, EP, HOLES, HIST, f, serial, ver, proto, vlan, ivlan
 
 
 @nb.njit(**_J)
-def process(ts_a, ver_a, proto_a, vlan_a, ivlan_a, fl_a, seq_a, ack_a, win_a, ip_a, pay_a, wire_a,
-            shi_a, slo_a, sp_a, dhi_a, dlo_a, dp_a, af_a, fid_a,
-            FI, FF, ADDR, EP, HOLES, HIST, redirect, counters, ended, ended_ts, likely_tcp, likely_udp,
-            row_fid, row_orig):
-    """Run the rows of one batch in order.  counters: [next_new_fid, serial, n_ended]."""
+def _mix(h, v):
+    h ^= v + np.uint64(0x9E3779B97F4A7C15) + (h << np.uint64(6)) + (h >> np.uint64(2))
+    return h * np.uint64(0xBF58476D1CE4E5B9)
+
+
+@nb.njit(**_J)
+def _lookup(HT, KEY, SLOT, key, h):
+    """Slot holding the flow with this key (>= 0), or -(first free slot) - 1."""
+    mask = len(HT) - 1
+    slot = np.int64(h & np.uint64(mask))
+    while True:
+        f = HT[slot]
+        if f == -1:
+            return -slot - 1
+        if f >= 0:
+            same = True
+            for k in range(9):
+                if KEY[f, k] != key[k]:
+                    same = False
+                    break
+            if same:
+                return slot
+        slot = (slot + 1) & mask
+
+
+@nb.njit(**_J)
+def ht_insert(HT, KEY, SLOT, f):
+    h = np.uint64(0)
+    for k in range(9):
+        h = _mix(h, KEY[f, k])
+    mask = len(HT) - 1
+    slot = np.int64(h & np.uint64(mask))
+    while HT[slot] >= 0:
+        slot = (slot + 1) & mask
+    HT[slot] = f
+    SLOT[f] = slot
+
+
+@nb.njit(**_J)
+def ht_rebuild(HT, KEY, SLOT, FI, upto):
+    HT[:] = -1
+    for f in range(upto):
+        if FI[f, ACTIVE] == 1 or FI[f, ACTIVE] == 2:
+            ht_insert(HT, KEY, SLOT, f)
+
+
+@nb.njit(**_J)
+def _alloc(FI, free, counters, cap):
+    nf = counters[3]
+    if nf > 0:
+        counters[3] = nf - 1
+        return free[nf - 1]
+    f = counters[0]
+    if f >= cap:
+        return -1
+    counters[0] = f + 1
+    return f
+
+
+@nb.njit(**_J)
+def process(start, ts_a, ver_a, proto_a, vlan_a, ivlan_a, fl_a, seq_a, ack_a, win_a, ip_a, pay_a, wire_a,
+            shi_a, slo_a, sp_a, dhi_a, dlo_a, dp_a,
+            FI, FF, ADDR, EP, HOLES, HIST, KEY, SLOT, HT, free, counters, ended, ended_ts,
+            likely_tcp, likely_udp, row_fid, row_orig):
+    """Run rows start.. of one batch in order.  Returns the row reached: len(ts_a) when done, less
+    when the flow arrays are full (the caller grows them and calls again from there).
+    counters: [next_new_fid, serial, n_ended, n_free, n_in_table, n_tombstones]."""
     n = len(ts_a)
-    for i in range(n):
+    cap = FI.shape[0]
+    key = np.empty(9, dtype=np.uint64)
+    for i in range(start, n):
         ts = ts_a[i]
         proto = proto_a[i]
         fl = fl_a[i]
         seq = seq_a[i]
-        f = fid_a[i]
-        while redirect[f] >= 0:
-            f = redirect[f]
-        if FI[f, ACTIVE] == 1:
+        shi = shi_a[i]
+        slo = slo_a[i]
+        sp = sp_a[i]
+        dhi = dhi_a[i]
+        dlo = dlo_a[i]
+        dp = dp_a[i]
+        af = shi < dhi or (shi == dhi and (slo < dlo or (slo == dlo and sp <= dp)))
+        key[0] = np.uint64(proto)
+        key[1] = np.uint64(vlan_a[i] + 1)
+        key[2] = np.uint64(ivlan_a[i] + 1)
+        if af:
+            key[3] = shi
+            key[4] = slo
+            key[5] = np.uint64(sp)
+            key[6] = dhi
+            key[7] = dlo
+            key[8] = np.uint64(dp)
+        else:
+            key[3] = dhi
+            key[4] = dlo
+            key[5] = np.uint64(dp)
+            key[6] = shi
+            key[7] = slo
+            key[8] = np.uint64(sp)
+        h = np.uint64(0)
+        for k in range(9):
+            h = _mix(h, key[k])
+        slot = _lookup(HT, KEY, SLOT, key, h)
+        f = -1
+        if slot >= 0:
+            f = HT[slot]
             rt = _removal_time(FI, FF, EP, f, ts)
             why = 0
             if rt >= 0.0:
@@ -570,47 +661,53 @@ def process(ts_a, ver_a, proto_a, vlan_a, ivlan_a, fl_a, seq_a, ack_a, win_a, ip
                 rt = ts
                 FI[f, WEIRDS] |= W_REUSE
             if why:
+                nf = _alloc(FI, free, counters, cap)
+                if nf < 0:
+                    return i
                 FI[f, ACTIVE] = 0
                 FI[f, ENDED_BY] = why
                 k = counters[2]
                 ended[k] = f
                 ended_ts[k] = rt
                 counters[2] = k + 1
-                nf = counters[0]
-                counters[0] = nf + 1
-                redirect[f] = nf
+                HT[slot] = nf
+                SLOT[nf] = slot
                 f = nf
-        if FI[f, ACTIVE] == 0:
-            # a new connection
-            af = af_a[i]
-            if af:
-                shi, slo, sp, dhi, dlo, dp = shi_a[i], slo_a[i], sp_a[i], dhi_a[i], dlo_a[i], dp_a[i]
+                FI[f, ACTIVE] = 0
             else:
-                shi, slo, sp, dhi, dlo, dp = dhi_a[i], dlo_a[i], dp_a[i], shi_a[i], slo_a[i], sp_a[i]
-            # orig = the packet's source
+                slot = -1  # existing, active flow
+        else:
+            nf = _alloc(FI, free, counters, cap)
+            if nf < 0:
+                return i
+            slot = -slot - 1
+            HT[slot] = nf
+            SLOT[nf] = slot
+            counters[4] += 1
+            f = nf
+            FI[f, ACTIVE] = 0
+            slot = 0
+        if slot >= 0:
+            # a new connection: the packet's source is the originator unless Zeek's heuristics flip it
+            for k in range(9):
+                KEY[f, k] = key[k]
             serial = counters[1]
             counters[1] = serial + 1
-            if af:
-                _init_flow(FI, FF, ADDR, EP, HOLES, HIST, f, serial, ver_a[i], proto, vlan_a[i], ivlan_a[i], ts,
-                           True, shi, slo, sp, dhi, dlo, dp)
-            else:
-                _init_flow(FI, FF, ADDR, EP, HOLES, HIST, f, serial, ver_a[i], proto, vlan_a[i], ivlan_a[i], ts,
-                           False, dhi, dlo, dp, shi, slo, sp)
-            p1 = sp_a[i]
-            p2 = dp_a[i]
+            _init_flow(FI, FF, ADDR, EP, HOLES, HIST, f, serial, ver_a[i], proto, vlan_a[i], ivlan_a[i], ts,
+                       af, shi, slo, sp, dhi, dlo, dp)
             flip = False
             if proto == 6:
                 if fl & SYN == 0 or fl & ACKF:
-                    if likely_tcp[p1]:
-                        if likely_tcp[p2]:
-                            flip = fl & SYN == 0 and p1 < p2
+                    if likely_tcp[sp]:
+                        if likely_tcp[dp]:
+                            flip = fl & SYN == 0 and sp < dp
                         else:
                             flip = True
             elif proto == 17:
-                flip = likely_udp[p1] and not likely_udp[p2]
+                flip = likely_udp[sp] and not likely_udp[dp]
             if flip:
                 _flip(FI, FF, ADDR, EP, HOLES, HIST, f)
-        is_orig = (af_a[i] == (FI[f, ORIG_IS_A] == 1))
+        is_orig = (af == (FI[f, ORIG_IS_A] == 1))
         pay = pay_a[i]
         if proto == 6:
             _tcp_packet(FI, FF, ADDR, EP, HOLES, HIST, f, is_orig, fl, seq, ack_a[i], pay, win_a[i], ts)
@@ -637,10 +734,11 @@ def process(ts_a, ver_a, proto_a, vlan_a, ivlan_a, fl_a, seq_a, ack_a, win_a, ip
             FI[f, RL2] += wire_a[i]
         row_fid[i] = f
         row_orig[i] = is_orig
+    return n
 
 
 @nb.njit(**_J)
-def sweep(FI, FF, EP, upto, now, ended, ended_ts, counters, force):
+def sweep(FI, FF, EP, HT, SLOT, upto, now, ended, ended_ts, counters, force):
     """End every active flow whose timers ran out by ``now`` (all of them when ``force``)."""
     for f in range(upto):
         if FI[f, ACTIVE] != 1:
@@ -658,6 +756,9 @@ def sweep(FI, FF, EP, upto, now, ended, ended_ts, counters, force):
             ended[k] = f
             ended_ts[k] = rt
             counters[2] = k + 1
+            HT[SLOT[f]] = -2
+            counters[4] -= 1
+            counters[5] += 1
 
 
 @nb.njit(**_J)

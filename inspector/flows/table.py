@@ -12,6 +12,7 @@ both to give identical records.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import ipaddress
 import socket
@@ -73,19 +74,18 @@ class FlowTable:
     """
 
     def __init__(self, site=None, max_flows: int = 1_000_000, sweep_interval: float = 10.0,
-                 capacity: int = 65536):
+                 capacity: int = 4096):
         self.site = site
         self.max_flows = max_flows
         self.sweep_interval = sweep_interval
         self.cap = 0
+        # next_new_fid, serial, n_ended, n_free, n_in_table, n_tombstones
+        self.counters = np.zeros(6, dtype=np.int64)
         self._alloc(capacity)
-        self.counters = np.zeros(3, dtype=np.int64)   # next_new_fid, serial, n_ended
-        self.free: list = []
-        self.key_fid: dict = {}
-        self.fid_key: dict = {}
         self.services: dict = {}
         self.tparents: dict = {}
         self.tunnel_uids: dict = {}
+        self._addr_cache: dict = {}
         self.weirds: list = []
         self.evicted = 0
         self.now = 0.0
@@ -96,8 +96,9 @@ class FlowTable:
     # -- storage ------------------------------------------------------------------
     def _alloc(self, cap: int) -> None:
         old = self.cap
-        def grow(name, shape, dtype):
-            new = np.zeros((cap,) + shape, dtype=dtype)
+
+        def grow(name, shape, dtype, fill=0):
+            new = np.full((cap,) + shape, fill, dtype=dtype)
             if old:
                 new[:old] = getattr(self, name)
             setattr(self, name, new)
@@ -107,28 +108,23 @@ class FlowTable:
         grow("EP", (2, K.NE), np.int64)
         grow("HOLES", (2, K.MAXH, 2), np.int64)
         grow("HIST", (K.HMAX,), np.uint8)
-        r = np.full(cap, -1, dtype=np.int64)
-        if old:
-            r[:old] = self.redirect
-        self.redirect = r
+        grow("KEY", (9,), np.uint64)
+        grow("SLOT", (), np.int64, -1)
+        grow("free", (), np.int64)
         self.ended = np.zeros(cap, dtype=np.int64)
         self.ended_ts = np.zeros(cap, dtype=np.float64)
         self.cap = cap
+        self.HT = np.full(4 * cap, -1, dtype=np.int64)
+        self.counters[5] = 0
+        K.ht_rebuild(self.HT, self.KEY, self.SLOT, self.FI, int(self.counters[0]))
 
-    def _ensure(self, extra: int) -> None:
-        need = int(self.counters[0]) + extra + 16
-        if need > self.cap:
-            cap = self.cap
-            while cap < need:
-                cap *= 2
-            self._alloc(cap)
+    def _maybe_rehash(self) -> None:
+        if self.counters[5] > len(self.HT) // 4:
+            self.counters[5] = 0
+            K.ht_rebuild(self.HT, self.KEY, self.SLOT, self.FI, int(self.counters[0]))
 
-    def _new_fid(self) -> int:
-        if self.free:
-            return self.free.pop()
-        f = int(self.counters[0])
-        self.counters[0] = f + 1
-        return f
+    def active_flows(self) -> int:
+        return int(self.counters[4])
 
     # -- identity -------------------------------------------------------------------
     def uids(self, fids: np.ndarray) -> list:
@@ -166,52 +162,33 @@ class FlowTable:
             for ts, name, detail, _r in db.weirds:
                 self.weirds.append((ts, None, name, detail))
             return records
-        shi, slo, dhi, dlo = c["src_hi"], c["src_lo"], c["dst_hi"], c["dst_lo"]
-        sp = c["sport"].astype(np.int64)
-        dp = c["dport"].astype(np.int64)
-        af = (shi < dhi) | ((shi == dhi) & ((slo < dlo) | ((slo == dlo) & (sp <= dp))))
-        ahi = np.where(af, shi, dhi)
-        alo = np.where(af, slo, dlo)
-        ap = np.where(af, sp, dp)
-        bhi = np.where(af, dhi, shi)
-        blo = np.where(af, dlo, slo)
-        bp = np.where(af, dp, sp)
-        proto = c["proto"].astype(np.int64)
-        vlan = c["vlan"].astype(np.int64)
-        ivlan = c["inner_vlan"].astype(np.int64)
-        kcols = (proto, vlan, ivlan, ahi, alo, ap, bhi, blo, bp)
-        h = _hash_cols(kcols)
-        uniq, first, inv = np.unique(h, return_index=True, return_inverse=True)
-        if not all(np.array_equal(col, col[first][inv]) for col in kcols):
-            # A 64-bit hash collision within the batch: fall back to exact keys.
-            keys = list(zip(*(col.tolist() for col in kcols)))
-            uk = sorted(set(keys))
-            pos = {k: j for j, k in enumerate(uk)}
-            inv = np.fromiter((pos[k] for k in keys), dtype=np.int64, count=n)
-            ukeys = uk
-        else:
-            ukeys = list(zip(*(col[first].tolist() for col in kcols)))
-        self._ensure(2 * n + len(ukeys))
-        if len(self.key_fid) + len(ukeys) > self.max_flows:
+        if self.active_flows() + n > self.max_flows:
             self._evict(float(c["ts"][0]), records)
-        key_fid = self.key_fid
-        ufid = np.empty(len(ukeys), dtype=np.int64)
-        for j, k in enumerate(ukeys):
-            f = key_fid.get(k)
-            if f is None:
-                f = self._new_fid()
-                key_fid[k] = f
-                self.fid_key[f] = k
-            ufid[j] = f
-        fid_rows = ufid[inv]
+        self._maybe_rehash()
+        if len(self.ended) < self.cap + n:
+            self.ended = np.zeros(self.cap + n, dtype=np.int64)
+            self.ended_ts = np.zeros(self.cap + n, dtype=np.float64)
         row_fid = np.empty(n, dtype=np.int64)
         row_orig = np.empty(n, dtype=np.bool_)
+        args = (c["ts"], c["ver"].astype(np.int64), c["proto"].astype(np.int64), c["vlan"].astype(np.int64),
+                c["inner_vlan"].astype(np.int64), c["flags"].astype(np.int64), c["seq"], c["ack"],
+                c["win"].astype(np.int64), c["ip_len"], c["pay_len"], c["wire_len"],
+                c["src_hi"], c["src_lo"], c["sport"].astype(np.int64), c["dst_hi"], c["dst_lo"],
+                c["dport"].astype(np.int64))
         self.counters[2] = 0
-        K.process(c["ts"], c["ver"].astype(np.int64), proto, vlan, ivlan, c["flags"].astype(np.int64),
-                  c["seq"], c["ack"], c["win"].astype(np.int64), c["ip_len"], c["pay_len"], c["wire_len"],
-                  shi, slo, sp, dhi, dlo, dp, af, fid_rows,
-                  self.FI, self.FF, self.ADDR, self.EP, self.HOLES, self.HIST, self.redirect, self.counters,
-                  self.ended, self.ended_ts, _LIKELY_TCP, _LIKELY_UDP, row_fid, row_orig)
+        start = 0
+        while True:
+            start = K.process(start, *args, self.FI, self.FF, self.ADDR, self.EP, self.HOLES, self.HIST,
+                              self.KEY, self.SLOT, self.HT, self.free, self.counters, self.ended, self.ended_ts,
+                              _LIKELY_TCP, _LIKELY_UDP, row_fid, row_orig)
+            if start >= n:
+                break
+            # Out of flow slots: emit what ended, grow, go on from the row reached.
+            self._collect_ended(records)
+            if self.counters[3] == 0:
+                self._alloc(self.cap * 2)
+                self.ended = np.zeros(self.cap + n, dtype=np.int64)
+                self.ended_ts = np.zeros(self.cap + n, dtype=np.float64)
         self.last_row_fid = row_fid
         self.last_row_orig = row_orig
         # Tunnel parents and decode weirds refer to rows: resolve them before flows are emitted.
@@ -244,33 +221,21 @@ class FlowTable:
         ends = self.ended_ts[:k].copy()
         self.counters[2] = 0
         records.extend(self._records(fids, ends))
-        # Re-point keys whose connection was replaced inside the batch; free the ended slots.
-        for f in fids.tolist():
-            key = self.fid_key.pop(f, None)
-            nf = f
-            while self.redirect[nf] >= 0:
-                nxt = int(self.redirect[nf])
-                self.redirect[nf] = -1
-                nf = nxt
-            if key is not None:
-                if nf != f and self.FI[nf, K.ACTIVE] == 1:
-                    self.key_fid[key] = nf
-                    self.fid_key[nf] = key
-                elif self.key_fid.get(key) == f:
-                    del self.key_fid[key]
-            self.free.append(f)
+        nf = int(self.counters[3])
+        self.free[nf:nf + k] = fids
+        self.counters[3] = nf + k
 
     def sweep(self, now: float, records: list, force: bool = False) -> None:
         """End every flow whose timers have run out by ``now``."""
         self.last_sweep = now
         self.counters[2] = 0
-        K.sweep(self.FI, self.FF, self.EP, int(self.counters[0]), now, self.ended, self.ended_ts, self.counters,
-                force)
+        K.sweep(self.FI, self.FF, self.EP, self.HT, self.SLOT, int(self.counters[0]), now, self.ended,
+                self.ended_ts, self.counters, force)
         self._collect_ended(records)
 
     def _evict(self, now: float, records: list) -> None:
         self.sweep(now, records)
-        if len(self.key_fid) <= self.max_flows * 0.9:
+        if self.active_flows() <= self.max_flows * 0.9:
             return
         hw = int(self.counters[0])
         active = np.nonzero(self.FI[:hw, K.ACTIVE] == 1)[0]
@@ -281,6 +246,9 @@ class FlowTable:
             self.FI[f, K.ENDED_BY] = 3
             self.ended[j] = f
             self.ended_ts[j] = self.FF[f, K.LAST]
+            self.HT[self.SLOT[f]] = -2
+        self.counters[4] -= k
+        self.counters[5] += k
         self.counters[2] = k
         self.evicted += k
         self.weirds.append((now, None, "flow.table_full", f"evicted {k} least recently active flows"))
@@ -324,6 +292,7 @@ class FlowTable:
         wb_l = FI[:, K.WEIRDS].tolist()
         last_l = FF[:, K.LAST].tolist()
         hist_raw = HI.tobytes()
+        cids = community_ids(FI[:, K.PROTO], ver, AD, FI[:, K.OPORT], FI[:, K.RPORT])
         hw = K.HMAX
         recs = []
         services = self.services
@@ -368,7 +337,7 @@ class FlowTable:
                 "resp_ip_bytes": rip[j],
                 "tunnel_parents": sorted(tp) if tp else [],
                 "ip_proto": pr,
-                "community_id": _cid(pr, ver[j], AD[j], op_l[j], rp_l[j]),
+                "community_id": cids[j],
                 "vlan": vlan_l[j] if vlan_l[j] >= 0 else None,
                 "inner_vlan": ivlan_l[j] if ivlan_l[j] >= 0 else None,
                 "direction": "internal" if lo_ and lr_ else "outbound" if lo_ else "inbound" if lr_ else "external",
@@ -391,7 +360,48 @@ class FlowTable:
             out.append(s)
         return out
 
-    _addr_cache: dict = {}
+
+def community_ids(proto: np.ndarray, ver: np.ndarray, AD: np.ndarray, sport: np.ndarray,
+                  dport: np.ndarray) -> list:
+    """Community ID v1 (seed 0) for many flows: the hash input is assembled with numpy for
+    TCP/UDP/SCTP; ICMP and portless protocols go through the scalar implementation."""
+    n = len(proto)
+    out = [None] * n
+    v4 = ver == 4
+    ported = (proto == 6) | (proto == 17) | (proto == 132)
+    for is4, width in ((True, 4), (False, 16)):
+        sel = np.nonzero(ported & (v4 if is4 else ~v4))[0]
+        if len(sel) == 0:
+            continue
+        if is4:
+            a = (AD[sel, 1] & np.uint64(0xFFFFFFFF)).astype(">u4").view(np.uint8).reshape(-1, 4)
+            b = (AD[sel, 3] & np.uint64(0xFFFFFFFF)).astype(">u4").view(np.uint8).reshape(-1, 4)
+            a_lt = AD[sel, 1] < AD[sel, 3]
+            a_eq = AD[sel, 1] == AD[sel, 3]
+        else:
+            a = np.ascontiguousarray(AD[sel, 0:2]).astype(">u8").view(np.uint8).reshape(-1, 16)
+            b = np.ascontiguousarray(AD[sel, 2:4]).astype(">u8").view(np.uint8).reshape(-1, 16)
+            a_lt = (AD[sel, 0] < AD[sel, 2]) | ((AD[sel, 0] == AD[sel, 2]) & (AD[sel, 1] < AD[sel, 3]))
+            a_eq = (AD[sel, 0] == AD[sel, 2]) & (AD[sel, 1] == AD[sel, 3])
+        sp = sport[sel]
+        dp = dport[sel]
+        keep = a_lt | (a_eq & (sp < dp))
+        first = np.where(keep[:, None], a, b)
+        second = np.where(keep[:, None], b, a)
+        p1 = np.where(keep, sp, dp).astype(">u2").view(np.uint8).reshape(-1, 2)
+        p2 = np.where(keep, dp, sp).astype(">u2").view(np.uint8).reshape(-1, 2)
+        pr = np.zeros((len(sel), 2), dtype=np.uint8)
+        pr[:, 0] = proto[sel]
+        m = np.ascontiguousarray(np.hstack([np.zeros((len(sel), 2), dtype=np.uint8), first, second, pr, p1, p2]))
+        raw = m.tobytes()
+        w = m.shape[1]
+        sha1 = hashlib.sha1
+        b64 = base64.b64encode
+        for j, i in enumerate(sel.tolist()):
+            out[i] = "1:" + b64(sha1(raw[j * w:(j + 1) * w], usedforsecurity=False).digest()).decode("ascii")
+    for i in np.nonzero(~ported)[0].tolist():
+        out[i] = _cid(int(proto[i]), int(ver[i]), AD[i], int(sport[i]), int(dport[i]))
+    return out
 
 
 _SEED0 = b"\x00\x00"
