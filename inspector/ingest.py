@@ -65,7 +65,8 @@ def _walk_pcap(buf, pos, end, limit, max_n, big, max_len, sec, frac, incl, orig,
         sec[n] = s
         frac[n] = fr
         incl[n] = il
-        orig[n] = ol if ol >= il else il
+        # A wire length below the captured length, or beyond any real frame, is not trusted.
+        orig[n] = ol if (ol >= il and ol <= max_len) else il
         off[n] = pos + 16
         pos += 16 + il
         n += 1
@@ -170,6 +171,18 @@ class _Peekable:
             return data
         return self.raw.read(n)
 
+    def readinto(self, view) -> int:
+        if self.head:
+            n = min(len(view), len(self.head))
+            view[:n] = self.head[:n]
+            self.head = self.head[n:]
+            return n
+        if hasattr(self.raw, "readinto"):
+            return self.raw.readinto(view)
+        data = self.raw.read(len(view))
+        view[:len(data)] = data
+        return len(data)
+
     def close(self) -> None:
         try:
             self.raw.close()
@@ -221,38 +234,48 @@ class CaptureReader:
             self.stream.close()
             raise NotACapture(f"{path}: not a pcap or pcapng capture (magic {magic.hex()})")
         self._buf = b""
+        self._chunk = 1 << 18
         self._pos = 0
         self._eof = False
         self._last_ts: float | None = None
 
     # -- buffered access ---------------------------------------------------
     def _fill(self, need: int) -> bool:
-        """Make at least ``need`` bytes available from _pos; False at EOF."""
+        """Make at least ``need`` bytes available from _pos; False at EOF.
+
+        Each fill reads into a new buffer (batches already handed out keep theirs),
+        copying only the unread tail of the old one.
+        """
         avail = len(self._buf) - self._pos
         if avail >= need:
             return True
         if self._eof:
             return False
-        parts = [self._buf[self._pos:]]
+        want = max(need, self._chunk)
+        self._chunk = min(self._chunk * 4, READ_CHUNK)  # small files stay cheap, big ones get big reads
+        buf = bytearray(want)
+        buf[:avail] = memoryview(self._buf)[self._pos:]
         total = avail
-        want = max(need, READ_CHUNK)
+        view = memoryview(buf)
         while total < want:
             try:
-                chunk = self.stream.read(max(want - total, READ_CHUNK))
+                got = self.stream.readinto(view[total:])
             except (OSError, EOFError, ValueError) as e:  # gzip CRC/EOF errors, I/O errors
                 self._event("ingest.read_error", f"{type(e).__name__}: {e}")
-                chunk = b""
+                got = 0
             except Exception as e:  # zstd errors and the like: never crash on input
                 self._event("ingest.read_error", f"{type(e).__name__}: {e}")
-                chunk = b""
-            if not chunk:
+                got = 0
+            if not got:
                 self._eof = True
                 break
-            parts.append(chunk)
-            total += len(chunk)
-        self._buf = b"".join(parts)
+            total += got
+        view.release()
+        if total < want:
+            del buf[total:]
+        self._buf = buf
         self._pos = 0
-        return len(self._buf) >= need
+        return total >= need
 
     def _event(self, name: str, detail: str, packets: int = 0) -> None:
         self.stats.events.append(IngestEvent(self._last_ts, name, detail, packets))
@@ -275,7 +298,7 @@ class CaptureReader:
             self._event("ingest.truncated_file_header", "file ends inside the pcap header")
             return
         hdr = self._buf[self._pos:self._pos + 24]
-        endian, tsres = PCAP_MAGICS[hdr[:4]]
+        endian, tsres = PCAP_MAGICS[bytes(hdr[:4])]
         _, _vmaj, _vmin, _tz, _sig, snaplen, network = struct.unpack(endian + "4sHHiIII", hdr)
         # Upper 16 bits may carry FCS info (pcap LINKTYPE_*); the link type is the low 16.
         linktype = network & 0xFFFF
@@ -388,12 +411,12 @@ class CaptureReader:
                 if pos + 12 > end:
                     stop = "need"
                     break
-                btype_raw = buf[pos:pos + 4]
+                btype_raw = bytes(buf[pos:pos + 4])
                 if btype_raw == PCAPNG_MAGIC:
                     if pos + 12 > end:
                         stop = "need"
                         break
-                    bom = buf[pos + 8:pos + 12]
+                    bom = bytes(buf[pos + 8:pos + 12])
                     if bom == b"\x4d\x3c\x2b\x1a":
                         endian = "<"
                     elif bom == b"\x1a\x2b\x3c\x4d":
@@ -430,7 +453,7 @@ class CaptureReader:
                         lt, tsres, _snap, tsoff = ifaces[ifid]
                         ts_l.append(((tsh << 32) | tsl) * tsres + tsoff)
                         cap_l.append(cap)
-                        wire_l.append(orig if orig >= cap else cap)
+                        wire_l.append(orig if cap <= orig <= MAX_RECORD else cap)
                         off_l.append(data)
                         lt_l.append(lt)
                 elif btype == 3:                  # SPB: interface 0, no timestamp
@@ -454,10 +477,6 @@ class CaptureReader:
                 yield self._make_batch(buf, ts_l, cap_l, wire_l, off_l, lt_l)
             if stop == "corrupt":
                 self._event("ingest.corrupt_block", f"unparseable block header at offset {pos}; rest of file skipped")
-                rem = len(self._buf) - self._pos
-                self.stats.packets_read += 0
-                if rem:
-                    self._drain()
                 return
             if stop == "need" or (not ts_l and pos >= end):
                 need = 12
@@ -474,10 +493,6 @@ class CaptureReader:
                         self._event("ingest.truncated_record",
                                     f"file ends inside a block: {rem} of {need} bytes present", packets=packets)
                     return
-
-    def _drain(self) -> None:
-        while self._fill(len(self._buf) - self._pos + 1):
-            pass
 
     @staticmethod
     def _idb_options(buf: bytes, p: int, end: int, endian: str) -> tuple[float, float]:

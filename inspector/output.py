@@ -39,11 +39,13 @@ class FlowWriter:
     """Streams flow records to ``flows.jsonl`` and ``flows.parquet`` (same records, same order).
 
     Files are written under temporary names and renamed on ``close`` so a
-    reader never sees half a file.
+    reader never sees half a file.  With ``threaded`` (the default) encoding and
+    writing run on a second thread, overlapping the compiled stages of the scan,
+    which release the GIL; order is kept by a FIFO queue.
     """
 
     def __init__(self, out_dir: str, fields: Sequence[str], types: dict = FLOW_TYPES, name: str = "flows",
-                 row_group: int = 16384):
+                 row_group: int = 16384, threaded: bool = True):
         self.fields = list(fields)
         self.schema = schema(self.fields, types)
         self.jsonl_path = os.path.join(out_dir, f"{name}.jsonl")
@@ -53,8 +55,33 @@ class FlowWriter:
         self._pending: list = []
         self.row_group = row_group
         self.count = 0
+        self._error = None
+        self._queue = None
+        if threaded:
+            import queue
+            import threading
+            self._queue = queue.Queue(maxsize=64)
+            self._thread = threading.Thread(target=self._run, name="flow-writer", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is None:
+                try:
+                    self._write(item)
+                except BaseException as e:  # reported on close
+                    self._error = e
 
     def write(self, records: Iterable[dict]) -> None:
+        if self._queue is not None:
+            self._queue.put(list(records))
+        else:
+            self._write(records)
+
+    def _write(self, records: Iterable[dict]) -> None:
         fields = self.fields
         jf = self._jf
         for r in records:
@@ -75,6 +102,11 @@ class FlowWriter:
             self._pending = []
 
     def close(self) -> None:
+        if self._queue is not None:
+            self._queue.put(None)
+            self._thread.join()
+            if self._error is not None:
+                raise self._error
         self._flush()
         self._pw.close()
         self._jf.close()

@@ -43,6 +43,8 @@ import corpus  # noqa: E402
 
 DISAGREEMENTS_YAML = _HERE / "data" / "conn_disagreements.yaml"
 SCAN_TIMEOUT_S = 20
+#: the first scan of a process may JIT-compile inspector's numba kernels (~10 s cold)
+FIRST_SCAN_TIMEOUT_S = 300
 
 #: extra conn.log columns shown next to the compared ones in the side-by-side view
 CONN_CONTEXT = ("service", "duration", "missed_bytes", "history", "tunnel_parents")
@@ -91,11 +93,14 @@ _SCAN_CACHE: dict[str, tuple[str, Any]] = {}
 def scan(path: str | Path, timeout: float | None = SCAN_TIMEOUT_S):
     """``inspector.scan.run_scan([path])``, cached per path for the whole process.
 
-    Exceptions (including ScanTimeout) are cached too and re-raised.
+    Exceptions (including ScanTimeout) are cached too and re-raised.  The
+    first scan of the process gets FIRST_SCAN_TIMEOUT_S (JIT warm-up).
     """
     key = str(path)
     if key not in _SCAN_CACHE:
         from inspector.scan import run_scan
+        if timeout and not any(st == "ok" for st, _ in _SCAN_CACHE.values()):
+            timeout = max(timeout, FIRST_SCAN_TIMEOUT_S)
         try:
             with time_limit(timeout):
                 res = run_scan([key])

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 T0_NS = 1_764_000_000_000_000_000
 GUARD_S = 30
 N_TRUNCATIONS = 20
-N_FLIPPED = 6
+N_FLIPPED = 10
 N_CORPUS = 40
 
 

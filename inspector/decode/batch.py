@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..ingest import PacketBatch
+from .fastpath import fast_path
 from .slow import SlowDecoder, UDP_TUNNEL_PORTS, _ICMP4_COUNTERPART, _ICMP6_COUNTERPART
 
 _TUNNEL_PORTS = np.array(sorted(UDP_TUNNEL_PORTS), dtype=np.int64)
@@ -65,9 +66,12 @@ class DecodedBatch:
 class Decoder:
     """Stateful (fragment reassembly) decoder from PacketBatch to DecodedBatch."""
 
-    def __init__(self, frag_timeout: float = 60.0, fast: bool = True):
+    def __init__(self, frag_timeout: float = 60.0, fast: bool = True, impl: str = "numba"):
+        """``fast``: take the common case on a columnar path (else everything goes per packet);
+        ``impl``: "numba" (compiled loop, the default) or "numpy" (the readable specification)."""
         self.slow = SlowDecoder(frag_timeout=frag_timeout)
         self.fast = fast
+        self.impl = impl
 
     def flush(self, now: float) -> list:
         self.slow.frags.flush(now)
@@ -82,7 +86,10 @@ class Decoder:
         n = len(batch)
         arr = np.frombuffer(batch.buf, dtype=np.uint8)
         if self.fast and n:
-            fcols, fast_mask = _fast_path(arr, batch)
+            if self.impl == "numba":
+                fcols, fast_mask = fast_path(arr, batch, _CP4, _CP6)
+            else:
+                fcols, fast_mask = _fast_path(arr, batch)
         else:
             fcols, fast_mask = None, np.zeros(n, dtype=bool)
         outcomes: Counter = Counter()

@@ -35,7 +35,7 @@ ETH_PPP = 0x880B
 
 UDP_TUNNEL_PORTS = {4789: "vxlan", 6081: "geneve", 3544: "teredo", 2152: "gtpv1", 5072: "ayiya"}
 
-IPV6_EXT = {0, 43, 60, 135, 139, 140, 253, 254}
+IPV6_EXT = {0, 43, 60, 139, 140, 253, 254}   # 135 (Mobility) ends the chain, as in Zeek and tshark
 
 _u16 = struct.Struct("!H").unpack_from
 _u32 = struct.Struct("!I").unpack_from
@@ -333,6 +333,9 @@ class SlowDecoder:
             raise NonIP("non_ip")
 
     def _ppp(self, buf, p, end, ctx, depth):
+        if end - p >= 4 and buf[p] in (0x0F, 0x8F) and buf[p + 1] == 0x00:
+            # Cisco HDLC framing inside a PPP-labelled capture (as tcpdump accepts it).
+            return self._ethertype(buf, p + 4, end, _u16(buf, p + 2)[0], ctx, depth)
         if end - p >= 2 and buf[p] == 0xFF and buf[p + 1] == 0x03:
             p += 2
         if end - p < 1:

@@ -261,90 +261,79 @@ class FlowTable:
 
     # -- records ------------------------------------------------------------------------
     def _records(self, fids: np.ndarray, ends: np.ndarray) -> list:
+        """Flow records (dicts in FLOW_FIELDS order) for ended flows, built column-wise."""
         n = len(fids)
         out = np.zeros((n, 4), dtype=np.int64)
         K.finalize(self.FI, self.EP, self.HOLES, self.HIST, fids, out)
         FI = self.FI[fids]
         FF = self.FF[fids]
         AD = self.ADDR[fids]
-        HI = self.HIST[fids]
-        uids = self.uids(fids)
         ver = FI[:, K.VER]
-        proto = FI[:, K.PROTO].tolist()
+        proto = FI[:, K.PROTO]
         oh = self._addr_strings(ver, AD[:, 0], AD[:, 1])
         rh = self._addr_strings(ver, AD[:, 2], AD[:, 3])
-        site = self.site
-        if site is not None:
-            lo_l = [site.is_local(a) for a in oh]
-            lr_l = [site.is_local(a) for a in rh]
-        else:
+        lo_a = self._local(ver, AD[:, 0], AD[:, 1], oh)
+        lr_a = self._local(ver, AD[:, 2], AD[:, 3], rh)
+        dur = FF[:, K.LAST] - FF[:, K.TS]
+        pos = dur > 0
+        # Zeek leaves duration and byte counts unset on zero-length connections.
+        dur_l = _nullable(np.round(dur, 6), pos)
+        ob_l = _nullable(out[:, 0], pos)
+        rb_l = _nullable(out[:, 1], pos)
+        if lo_a is None:
             lo_l = lr_l = [None] * n
-        ts_l = FF[:, K.TS].tolist()
-        dur_a = FF[:, K.LAST] - FF[:, K.TS]
-        dur_l = dur_a.tolist()
-        op_l = FI[:, K.OPORT].tolist()
-        rp_l = FI[:, K.RPORT].tolist()
-        ob_l, rb_l, miss_l, st_l = (out[:, k].tolist() for k in range(4))
-        opk, rpk, oip, rip, ol2, rl2 = (FI[:, k].tolist() for k in (K.OPK, K.RPK, K.OIP, K.RIP, K.OL2, K.RL2))
-        vlan_l = FI[:, K.VLAN].tolist()
-        ivlan_l = FI[:, K.IVLAN].tolist()
-        hl_l = FI[:, K.HIST_LEN].tolist()
-        wb_l = FI[:, K.WEIRDS].tolist()
-        last_l = FF[:, K.LAST].tolist()
-        hist_raw = HI.tobytes()
-        cids = community_ids(FI[:, K.PROTO], ver, AD, FI[:, K.OPORT], FI[:, K.RPORT])
+            dir_l = ["external"] * n
+        else:
+            lo_l = lo_a.tolist()
+            lr_l = lr_a.tolist()
+            dir_l = _DIRECTIONS[(lo_a.astype(np.int64) << 1) | lr_a.astype(np.int64)].tolist()
+        hl = FI[:, K.HIST_LEN]
+        hist_raw = self.HIST[fids].tobytes()
         hw = K.HMAX
-        recs = []
-        services = self.services
-        tparents = self.tparents
-        for j, f in enumerate(fids.tolist()):
-            pr = proto[j]
-            dur = dur_l[j]
-            if dur > 0:
-                dur = round(dur, 6)
-                ob, rb = ob_l[j], rb_l[j]
-            else:
-                dur = ob = rb = None
-            lo_, lr_ = lo_l[j], lr_l[j]
-            hl = hl_l[j]
-            svc = services.pop(f, None) if services else None
-            tp = tparents.pop(f, None) if tparents else None
-            uid = uids[j]
-            if wb_l[j]:
-                for bit, (name, detail) in K.WEIRD_NAMES.items():
-                    if wb_l[j] & bit:
-                        self.weirds.append((last_l[j], uid, name, detail))
-            recs.append({
-                "ts": ts_l[j],
-                "uid": uid,
-                "id.orig_h": oh[j],
-                "id.orig_p": op_l[j],
-                "id.resp_h": rh[j],
-                "id.resp_p": rp_l[j],
-                "proto": PROTO_NAMES.get(pr, "unknown_transport"),
-                "service": ",".join(svc) if svc else None,
-                "duration": dur,
-                "orig_bytes": ob,
-                "resp_bytes": rb,
-                "conn_state": K.STATE_NAMES[st_l[j]],
-                "local_orig": lo_,
-                "local_resp": lr_,
-                "missed_bytes": miss_l[j],
-                "history": hist_raw[j * hw:j * hw + hl].decode("ascii") if hl else None,
-                "orig_pkts": opk[j],
-                "orig_ip_bytes": oip[j],
-                "resp_pkts": rpk[j],
-                "resp_ip_bytes": rip[j],
-                "tunnel_parents": sorted(tp) if tp else [],
-                "ip_proto": pr,
-                "community_id": cids[j],
-                "vlan": vlan_l[j] if vlan_l[j] >= 0 else None,
-                "inner_vlan": ivlan_l[j] if ivlan_l[j] >= 0 else None,
-                "direction": "internal" if lo_ and lr_ else "outbound" if lo_ else "inbound" if lr_ else "external",
-                "orig_l2_bytes": ol2[j],
-                "resp_l2_bytes": rl2[j],
-            })
-        return recs
+        hist_l = [hist_raw[j * hw:j * hw + k].decode("ascii") if k else None for j, k in enumerate(hl.tolist())]
+        uids = self.uids(fids)
+        svc_l = [None] * n
+        tp_l = None
+        if self.services or self.tparents:
+            tp_l = []
+            for j, f in enumerate(fids.tolist()):
+                svc = self.services.pop(f, None)
+                if svc:
+                    svc_l[j] = ",".join(svc)
+                tp = self.tparents.pop(f, None)
+                tp_l.append(sorted(tp) if tp else [])
+        wb = FI[:, K.WEIRDS]
+        for j in np.nonzero(wb)[0].tolist():
+            for bit, (name, detail) in K.WEIRD_NAMES.items():
+                if wb[j] & bit:
+                    self.weirds.append((float(FF[j, K.LAST]), uids[j], name, detail))
+        vlan = FI[:, K.VLAN]
+        ivlan = FI[:, K.IVLAN]
+        cols = (
+            FF[:, K.TS].tolist(), uids, oh, FI[:, K.OPORT].tolist(), rh, FI[:, K.RPORT].tolist(),
+            _PROTO_NAMES[np.minimum(proto, 256)].tolist(), svc_l, dur_l, ob_l, rb_l,
+            _STATE_NAMES[out[:, 3]].tolist(), lo_l, lr_l, out[:, 2].tolist(), hist_l,
+            FI[:, K.OPK].tolist(), FI[:, K.OIP].tolist(), FI[:, K.RPK].tolist(), FI[:, K.RIP].tolist(),
+            tp_l if tp_l is not None else [[] for _ in range(n)], proto.tolist(),
+            community_ids(proto, ver, AD, FI[:, K.OPORT], FI[:, K.RPORT]),
+            _nullable(vlan, vlan >= 0), _nullable(ivlan, ivlan >= 0), dir_l,
+            FI[:, K.OL2].tolist(), FI[:, K.RL2].tolist(),
+        )
+        fields = _FIELDS
+        return [dict(zip(fields, row)) for row in zip(*cols)]
+
+    def _local(self, ver, hi, lo, strings):
+        """local_orig/local_resp as a bool array (vectorised for IPv4), or None without a site."""
+        site = self.site
+        if site is None:
+            return None
+        res = np.zeros(len(ver), dtype=np.bool_)
+        v4 = ver == 4
+        if v4.any():
+            res[v4] = site.is_local_v4((lo[v4] & np.uint64(0xFFFFFFFF)).astype(np.uint32))
+        for j in np.nonzero(~v4)[0].tolist():
+            res[j] = site.is_local(strings[j])
+        return res
 
     def _addr_strings(self, ver: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> list:
         cache = self._addr_cache
@@ -401,6 +390,23 @@ def community_ids(proto: np.ndarray, ver: np.ndarray, AD: np.ndarray, sport: np.
             out[i] = "1:" + b64(sha1(raw[j * w:(j + 1) * w], usedforsecurity=False).digest()).decode("ascii")
     for i in np.nonzero(~ported)[0].tolist():
         out[i] = _cid(int(proto[i]), int(ver[i]), AD[i], int(sport[i]), int(dport[i]))
+    return out
+
+
+_FIELDS = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "service", "duration",
+           "orig_bytes", "resp_bytes", "conn_state", "local_orig", "local_resp", "missed_bytes", "history",
+           "orig_pkts", "orig_ip_bytes", "resp_pkts", "resp_ip_bytes", "tunnel_parents", "ip_proto",
+           "community_id", "vlan", "inner_vlan", "direction", "orig_l2_bytes", "resp_l2_bytes")
+_DIRECTIONS = np.array(["external", "inbound", "outbound", "internal"], dtype=object)
+_STATE_NAMES = np.array(K.STATE_NAMES, dtype=object)
+_PROTO_NAMES = np.array([PROTO_NAMES.get(i, "unknown_transport") for i in range(257)], dtype=object)
+
+
+def _nullable(values: np.ndarray, present: np.ndarray) -> list:
+    out = values.tolist()
+    if not present.all():
+        for j in np.nonzero(~present)[0].tolist():
+            out[j] = None
     return out
 
 
