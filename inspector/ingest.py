@@ -15,7 +15,7 @@ the reader resynchronises on the next plausible record where it can.
 from __future__ import annotations
 
 import glob
-import gzip
+import zlib
 import io
 import os
 import struct
@@ -37,6 +37,9 @@ GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 MAX_RECORD = 262144 * 4      # larger than any real snaplen: a bigger incl_len is bogus
+MAX_BLOCK = 64 << 20         # pcapng blocks larger than this are treated as corrupt
+_MIN_BLOCK = {1: 20, 2: 32, 3: 16, 6: 32}   # smallest valid total length per block type
+_KNOWN_BLOCKS = {1, 2, 3, 4, 5, 6, 9, 10, 0xBAD, 0x40000BAD}
 READ_CHUNK = 16 << 20
 
 
@@ -190,20 +193,88 @@ class _Peekable:
             pass
 
 
-def open_capture(path: str) -> _Peekable:
+class _Decompressor:
+    """Incremental gzip/zstd decompression that never raises on damaged input.
+
+    Everything decompressed before the damage is delivered; the problem is
+    recorded in ``errors`` (the reader turns it into a weird) and the stream ends.
+    Multi-member gzip and multi-frame zstd files are followed through.
+    """
+
+    def __init__(self, raw, kind: str, errors: list):
+        self.raw = raw
+        self.kind = kind
+        self.errors = errors
+        self.out = bytearray()
+        self.done = False
+        self._new()
+
+    def _new(self):
+        if self.kind == "gzip":
+            self.obj = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        else:
+            import zstandard
+            self.obj = zstandard.ZstdDecompressor().decompressobj()
+
+    def _more(self) -> None:
+        chunk = self.raw.read(1 << 20)
+        if not chunk:
+            eof = getattr(self.obj, "eof", True)
+            if self.kind == "gzip" and not eof:
+                self.errors.append(f"{self.kind} stream ends before its end marker (truncated file)")
+            self.done = True
+            return
+        try:
+            while chunk:
+                self.out += self.obj.decompress(chunk)
+                unused = getattr(self.obj, "unused_data", b"")
+                if getattr(self.obj, "eof", False) and unused:
+                    chunk = bytes(unused)
+                    if self.kind == "gzip" and chunk[:2] != GZIP_MAGIC:
+                        self.done = True  # trailing garbage after the last member
+                        return
+                    self._new()
+                else:
+                    chunk = b""
+        except Exception as e:  # zlib.error, ZstdError: keep what we have, stop here
+            self.errors.append(f"{self.kind} data is corrupt: {e}")
+            self.done = True
+
+    def read(self, n: int = -1) -> bytes:
+        while not self.done and (n < 0 or len(self.out) < n):
+            self._more()
+        if n < 0:
+            n = len(self.out)
+        data = bytes(self.out[:n])
+        del self.out[:n]
+        return data
+
+    def readinto(self, view) -> int:
+        data = self.read(len(view))
+        view[:len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        try:
+            self.raw.close()
+        except Exception:
+            pass
+
+
+def open_capture(path: str, errors: list | None = None) -> _Peekable:
     """Open a path (or '-') and unwrap gzip/zstd layers found by magic number."""
     if path == "-":
         raw: BinaryIO = sys.stdin.buffer
     else:
         raw = open(path, "rb")
     stream = _Peekable(raw)
+    errors = [] if errors is None else errors
     for _ in range(3):  # nested compression, bounded
         magic = stream.peek(4)
         if magic[:2] == GZIP_MAGIC:
-            stream = _Peekable(gzip.GzipFile(fileobj=stream, mode="rb"))  # type: ignore[arg-type]
+            stream = _Peekable(_Decompressor(stream, "gzip", errors))
         elif magic == ZSTD_MAGIC:
-            import zstandard
-            stream = _Peekable(zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True))  # type: ignore[arg-type]
+            stream = _Peekable(_Decompressor(stream, "zstd", errors))
         else:
             break
     return stream
@@ -221,10 +292,13 @@ class CaptureReader:
         self.batch_packets = batch_packets
         self.batch_bytes = batch_bytes
         self.stats = ReaderStats()
-        self.stream = open_capture(path)
+        self._stream_errors: list = []
+        self.stream = open_capture(path, self._stream_errors)
         magic = self.stream.peek(4)
         if len(magic) < 4:
             self.stream.close()
+            if self._stream_errors:
+                raise NotACapture(f"{path}: {self._stream_errors[0]}")
             raise NotACapture(f"{path}: empty or too short to be a capture file")
         if magic in PCAP_MAGICS:
             self.kind = "pcap"
@@ -268,6 +342,9 @@ class CaptureReader:
                 got = 0
             if not got:
                 self._eof = True
+                for err in self._stream_errors:
+                    self._event("ingest.decompression_error", err)
+                self._stream_errors.clear()
                 break
             total += got
         view.release()
@@ -411,11 +488,7 @@ class CaptureReader:
                 if pos + 12 > end:
                     stop = "need"
                     break
-                btype_raw = bytes(buf[pos:pos + 4])
-                if btype_raw == PCAPNG_MAGIC:
-                    if pos + 12 > end:
-                        stop = "need"
-                        break
+                if bytes(buf[pos:pos + 4]) == PCAPNG_MAGIC:
                     bom = bytes(buf[pos + 8:pos + 12])
                     if bom == b"\x4d\x3c\x2b\x1a":
                         endian = "<"
@@ -425,14 +498,22 @@ class CaptureReader:
                         stop = "corrupt"
                         break
                 btype, blen = struct.unpack_from(endian + "II", buf, pos)
-                if blen < 12 or blen % 4 or blen > (64 << 20):
+                if blen < 12 or blen % 4 or blen > MAX_BLOCK:
                     stop = "corrupt"
                     break
                 if pos + blen > end:
                     stop = "need"
                     break
+                if struct.unpack_from(endian + "I", buf, pos + blen - 4)[0] != blen:
+                    stop = "corrupt"  # the trailing copy of the length disagrees
+                    break
                 body = pos + 8
-                if btype == 0x0A0D0D0A:          # SHB: a new section resets interfaces
+                if blen < _MIN_BLOCK.get(btype, 12):
+                    packets = 1 if btype in (2, 3, 6) else 0
+                    self.stats.packets_read += packets
+                    self._event("ingest.bad_block", f"block type {btype} at offset {pos} is only {blen} bytes",
+                                packets=packets)
+                elif btype == 0x0A0D0D0A:        # SHB: a new section resets interfaces
                     ifaces = []
                 elif btype == 1:                  # IDB
                     lt, _res, snap = struct.unpack_from(endian + "HHI", buf, body)
@@ -456,7 +537,7 @@ class CaptureReader:
                         wire_l.append(orig if cap <= orig <= MAX_RECORD else cap)
                         off_l.append(data)
                         lt_l.append(lt)
-                elif btype == 3:                  # SPB: interface 0, no timestamp
+                elif btype == 3:                  # SPB: interface 0, no timestamp of its own
                     (orig,) = struct.unpack_from(endian + "I", buf, body)
                     if not ifaces:
                         self.stats.packets_read += 1
@@ -465,9 +546,10 @@ class CaptureReader:
                     else:
                         lt, _tsres, snap, _off = ifaces[0]
                         cap = min(orig, blen - 16, snap if snap else orig)
-                        ts_l.append(self._last_ts if self._last_ts is not None else 0.0)
+                        prev = ts_l[-1] if ts_l else self._last_ts
+                        ts_l.append(prev if prev is not None else 0.0)
                         cap_l.append(cap)
-                        wire_l.append(orig)
+                        wire_l.append(orig if cap <= orig <= MAX_RECORD else cap)
                         off_l.append(body + 4)
                         lt_l.append(lt)
                 # other blocks (NRB, ISB, DSB, custom...) are skipped
@@ -476,13 +558,19 @@ class CaptureReader:
             if ts_l:
                 yield self._make_batch(buf, ts_l, cap_l, wire_l, off_l, lt_l)
             if stop == "corrupt":
-                self._event("ingest.corrupt_block", f"unparseable block header at offset {pos}; rest of file skipped")
-                return
+                btype = struct.unpack_from(endian + "I", self._buf, self._pos)[0]
+                packets = 1 if btype in (2, 3, 6) else 0
+                self.stats.packets_read += packets
+                self._event("ingest.corrupt_block", f"unparseable block (type {btype}) at offset {self._pos}",
+                            packets=packets)
+                if not self._resync_pcapng(endian):
+                    return
+                continue
             if stop == "need" or (not ts_l and pos >= end):
                 need = 12
                 if len(self._buf) - self._pos >= 8:
                     blen = struct.unpack_from(endian + "I", self._buf, self._pos + 4)[0]
-                    if 12 <= blen <= (64 << 20):
+                    if 12 <= blen <= MAX_BLOCK:
                         need = blen
                 if not self._fill(need):
                     rem = len(self._buf) - self._pos
@@ -493,6 +581,42 @@ class CaptureReader:
                         self._event("ingest.truncated_record",
                                     f"file ends inside a block: {rem} of {need} bytes present", packets=packets)
                     return
+
+    def _resync_pcapng(self, endian: str) -> bool:
+        """After a corrupt block, find the next block whose leading and trailing lengths agree
+        (4-byte steps, at most 8 MiB); False when none is found."""
+        scanned = 0
+        self._pos += 4
+        while scanned < (8 << 20):
+            if not self._fill(12):
+                return False
+            buf = self._buf
+            pos = self._pos
+            end = len(buf) - 12
+            while pos <= end:
+                btype, blen = struct.unpack_from(endian + "II", buf, pos)
+                if (btype in _KNOWN_BLOCKS or btype == 0x0A0D0D0A) and 12 <= blen <= MAX_BLOCK and blen % 4 == 0:
+                    if pos + blen > len(buf):
+                        scanned += pos - self._pos
+                        self._pos = pos
+                        filled = self._fill(blen)
+                        buf = self._buf
+                        pos = self._pos
+                        end = len(buf) - 12
+                        if not filled:  # a false candidate running past the end of the file
+                            pos += 4
+                            continue
+                    if struct.unpack_from(endian + "I", buf, pos + blen - 4)[0] == blen:
+                        self._event("ingest.resynchronised", f"skipped {scanned + pos - self._pos} bytes")
+                        self._pos = pos
+                        return True
+                pos += 4
+            scanned += pos - self._pos
+            self._pos = pos
+            if self._eof and len(self._buf) - self._pos < 12:
+                break
+        self._event("ingest.resync_failed", "no plausible block found; rest of file skipped")
+        return False
 
     @staticmethod
     def _idb_options(buf: bytes, p: int, end: int, endian: str) -> tuple[float, float]:

@@ -19,6 +19,8 @@ import pytest
 from helpers.pkt import (ACK, MAC_A, MAC_B, PSH, SYN, eth, icmp_echo, ipv4, ipv6, ipv6_ext, ipv6_frag,
                          mpls_label, null_header, pcap_bytes, pppoe_session, sll2_header, sll_header, tcp, udp,
                          vlan_tag)
+import inspect
+
 from inspector.decode.batch import COLUMNS, Decoder
 from inspector.ingest import CaptureReader, NotACapture, PacketBatch
 from inspector.scan import run_scan
@@ -31,6 +33,15 @@ T0_NS = 1_764_000_000_000_000_000
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------
+
+# Fast-path implementations to check against the per-packet path ("numba" and "numpy" when
+# the Decoder offers a choice; otherwise its one fast path).
+FAST_IMPLS = (("numba", "numpy") if "impl" in inspect.signature(Decoder.__init__).parameters else (None,))
+
+
+def fast_decoder(impl, **kw) -> Decoder:
+    return Decoder(fast=True, **kw) if impl is None else Decoder(fast=True, impl=impl, **kw)
+
 
 def make_batch(frames) -> PacketBatch:
     """frames: list of (linktype, data) or (linktype, data, ts) or (linktype, data, ts, wirelen)."""
@@ -101,12 +112,16 @@ def compare_paths(a, b) -> list:
 
 
 def decode_both(frames, **kw):
-    """Decode with both paths (fresh decoders), assert they agree, return the fast-path result."""
+    """Decode with every fast path and the per-packet path (fresh decoders), assert they
+    agree, return the (first) fast-path result."""
     batch = make_batch(frames)
-    fast = Decoder(fast=True, **kw).decode(batch)
     slow = Decoder(fast=False, **kw).decode(batch)
-    assert compare_paths(fast, slow) == []
-    return fast
+    first = None
+    for impl in FAST_IMPLS:
+        fast = fast_decoder(impl, **kw).decode(batch)
+        assert compare_paths(fast, slow) == [], f"fast path {impl}"
+        first = first or fast
+    return first
 
 
 def weird_names(db) -> list:
@@ -717,12 +732,15 @@ def fast_slow_differences(path: str) -> list:
         reader = CaptureReader(path)
     except NotACapture:
         return []
-    fast, slow = Decoder(fast=True), Decoder(fast=False)
+    fasts = {impl: fast_decoder(impl) for impl in FAST_IMPLS}
+    slow = Decoder(fast=False)
     diffs = []
     for k, batch in enumerate(reader):
-        d = compare_paths(fast.decode(batch), slow.decode(batch))
-        if d:
-            diffs.append(f"batch {k}: " + "; ".join(d))
+        ref = slow.decode(batch)
+        for impl, dec in fasts.items():
+            d = compare_paths(dec.decode(batch), ref)
+            if d:
+                diffs.append(f"batch {k} fast={impl}: " + "; ".join(d))
     return diffs
 
 

@@ -211,7 +211,7 @@ def test_all_frames_zero_length(tmp_path):
 # ---------------------------------------------------------------------------
 
 def test_decoder_fuzz_fast_equals_slow():
-    from test_decode import LINK_CASES, compare_paths
+    from test_decode import FAST_IMPLS, LINK_CASES, compare_paths, fast_decoder
     rng = random.Random(99)
     frames = []
     for _id, lt, frame, *_ in LINK_CASES:
@@ -233,7 +233,8 @@ def test_decoder_fuzz_fast_equals_slow():
                         caplen=np.array(caps, dtype=np.int64), wirelen=wire,
                         offset=np.array(offs, dtype=np.int64), linktype=np.array([f[0] for f in frames], dtype=np.int32))
     with alarm(GUARD_S):
-        fast = Decoder(fast=True).decode(batch)
         slow = Decoder(fast=False).decode(batch)
-    assert sum(fast.outcomes.values()) == n
-    assert compare_paths(fast, slow) == []
+        fasts = {impl: fast_decoder(impl).decode(batch) for impl in FAST_IMPLS}
+    assert sum(slow.outcomes.values()) == n
+    for impl, fast in fasts.items():
+        assert compare_paths(fast, slow) == [], f"fast path {impl}"

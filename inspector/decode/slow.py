@@ -17,6 +17,8 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
+import numpy as np
+
 from .linktypes import linktype_name
 
 V4_PREFIX = b"\x00" * 10 + b"\xff\xff"
@@ -115,7 +117,11 @@ class FragmentReassembler:
             self._drop(key, "ip.fragment_incomplete", now)
 
     def add(self, key, ts: float, offset: int, more: bool, data: bytes, header: bytes):
-        """Add one fragment; returns (header, payload) once the datagram is whole."""
+        """Add one fragment; returns (header, payload) once the datagram is whole.
+
+        Fragments are kept in arrival order; on assembly the first copy of every
+        byte wins, and a later copy that disagrees is an ``ip.fragment_inconsistent_overlap``.
+        """
         self.expire(ts)
         ent = self.pending.get(key)
         if ent is None:
@@ -124,56 +130,50 @@ class FragmentReassembler:
                     break
                 oldest = next(iter(self.pending))
                 self._drop(oldest, "ip.fragment_buffer_full", ts)
-            ent = {"first": ts, "parts": {}, "total": None, "header": None, "held": 0}
+            ent = {"first": ts, "parts": [], "total": None, "header": None, "held": 0}
             self.pending[key] = ent
         end = offset + len(data)
         if end > 65535 + 40:
             self._drop(key, "ip.fragment_too_large", ts)
             raise Weird("ip.fragment_too_large", f"fragment ends at {end}")
-        parts = ent["parts"]
-        prev = parts.get(offset)
-        if prev is not None:
-            if prev[:len(data)] != data[:len(prev)]:
-                self.weirds.append((ts, "ip.fragment_inconsistent_overlap", f"offset {offset}"))
-            if len(data) <= len(prev):
-                raise FragmentHeld()
-        parts[offset] = data
+        if len(ent["parts"]) >= 1024:
+            self._drop(key, "ip.too_many_fragments", ts)
+            raise Weird("ip.too_many_fragments", "more than 1024 fragments in one datagram")
+        ent["parts"].append((offset, data))
         ent["held"] += len(data)
         self.bytes_held += len(data)
-        if offset == 0:
+        if offset == 0 and ent["header"] is None:
             ent["header"] = header
-        if not more:
+        if not more and ent["total"] is None:
             ent["total"] = end
-        if ent["total"] is None or ent["header"] is None:
+        total = ent["total"]
+        if total is None or ent["header"] is None:
             raise FragmentHeld()
-        # Check coverage.
         covered = 0
-        for o in sorted(parts):
+        for o, d in sorted(ent["parts"]):
             if o > covered:
                 raise FragmentHeld()
-            covered = max(covered, o + len(parts[o]))
-        if covered < ent["total"]:
+            covered = max(covered, o + len(d))
+        if covered < total:
             raise FragmentHeld()
-        out = bytearray(ent["total"])
-        filled = bytearray(ent["total"])  # first data wins
-        for o in sorted(parts):
-            d = parts[o][: max(0, ent["total"] - o)]
-            for_slice = filled[o:o + len(d)]
-            if any(for_slice):
-                # overlap: keep bytes already placed, fill only the new ones
-                for i, b in enumerate(d):
-                    if not filled[o + i]:
-                        out[o + i] = b
-                        filled[o + i] = 1
-                    elif out[o + i] != b:
-                        self.weirds.append((ts, "ip.fragment_inconsistent_overlap", f"offset {o + i}"))
-                        break
-            else:
-                out[o:o + len(d)] = d
-                filled[o:o + len(d)] = b"\x01" * len(d)
+        out = np.zeros(total, dtype=np.uint8)
+        filled = np.zeros(total, dtype=np.bool_)
+        inconsistent = False
+        for o, d in ent["parts"]:          # arrival order: the first copy of a byte wins
+            if o >= total:
+                continue
+            seg = np.frombuffer(d, dtype=np.uint8)[:total - o]
+            have = filled[o:o + len(seg)]
+            if have.any() and (out[o:o + len(seg)][have] != seg[have]).any():
+                inconsistent = True
+            new = ~have
+            out[o:o + len(seg)][new] = seg[new]
+            filled[o:o + len(seg)] = True
+        if inconsistent:
+            self.weirds.append((ts, "ip.fragment_inconsistent_overlap", f"datagram id {key[-1]}"))
         self.pending.pop(key, None)
         self.bytes_held -= ent["held"]
-        return ent["header"], bytes(out)
+        return ent["header"], out.tobytes()
 
 
 def icmp_ports(ver: int, itype: int, code: int) -> tuple[int, int]:
@@ -578,7 +578,7 @@ class SlowDecoder:
             return
         if proto in (4, 41) and depth < self.max_depth:
             # The carrier gets no flow row of its own (Zeek logs it in tunnel.log only).
-            tkey = ("key", ("ip-in-ip", src, dst), "ip-in-ip")
+            tkey = ("key", ("ip-in-ip",) + tuple(sorted((src, dst))), "ip-in-ip")
             inner = _Ctx(ctx.frame, ctx.ts, None, ctx.rows, ctx.weirds, tunnel=tkey, frame_len=ctx.frame_len)
             if proto == 4:
                 return self._ipv4(buf, p, end, inner, depth + 1)
@@ -612,7 +612,7 @@ class SlowDecoder:
             raise Weird("gre.unknown_version", f"version {ver}")
         if q > end:
             raise Weird("gre.truncated_header", f"{end - p} bytes")
-        inner = _Ctx(ctx.frame, ctx.ts, None, ctx.rows, ctx.weirds, tunnel=("key", ("gre", src, dst), "gre"),
+        inner = _Ctx(ctx.frame, ctx.ts, None, ctx.rows, ctx.weirds, tunnel=("key", ("gre",) + tuple(sorted((src, dst))), "gre"),
                      frame_len=ctx.frame_len)
         if proto == ETH_ERSPAN2:
             if fl & 0x1000:  # ERSPAN type II has a sequence number and an 8-byte header
