@@ -23,6 +23,8 @@ FLOW_TYPES = {
     "orig_ip_bytes": "i", "resp_pkts": "i", "resp_ip_bytes": "i", "tunnel_parents": "ls", "ip_proto": "i",
     "community_id": "s", "vlan": "i", "inner_vlan": "i", "direction": "s", "orig_l2_bytes": "i",
     "resp_l2_bytes": "i",
+    "dst_name": "s", "dst_name_source": "s", "dst_country": "s", "dst_asn": "i", "dst_org": "s", "dst_group": "s",
+    "dst_category": "s", "dst_allowed": "b",
 }
 WEIRD_TYPES = {"ts": "f", "uid": "s", "name": "s", "detail": "s"}
 

@@ -10,15 +10,17 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from .app import APP_FIELDS, AppLayer
 from .decode import Decoder
 from .flows.reference import PyFlowTable
 from .flows.table import FlowTable
 from .ingest import CaptureReader, NotACapture, expand_inputs
 
-FLOW_FIELDS = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "service", "duration",
+CONN_FIELDS = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "service", "duration",
                "orig_bytes", "resp_bytes", "conn_state", "local_orig", "local_resp", "missed_bytes", "history",
                "orig_pkts", "orig_ip_bytes", "resp_pkts", "resp_ip_bytes", "tunnel_parents", "ip_proto",
                "community_id", "vlan", "inner_vlan", "direction", "orig_l2_bytes", "resp_l2_bytes")
+FLOW_FIELDS = CONN_FIELDS + APP_FIELDS
 WEIRD_FIELDS = ("ts", "uid", "name", "detail")
 WEIRD_RECORD_CAP = 1000   # weird records kept per name; stats.json counts them all
 
@@ -26,6 +28,7 @@ WEIRD_RECORD_CAP = 1000   # weird records kept per name; stats.json counts them 
 @dataclass
 class ScanResult:
     flows: list = field(default_factory=list)       # flow records (dicts, FLOW_FIELDS order)
+    logs: dict = field(default_factory=dict)        # protocol log name -> records (http, tls, dns...)
     weirds: list = field(default_factory=list)      # weird records (dicts, WEIRD_FIELDS order)
     stats: dict = field(default_factory=dict)
     errors: list = field(default_factory=list)      # one line per unreadable input
@@ -39,13 +42,16 @@ class Scanner:
     """
 
     def __init__(self, site=None, max_flows: int = 1_000_000, on_flows: Callable | None = None,
-                 engine: str = "kernel"):
+                 engine: str = "kernel", enricher=None, log_sink: Callable | None = None, app: bool = True):
         from .site import Site
         self.site = site if site is not None else Site.default()
         self.decoder = Decoder()
         self.engine = engine
+        self.app = None
         if engine == "kernel":
-            self.table = FlowTable(site=self.site, max_flows=max_flows)
+            if app:
+                self.app = AppLayer(site=self.site, enricher=enricher, log_sink=log_sink)
+            self.table = FlowTable(site=self.site, max_flows=max_flows, app=self.app)
         else:  # the plain-Python reference implementation (tests cross-check the two)
             self.table = PyFlowTable(max_flows=max_flows)
         self.outcomes: Counter = Counter()
@@ -90,6 +96,10 @@ class Scanner:
         for ts, uid, name, detail in self.table.weirds:
             self.add_weird(ts, uid, name, detail)
         self.table.weirds.clear()
+        if self.app is not None:
+            for ts, uid, name, detail in self.app.weirds:
+                self.add_weird(ts, uid, name, detail)
+            self.app.weirds.clear()
 
     def account_reader(self, reader: CaptureReader) -> None:
         st = reader.stats
@@ -134,7 +144,8 @@ class Scanner:
 
 
 def run_scan(paths: list, site=None, progress: Callable | None = None, max_flows: int = 1_000_000,
-             engine: str = "kernel", on_flows: Callable | None = None) -> ScanResult:
+             engine: str = "kernel", on_flows: Callable | None = None, enricher=None,
+             log_sink: Callable | None = None) -> ScanResult:
     """Scan capture files, directories, globs or '-' (stdin) into flow records.
 
     Flows come in the order they end (as in Zeek's conn.log).  With ``on_flows``
@@ -143,7 +154,8 @@ def run_scan(paths: list, site=None, progress: Callable | None = None, max_flows
     res = ScanResult()
     inputs, errors = expand_inputs(list(paths))
     res.errors.extend(errors)
-    sc = Scanner(site=site, max_flows=max_flows, engine=engine, on_flows=on_flows)
+    sc = Scanner(site=site, max_flows=max_flows, engine=engine, on_flows=on_flows, enricher=enricher,
+                 log_sink=log_sink)
     for path in inputs:
         try:
             sc.scan_file(path, progress=progress)
@@ -158,6 +170,8 @@ def run_scan(paths: list, site=None, progress: Callable | None = None, max_flows
             res.errors.append(f"{path}: {e.strerror or e}")
     sc.finish()
     res.flows = sc.flow_records
+    if sc.app is not None:
+        res.logs = dict(sc.app.logs)
     res.weirds = sorted(sc.weird_records, key=lambda w: (w["ts"] is None, w["ts"] or 0.0, w["name"],
                                                        w["uid"] or "", w["detail"]))
     res.stats = sc.stats()

@@ -609,7 +609,7 @@ def _alloc(FI, free, counters, cap):
 def process(start, ts_a, ver_a, proto_a, vlan_a, ivlan_a, fl_a, seq_a, ack_a, win_a, ip_a, pay_a, wire_a,
             shi_a, slo_a, sp_a, dhi_a, dlo_a, dp_a,
             FI, FF, ADDR, EP, HOLES, HIST, KEY, SLOT, HT, free, counters, ended, ended_ts,
-            likely_tcp, likely_udp, row_fid, row_orig):
+            likely_tcp, likely_udp, row_fid, row_orig, row_new):
     """Run rows start.. of one batch in order.  Returns the row reached: len(ts_a) when done, less
     when the flow arrays are full (the caller grows them and calls again from there).
     counters: [next_new_fid, serial, n_ended, n_free, n_in_table, n_tombstones]."""
@@ -687,6 +687,7 @@ def process(start, ts_a, ver_a, proto_a, vlan_a, ivlan_a, fl_a, seq_a, ack_a, wi
             f = nf
             FI[f, ACTIVE] = 0
             slot = 0
+        row_new[i] = slot >= 0
         if slot >= 0:
             # a new connection: the packet's source is the originator unless Zeek's heuristics flip it
             for k in range(9):

@@ -74,7 +74,7 @@ class FlowTable:
     """
 
     def __init__(self, site=None, max_flows: int = 1_000_000, sweep_interval: float = 10.0,
-                 capacity: int = 4096):
+                 capacity: int = 4096, app=None):
         self.site = site
         self.max_flows = max_flows
         self.sweep_interval = sweep_interval
@@ -90,6 +90,7 @@ class FlowTable:
         self.evicted = 0
         self.now = 0.0
         self.last_sweep = None
+        self.app = app             # the application layer (streams, protocols, destinations), or None
         self.last_row_fid = np.zeros(0, dtype=np.int64)
         self.last_row_orig = np.zeros(0, dtype=np.bool_)
 
@@ -146,6 +147,14 @@ class FlowTable:
     def uid(self, f: int) -> str:
         return self.uids(np.array([f], dtype=np.int64))[0]
 
+    def endpoints(self, f: int) -> tuple:
+        """(orig_h, orig_p, resp_h, resp_p) of an active connection, as strings and ints."""
+        fi = self.FI[f]
+        a = self.ADDR[f]
+        ver = int(fi[K.VER])
+        return (_addr(ver, int(a[0]), int(a[1])), int(fi[K.OPORT]), _addr(ver, int(a[2]), int(a[3])),
+                int(fi[K.RPORT]))
+
     def _tunnel_uid(self, spec) -> str:
         uid = self.tunnel_uids.get(spec)
         if uid is None:
@@ -170,6 +179,7 @@ class FlowTable:
             self.ended_ts = np.zeros(self.cap + n, dtype=np.float64)
         row_fid = np.empty(n, dtype=np.int64)
         row_orig = np.empty(n, dtype=np.bool_)
+        row_new = np.zeros(n, dtype=np.bool_)
         args = (c["ts"], c["ver"].astype(np.int64), c["proto"].astype(np.int64), c["vlan"].astype(np.int64),
                 c["inner_vlan"].astype(np.int64), c["flags"].astype(np.int64), c["seq"], c["ack"],
                 c["win"].astype(np.int64), c["ip_len"], c["pay_len"], c["wire_len"],
@@ -180,7 +190,7 @@ class FlowTable:
         while True:
             start = K.process(start, *args, self.FI, self.FF, self.ADDR, self.EP, self.HOLES, self.HIST,
                               self.KEY, self.SLOT, self.HT, self.free, self.counters, self.ended, self.ended_ts,
-                              _LIKELY_TCP, _LIKELY_UDP, row_fid, row_orig)
+                              _LIKELY_TCP, _LIKELY_UDP, row_fid, row_orig, row_new)
             if start >= n:
                 break
             # Out of flow slots: emit what ended, grow, go on from the row reached.
@@ -191,6 +201,8 @@ class FlowTable:
                 self.ended_ts = np.zeros(self.cap + n, dtype=np.float64)
         self.last_row_fid = row_fid
         self.last_row_orig = row_orig
+        if self.app is not None:
+            self.app.on_rows(self, db, row_fid, row_orig, row_new)
         # Tunnel parents and decode weirds refer to rows: resolve them before flows are emitted.
         for i, (kind, parent) in db.tunnels.items():
             child = int(row_fid[i])
@@ -309,8 +321,12 @@ class FlowTable:
                     self.weirds.append((float(FF[j, K.LAST]), uids[j], name, detail))
         vlan = FI[:, K.VLAN]
         ivlan = FI[:, K.IVLAN]
+        ts_l = FF[:, K.TS].tolist()
+        extra = None
+        if self.app is not None:
+            extra = self.app.on_end(fids, uids, oh, rh, ts_l, FF[:, K.LAST].tolist(), dir_l, svc_l)
         cols = (
-            FF[:, K.TS].tolist(), uids, oh, FI[:, K.OPORT].tolist(), rh, FI[:, K.RPORT].tolist(),
+            ts_l, uids, oh, FI[:, K.OPORT].tolist(), rh, FI[:, K.RPORT].tolist(),
             _PROTO_NAMES[np.minimum(proto, 256)].tolist(), svc_l, dur_l, ob_l, rb_l,
             _STATE_NAMES[out[:, 3]].tolist(), lo_l, lr_l, out[:, 2].tolist(), hist_l,
             FI[:, K.OPK].tolist(), FI[:, K.OIP].tolist(), FI[:, K.RPK].tolist(), FI[:, K.RIP].tolist(),
@@ -320,6 +336,9 @@ class FlowTable:
             FI[:, K.OL2].tolist(), FI[:, K.RL2].tolist(),
         )
         fields = _FIELDS
+        if extra is not None:
+            fields = _FIELDS + tuple(extra)
+            cols = cols + tuple(extra.values())
         return [dict(zip(fields, row)) for row in zip(*cols)]
 
     def _local(self, ver, hi, lo, strings):

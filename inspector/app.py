@@ -1,0 +1,354 @@
+"""The application layer: streams, protocol detection and analyzers, destinations.
+
+Driven by the flow table once per batch (``on_rows``) and once per ended batch of
+connections (``on_end``).  Per-flow Python runs only where payload needs it:
+rows go to Python only for connections still being analysed (a numpy state per
+flow id says which), and only rows that carry payload or open/close a TCP stream.
+
+For each connection:
+* TCP: a ``Reassembler`` per direction turns segments into in-order data and gaps;
+* detection: the first bytes of each direction are offered to every protocol's
+  ``probe`` (modules whose port hints match first); the first match gets an
+  ``Analyzer``, fed the buffered data, then the stream as it comes;
+* no match within the detection depth: the connection is left alone;
+* the analyzer stops being fed once it ``wants_more()`` no longer.
+
+At the end of a connection ``on_end`` adds to its record: ``service`` (the
+confirmed protocols, as Zeek writes it), the destination name with its source
+(``sni``, ``quic_sni``, ``http_host``, ``dns`` from passive DNS), and the
+destination's country, ASN, organisation, group, category and allow-listing.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from .pdns import PassiveDNS
+from .protocols import load as load_protocols
+from .protocols.base import PROBE_BYTES, FlowContext
+from .streams import ReassemblyBudget, Reassembler
+
+FIN, SYN, RST = 1, 2, 4
+DETECT_PACKETS = 4          # payload packets per direction offered to the probes before giving up
+UDP_DETECT_DATAGRAMS = 3
+NAME_PRECEDENCE = ("sni", "quic_sni", "http_host")
+APP_FIELDS = ("dst_name", "dst_name_source", "dst_country", "dst_asn", "dst_org", "dst_group", "dst_category",
+              "dst_allowed")
+
+ST_NEW, ST_ACTIVE, ST_DONE = 0, 1, 2
+
+
+class _FlowApp:
+    __slots__ = ("ctx", "analyzer", "reasm", "pending", "pbuf", "npay", "names", "ports_first", "pending_bytes",
+                 "module", "ended", "ftp_parent")
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.analyzer = None
+        self.module = None
+        self.reasm = None
+        self.pending = []          # (is_orig, kind, value, ts) before detection, in arrival order
+        self.pending_bytes = 0
+        self.pbuf = [b"", b""]     # first bytes per direction: [resp, orig]
+        self.npay = [0, 0]
+        self.names = {}            # source -> (ts, name)
+        self.ended = False
+        self.ftp_parent = None
+
+
+class AppLayer:
+    def __init__(self, site=None, enricher=None, log_sink=None, modules=None, reassembly_cap: int = 64 << 20):
+        self.site = site
+        self.enricher = enricher
+        self.modules = modules if modules is not None else load_protocols()
+        self.tcp_modules = [m for m in self.modules if "tcp" in m.TRANSPORTS]
+        self.udp_modules = [m for m in self.modules if "udp" in m.TRANSPORTS]
+        self.by_port = {"tcp": defaultdict(list), "udp": defaultdict(list)}
+        for m in self.modules:
+            for t in m.TRANSPORTS:
+                for p in getattr(m, "PORTS", ()):
+                    self.by_port[t][p].append(m)
+        self.flows: dict = {}
+        self.state = np.zeros(0, dtype=np.int8)
+        self.pdns = PassiveDNS()
+        self.budget = ReassemblyBudget(reassembly_cap)
+        self.expected: dict = {}   # (resp_h, resp_p) -> [(orig_h|None, service, parent_uid, expires)]
+        self.logs = defaultdict(list)
+        self.log_sink = log_sink   # callable(log, record) or None to keep records in self.logs
+        self.weirds: list = []     # (ts, uid, name, detail)
+        self.table = None
+        self.stats = defaultdict(int)
+
+    # -- the sink analyzers talk to (through FlowContext) ------------------------------
+    def emit(self, log: str, record: dict) -> None:
+        if self.log_sink is not None:
+            self.log_sink(log, record)
+        else:
+            self.logs[log].append(record)
+
+    def weird(self, ctx, name: str, detail: str, ts) -> None:
+        self.weirds.append((ts if ts is not None else ctx.ts, ctx.uid, name, detail))
+
+    def hostname(self, ctx, source: str, name: str, ts: float) -> None:
+        fa = ctx.sink_flow
+        if fa is not None and name and source not in fa.names:
+            fa.names[source] = (ts, name.rstrip(".").lower())
+
+    def dns_answer(self, query: str, answer: str, rtype: str, ttl: float, ts: float) -> None:
+        self.pdns.answer(query, answer, rtype, ttl, ts)
+
+    def expect(self, ctx, orig_h, resp_h, resp_p, service, ts, timeout) -> None:
+        lst = self.expected.setdefault((resp_h, int(resp_p)), [])
+        lst.append((orig_h, service, ctx.uid, ts + timeout))
+        if len(lst) > 64:
+            del lst[0]
+
+    # -- per batch -------------------------------------------------------------------
+    def on_rows(self, table, db, row_fid, row_orig, row_new) -> None:
+        self.table = table
+        if len(self.state) < table.cap:
+            st = np.full(table.cap, ST_NEW, dtype=np.int8)
+            st[:len(self.state)] = self.state
+            self.state = st
+        c = db.cols
+        state = self.state
+        new_rows = np.nonzero(row_new)[0]
+        if len(new_rows):
+            nf = row_fid[new_rows]
+            for f in nf.tolist():
+                old = self.flows.pop(f, None)   # defensive: a slot is only reused after on_end
+                if old is not None:
+                    self._release(old)
+            state[nf] = ST_NEW
+            if self.expected:
+                self._match_expected(table, nf, c["ts"][new_rows])
+        proto = c["proto"]
+        fl = c["flags"]
+        pay = c["pay_cap"]
+        want = (state[row_fid] != ST_DONE) & (
+            ((proto == 17) & (pay > 0)) | ((proto == 6) & ((pay > 0) | ((fl & (SYN | FIN | RST)) != 0))))
+        rows = np.nonzero(want)[0]
+        if not len(rows):
+            return
+        fids = row_fid[rows].tolist()
+        origs = row_orig[rows].tolist()
+        protos = proto[rows].tolist()
+        flags = fl[rows].tolist()
+        seqs = c["seq"][rows].tolist()
+        tss = c["ts"][rows].tolist()
+        flows = self.flows
+        for i, f, is_orig, pr, flg, seq, ts in zip(rows.tolist(), fids, origs, protos, flags, seqs, tss):
+            if state[f] == ST_DONE:
+                continue
+            fa = flows.get(f)
+            if fa is None:
+                fa = self._new_flow(table, f, pr)
+                flows[f] = fa
+            try:
+                if pr == 6:
+                    self._tcp(f, fa, is_orig, flg, seq, db.payload(i) if pay[i] else b"", ts)
+                else:
+                    self._udp(f, fa, is_orig, db.payload(i), ts)
+            except Exception as e:  # an analyzer bug must not stop the scan
+                name = fa.module.NAME if fa.module is not None else "app"
+                self.weirds.append((ts, fa.ctx.uid, f"{name}.analyzer_error", f"{type(e).__name__}: {e}"))
+                self._stop(f, fa)
+
+    def _new_flow(self, table, f: int, proto: int) -> _FlowApp:
+        oh, op, rh, rp = table.endpoints(f)
+        ctx = FlowContext(uid=table.uid(f), ts=float(table.FF[f, 0]), orig_h=oh, orig_p=op, resp_h=rh, resp_p=rp,
+                          transport="tcp" if proto == 6 else "udp", sink=self)
+        fa = _FlowApp(ctx)
+        ctx.sink_flow = fa
+        return fa
+
+    def _match_expected(self, table, fids, tss) -> None:
+        for f, ts in zip(fids.tolist(), tss.tolist()):
+            oh, op, rh, rp = table.endpoints(f)
+            lst = self.expected.get((rh, rp))
+            if not lst:
+                continue
+            for k, (eo, service, parent, expires) in enumerate(lst):
+                if ts <= expires and (eo is None or eo == oh):
+                    del lst[k]
+                    if not lst:
+                        del self.expected[(rh, rp)]
+                    fa = self._new_flow(table, f, 6)
+                    fa.ctx.confirm(service)
+                    fa.ftp_parent = parent
+                    self.flows[f] = fa
+                    self.state[f] = ST_DONE   # issue-4 content inspection will read the data channel
+                    break
+
+    # -- TCP ---------------------------------------------------------------------------
+    def _tcp(self, f, fa, is_orig, flags, seq, payload, ts) -> None:
+        if fa.reasm is None:
+            fa.reasm = [Reassembler(self.budget), Reassembler(self.budget)]
+        r = fa.reasm[is_orig]
+        if flags & SYN:
+            r.syn(seq)
+            seq = (seq + 1) & 0xFFFFFFFF
+        if not payload:
+            return
+        before = r.inconsistent
+        caps = self.budget.cap_hits
+        events = r.add(seq, payload)
+        if r.inconsistent != before:
+            self.weirds.append((ts, fa.ctx.uid, "tcp.inconsistent_retransmission",
+                                f"{'orig' if is_orig else 'resp'} data differs from the first copy"))
+        if self.budget.cap_hits != caps:
+            self.stats["reassembly_cap_hits"] += 1
+            self.weirds.append((ts, fa.ctx.uid, "tcp.reassembly_memory_cap", "gave up waiting for missing data"))
+        if events:
+            self._deliver(f, fa, is_orig, events, ts)
+        if fa.analyzer is None and self.state[f] != ST_DONE:
+            fa.npay[is_orig] += 1
+            if fa.npay[0] >= DETECT_PACKETS and fa.npay[1] >= DETECT_PACKETS or \
+                    fa.npay[0] + fa.npay[1] >= 3 * DETECT_PACKETS:
+                self._stop(f, fa)
+
+    def _deliver(self, f, fa, is_orig, events, ts) -> None:
+        an = fa.analyzer
+        if an is None:
+            for kind, val in events:
+                fa.pending.append((is_orig, kind, val, ts))
+                if kind == "data":
+                    room = PROBE_BYTES - len(fa.pbuf[is_orig])
+                    if room > 0:
+                        fa.pbuf[is_orig] += val[:room]
+                    fa.pending_bytes += len(val)
+            module = self._probe(fa, "tcp", is_orig)
+            if module is None:
+                if fa.pending_bytes > 4 * PROBE_BYTES:
+                    self._stop(f, fa)
+                return
+            self._start(f, fa, module)
+            pending, fa.pending = fa.pending, []
+            an = fa.analyzer
+            for o, kind, val, t in pending:
+                if kind == "data":
+                    an.data(o, val, t)
+                else:
+                    an.gap(o, val, t)
+        else:
+            for kind, val in events:
+                if kind == "data":
+                    an.data(is_orig, val, ts)
+                else:
+                    an.gap(is_orig, val, ts)
+        if not an.wants_more():
+            self._stop(f, fa)
+
+    def _probe(self, fa, transport: str, is_orig: bool):
+        data = fa.pbuf[is_orig]
+        if not data:
+            return None
+        for m in self._candidates(fa, transport):
+            try:
+                if m.probe(data, is_orig):
+                    return m
+            except Exception:
+                continue
+        return None
+
+    def _candidates(self, fa, transport: str):
+        hinted = self.by_port[transport].get(fa.ctx.resp_p, [])
+        rest = [m for m in (self.tcp_modules if transport == "tcp" else self.udp_modules) if m not in hinted]
+        return hinted + rest
+
+    def _start(self, f, fa, module) -> None:
+        fa.module = module
+        fa.analyzer = module.Analyzer(fa.ctx)
+        self.state[f] = ST_ACTIVE
+        self.stats[f"analyzer_{module.NAME}"] += 1
+
+    def _stop(self, f, fa) -> None:
+        """No more payload for this connection (analysis finished or nothing recognised)."""
+        self.state[f] = ST_DONE
+        if fa.reasm is not None:
+            for r in fa.reasm:
+                r.release()
+        fa.pending = []
+        fa.pbuf = [b"", b""]
+
+    def _release(self, fa) -> None:
+        if fa.reasm is not None:
+            for r in fa.reasm:
+                r.release()
+
+    # -- UDP ---------------------------------------------------------------------------
+    def _udp(self, f, fa, is_orig, payload, ts) -> None:
+        if fa.analyzer is None:
+            fa.pbuf[is_orig] = payload[:PROBE_BYTES]
+            module = self._probe(fa, "udp", is_orig)
+            if module is None:
+                fa.npay[is_orig] += 1
+                if fa.npay[0] + fa.npay[1] >= UDP_DETECT_DATAGRAMS:
+                    self._stop(f, fa)
+                return
+            self._start(f, fa, module)
+            fa.pbuf = [b"", b""]
+        fa.analyzer.datagram(is_orig, payload, ts)
+        if not fa.analyzer.wants_more():
+            self._stop(f, fa)
+
+    # -- end of connections --------------------------------------------------------------
+    def on_end(self, fids: np.ndarray, uids: list, oh: list, rh: list, ts: list, last: list, directions: list,
+               services: list) -> dict:
+        """Finish the analyzers of ended connections; extra record columns (APP_FIELDS) plus services."""
+        n = len(fids)
+        cols = {k: [None] * n for k in APP_FIELDS}
+        for j, f in enumerate(fids.tolist()):
+            fa = self.flows.pop(f, None)
+            names = {}
+            if fa is not None:
+                self._finish(f, fa, last[j])
+                names = fa.names
+                if fa.ctx.service:
+                    svc = services[j].split(",") if services[j] else []
+                    for s in fa.ctx.service:
+                        if s not in svc:
+                            svc.append(s)
+                    services[j] = ",".join(svc)
+            if len(self.state) > f:
+                self.state[f] = ST_NEW
+            inbound = directions[j] == "inbound"
+            dst = oh[j] if inbound else rh[j]
+            name, source = None, None
+            if not inbound:
+                for src in NAME_PRECEDENCE:
+                    if src in names:
+                        name, source = names[src][1], src
+                        break
+            if name is None:
+                name = self.pdns.name_for(dst, ts[j])
+                if name is not None:
+                    source = "dns"
+            cols["dst_name"][j] = name
+            cols["dst_name_source"][j] = source
+            if self.enricher is not None:
+                d = self.enricher.destination(dst, name)
+                for k in ("dst_country", "dst_asn", "dst_org", "dst_group", "dst_category", "dst_allowed"):
+                    cols[k][j] = d.get(k)
+        return cols
+
+    def _finish(self, f, fa, ts) -> None:
+        try:
+            if fa.reasm is not None and fa.analyzer is not None and self.state[f] == ST_ACTIVE:
+                for is_orig in (True, False):
+                    events = fa.reasm[is_orig].flush()
+                    for kind, val in events:
+                        if kind == "data":
+                            fa.analyzer.data(is_orig, val, ts)
+                        else:
+                            fa.analyzer.gap(is_orig, val, ts)
+            if fa.analyzer is not None:
+                fa.analyzer.done(ts)
+        except Exception as e:
+            name = fa.module.NAME if fa.module is not None else "app"
+            self.weirds.append((ts, fa.ctx.uid, f"{name}.analyzer_error", f"{type(e).__name__}: {e}"))
+        self._release(fa)
+
+    def flush_expected(self) -> None:
+        self.expected.clear()
