@@ -12,9 +12,12 @@ def read_flows(path, site=None):
     """
     from .output import records_frame
     from .scan import FLOW_FIELDS, run_scan
-    from .site import load_site
+    from .settings import build_enricher
+    from .site import Site, load_site
     if isinstance(site, str):
         site = load_site(site)
+    if site is None:
+        site = Site.default()
     paths = list(path) if isinstance(path, (list, tuple)) else [str(path)]
-    res = run_scan(paths, site=site)
+    res = run_scan(paths, site=site, enricher=build_enricher(site))
     return records_frame(res.flows, FLOW_FIELDS)

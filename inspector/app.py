@@ -20,6 +20,7 @@ destination's country, ASN, organisation, group, category and allow-listing.
 """
 from __future__ import annotations
 
+import ipaddress
 from collections import defaultdict
 
 import numpy as np
@@ -32,6 +33,7 @@ from .streams import ReassemblyBudget, Reassembler
 FIN, SYN, RST = 1, 2, 4
 DETECT_PACKETS = 4          # payload packets per direction offered to the probes before giving up
 UDP_DETECT_DATAGRAMS = 3
+WATCH_CHUNKS = 24           # data chunks checked for a late TLS ClientHello after detection ends
 NAME_PRECEDENCE = ("sni", "quic_sni", "http_host")
 APP_FIELDS = ("dst_name", "dst_name_source", "dst_country", "dst_asn", "dst_org", "dst_group", "dst_category",
               "dst_allowed")
@@ -39,9 +41,36 @@ APP_FIELDS = ("dst_name", "dst_name_source", "dst_country", "dst_asn", "dst_org"
 ST_NEW, ST_ACTIVE, ST_DONE = 0, 1, 2
 
 
+def _client_hello(data: bytes) -> bool:
+    """A chunk that starts with a TLS handshake record carrying a ClientHello."""
+    return len(data) >= 6 and data[0] == 0x16 and data[1] == 3 and data[2] <= 4 and data[5] == 1
+
+
+def _tls_records(data: bytes) -> bool:
+    """At least one whole plausible TLS record header at the start of the data (mid-session traffic)."""
+    n = 0
+    p = 0
+    while p + 5 <= len(data) and n < 4:
+        ct, major, minor = data[p], data[p + 1], data[p + 2]
+        ln = (data[p + 3] << 8) | data[p + 4]
+        if ct not in (20, 21, 22, 23) or major != 3 or minor > 4 or ln == 0 or ln > 18432:
+            return False
+        n += 1
+        p += 5 + ln
+    return n > 0
+
+
+def _is_ip_literal(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return False
+
+
 class _FlowApp:
-    __slots__ = ("ctx", "analyzer", "reasm", "pending", "pbuf", "npay", "names", "ports_first", "pending_bytes",
-                 "module", "ended", "ftp_parent")
+    __slots__ = ("ctx", "analyzer", "reasm", "pending", "pbuf", "npay", "names", "pending_bytes",
+                 "module", "ended", "ftp_parent", "watch", "fid")
 
     def __init__(self, ctx):
         self.ctx = ctx
@@ -55,6 +84,7 @@ class _FlowApp:
         self.names = {}            # source -> (ts, name)
         self.ended = False
         self.ftp_parent = None
+        self.watch = 0             # data chunks still checked for a TLS ClientHello (STARTTLS and the like)
 
 
 class AppLayer:
@@ -64,6 +94,7 @@ class AppLayer:
         self.modules = modules if modules is not None else load_protocols()
         self.tcp_modules = [m for m in self.modules if "tcp" in m.TRANSPORTS]
         self.udp_modules = [m for m in self.modules if "udp" in m.TRANSPORTS]
+        self.tls_module = next((m for m in self.modules if m.NAME == "ssl"), None)
         self.by_port = {"tcp": defaultdict(list), "udp": defaultdict(list)}
         for m in self.modules:
             for t in m.TRANSPORTS:
@@ -92,8 +123,12 @@ class AppLayer:
 
     def hostname(self, ctx, source: str, name: str, ts: float) -> None:
         fa = ctx.sink_flow
-        if fa is not None and name and source not in fa.names:
-            fa.names[source] = (ts, name.rstrip(".").lower())
+        if fa is None or not name or source in fa.names:
+            return
+        name = name.strip().rstrip(".").lower()
+        if name.startswith("[") or _is_ip_literal(name):
+            return  # an address literal names nothing
+        fa.names[source] = (ts, name)
 
     def dns_answer(self, query: str, answer: str, rtype: str, ttl: float, ts: float) -> None:
         self.pdns.answer(query, answer, rtype, ttl, ts)
@@ -121,8 +156,6 @@ class AppLayer:
                 if old is not None:
                     self._release(old)
             state[nf] = ST_NEW
-            if self.expected:
-                self._match_expected(table, nf, c["ts"][new_rows])
         proto = c["proto"]
         fl = c["flags"]
         pay = c["pay_cap"]
@@ -145,6 +178,9 @@ class AppLayer:
             if fa is None:
                 fa = self._new_flow(table, f, pr)
                 flows[f] = fa
+                # In packet order, so a data channel announced earlier in this batch is recognised.
+                if self.expected and self._expected_flow(fa, ts):
+                    continue
             try:
                 if pr == 6:
                     self._tcp(f, fa, is_orig, flg, seq, db.payload(i) if pay[i] else b"", ts)
@@ -160,26 +196,29 @@ class AppLayer:
         ctx = FlowContext(uid=table.uid(f), ts=float(table.FF[f, 0]), orig_h=oh, orig_p=op, resp_h=rh, resp_p=rp,
                           transport="tcp" if proto == 6 else "udp", sink=self)
         fa = _FlowApp(ctx)
+        fa.fid = f
         ctx.sink_flow = fa
         return fa
 
-    def _match_expected(self, table, fids, tss) -> None:
-        for f, ts in zip(fids.tolist(), tss.tolist()):
-            oh, op, rh, rp = table.endpoints(f)
-            lst = self.expected.get((rh, rp))
-            if not lst:
-                continue
-            for k, (eo, service, parent, expires) in enumerate(lst):
-                if ts <= expires and (eo is None or eo == oh):
-                    del lst[k]
-                    if not lst:
-                        del self.expected[(rh, rp)]
-                    fa = self._new_flow(table, f, 6)
-                    fa.ctx.confirm(service)
-                    fa.ftp_parent = parent
-                    self.flows[f] = fa
-                    self.state[f] = ST_DONE   # issue-4 content inspection will read the data channel
-                    break
+    def _expected_flow(self, fa, ts) -> bool:
+        """Is this new connection one an analyzer announced (FTP data channel)?"""
+        ctx = fa.ctx
+        lst = self.expected.get((ctx.resp_h, ctx.resp_p))
+        if not lst:
+            return False
+        for k, (eo, service, parent, expires) in enumerate(lst):
+            if ts <= expires and (eo is None or eo == ctx.orig_h):
+                del lst[k]
+                if not lst:
+                    del self.expected[(ctx.resp_h, ctx.resp_p)]
+                ctx.confirm(service)
+                fa.ftp_parent = parent
+                self.state[self.flows_fid(fa)] = ST_DONE   # the content stage reads data channels
+                return True
+        return False
+
+    def flows_fid(self, fa) -> int:
+        return fa.fid
 
     # -- TCP ---------------------------------------------------------------------------
     def _tcp(self, f, fa, is_orig, flags, seq, payload, ts) -> None:
@@ -202,14 +241,17 @@ class AppLayer:
             self.weirds.append((ts, fa.ctx.uid, "tcp.reassembly_memory_cap", "gave up waiting for missing data"))
         if events:
             self._deliver(f, fa, is_orig, events, ts)
-        if fa.analyzer is None and self.state[f] != ST_DONE:
+        if fa.analyzer is None and not fa.watch and self.state[f] != ST_DONE:
             fa.npay[is_orig] += 1
             if fa.npay[0] >= DETECT_PACKETS and fa.npay[1] >= DETECT_PACKETS or \
                     fa.npay[0] + fa.npay[1] >= 3 * DETECT_PACKETS:
-                self._stop(f, fa)
+                self._undetected(f, fa)
 
     def _deliver(self, f, fa, is_orig, events, ts) -> None:
         an = fa.analyzer
+        if an is None and fa.watch:
+            self._watch_tls(f, fa, is_orig, events, ts)
+            return
         if an is None:
             for kind, val in events:
                 fa.pending.append((is_orig, kind, val, ts))
@@ -221,7 +263,7 @@ class AppLayer:
             module = self._probe(fa, "tcp", is_orig)
             if module is None:
                 if fa.pending_bytes > 4 * PROBE_BYTES:
-                    self._stop(f, fa)
+                    self._undetected(f, fa)
                 return
             self._start(f, fa, module)
             pending, fa.pending = fa.pending, []
@@ -232,13 +274,51 @@ class AppLayer:
                 else:
                     an.gap(o, val, t)
         else:
-            for kind, val in events:
+            tls_mod = self.tls_module
+            for n, (kind, val) in enumerate(events):
                 if kind == "data":
+                    if is_orig and fa.module is not tls_mod and tls_mod is not None and _client_hello(val):
+                        # STARTTLS / AUTH TLS: the stream turns into TLS here.
+                        self._start(f, fa, tls_mod)
+                        self._deliver(f, fa, is_orig, events[n:], ts)
+                        return
                     an.data(is_orig, val, ts)
                 else:
                     an.gap(is_orig, val, ts)
         if not an.wants_more():
+            self._after(f, fa)
+
+    def _after(self, f, fa) -> None:
+        """The analyzer has what it needs.  Non-TLS protocols may still upgrade to TLS."""
+        if fa.module is not self.tls_module and fa.ctx.transport == "tcp":
+            fa.analyzer = None
+            fa.watch = WATCH_CHUNKS
+        else:
             self._stop(f, fa)
+
+    def _undetected(self, f, fa) -> None:
+        """No probe matched within the detection depth."""
+        if _tls_records(fa.pbuf[True]) and _tls_records(fa.pbuf[False]):
+            fa.ctx.confirm("ssl")        # a TLS session joined after its handshake
+            self._stop(f, fa)
+            return
+        fa.pending = []
+        fa.pbuf = [b"", b""]
+        fa.watch = WATCH_CHUNKS          # a ClientHello may still come (STARTTLS in IMAP, XMPP, ...)
+
+    def _watch_tls(self, f, fa, is_orig, events, ts) -> None:
+        for n, (kind, val) in enumerate(events):
+            if kind != "data":
+                continue
+            if is_orig and self.tls_module is not None and _client_hello(val):
+                fa.watch = 0
+                self._start(f, fa, self.tls_module)
+                self._deliver(f, fa, is_orig, events[n:], ts)
+                return
+            fa.watch -= 1
+            if fa.watch <= 0:
+                self._stop(f, fa)
+                return
 
     def _probe(self, fa, transport: str, is_orig: bool):
         data = fa.pbuf[is_orig]
@@ -258,6 +338,7 @@ class AppLayer:
         return hinted + rest
 
     def _start(self, f, fa, module) -> None:
+        fa.watch = 0
         fa.module = module
         fa.analyzer = module.Analyzer(fa.ctx)
         self.state[f] = ST_ACTIVE
@@ -281,7 +362,9 @@ class AppLayer:
     def _udp(self, f, fa, is_orig, payload, ts) -> None:
         if fa.analyzer is None:
             fa.pbuf[is_orig] = payload[:PROBE_BYTES]
-            module = self._probe(fa, "udp", is_orig)
+            # Registered ports decide for UDP (as Zeek attaches DNS to 53/udp); content otherwise.
+            hinted = self.by_port["udp"].get(fa.ctx.resp_p) or self.by_port["udp"].get(fa.ctx.orig_p)
+            module = hinted[0] if hinted and len(hinted) == 1 else self._probe(fa, "udp", is_orig)
             if module is None:
                 fa.npay[is_orig] += 1
                 if fa.npay[0] + fa.npay[1] >= UDP_DETECT_DATAGRAMS:

@@ -32,6 +32,10 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, metavar="DIR", help="output directory")
     s.add_argument("--site", metavar="FILE", help="site file (YAML): local_nets, roles, allowed_destinations")
     s.add_argument("--max-flows", type=int, default=1_000_000, help="flow table bound (LRU eviction beyond)")
+    s.add_argument("--geoip", metavar="PATH", help="MaxMind country/city .mmdb (default: bundled offline data)")
+    s.add_argument("--asn-db", metavar="PATH", help="MaxMind ASN .mmdb (default: bundled offline data)")
+    s.add_argument("--signatures", metavar="DIR", help="signatures directory (default: ./signatures or the "
+                                                        "one shipped with inspector)")
     s.add_argument("-q", "--quiet", action="store_true", help="no summary on stdout")
     return p
 
@@ -66,11 +70,23 @@ def _load_site(path):
         raise _UsageError(str(e))
 
 
+def build_enricher(site, geoip=None, asn_db=None, signatures=None):
+    from .errors import ConfigError
+    from .settings import build_enricher as _build
+    try:
+        return _build(site, geoip, asn_db, signatures)
+    except ConfigError as e:
+        raise _UsageError(str(e))
+    except (OSError, ValueError) as e:
+        raise _UsageError(f"inspector: error: cannot load geo data: {e}")
+
+
 def _cmd_scan(args) -> int:
-    from .output import FlowWriter, write_json, write_jsonl
+    from .output import FlowWriter, LogWriter, write_json, write_jsonl
     from .scan import FLOW_FIELDS, WEIRD_FIELDS, run_scan
     try:
         site = _load_site(args.site)
+        enricher = build_enricher(site, args.geoip, args.asn_db, args.signatures)
     except _UsageError as e:
         print(str(e), file=sys.stderr)
         return 2
@@ -82,14 +98,18 @@ def _cmd_scan(args) -> int:
     started = time.monotonic()
     progress = _Progress(enabled=not args.quiet and sys.stderr.isatty())
     writer = FlowWriter(args.out, FLOW_FIELDS)
+    logs = LogWriter(args.out)
     summary = _Summary()
 
     def on_flows(recs):
         writer.write(recs)
         summary.add(recs)
-    res = run_scan(args.paths, site=site, progress=progress, max_flows=args.max_flows, on_flows=on_flows)
+    res = run_scan(args.paths, site=site, progress=progress, max_flows=args.max_flows, on_flows=on_flows,
+                   enricher=enricher, log_sink=logs)
     progress.done()
     writer.close()
+    logs.close()
+    summary.logs = dict(logs.counts)
     for err in res.errors:
         print(f"inspector: {err}", file=sys.stderr)
     if res.inputs_ok == 0:
@@ -144,6 +164,8 @@ class _Summary:
         self.flows = 0
         self.by_dir = Counter()
         self.out_bytes = Counter()
+        self.by_org = Counter()
+        self.logs = {}
 
     def add(self, recs) -> None:
         for f in recs:
@@ -151,7 +173,10 @@ class _Summary:
             d = f["direction"]
             self.by_dir[d] += 1
             if d == "outbound":
-                self.out_bytes[(f["id.orig_h"], f["id.resp_h"], f["id.resp_p"], f["proto"])] += f["orig_bytes"] or 0
+                dst = f.get("dst_name") or f["id.resp_h"]
+                self.out_bytes[(f["id.orig_h"], dst, f["id.resp_p"], f["proto"])] += f["orig_bytes"] or 0
+                org = f.get("dst_org") or f.get("dst_group") or "unknown"
+                self.by_org[(org, f.get("dst_country") or "??")] += f["orig_bytes"] or 0
 
 
 def _print_summary(res, summary, site, out_dir: str, elapsed: float) -> None:
@@ -168,7 +193,12 @@ def _print_summary(res, summary, site, out_dir: str, elapsed: float) -> None:
         print("  top outbound flows by bytes sent:")
         for (src, dst, port, proto), b in summary.out_bytes.most_common(8):
             print(f"    {src:>15} -> {dst}:{port}/{proto}  {_fmt_bytes(b)}")
+    if summary.by_org:
+        print("  outbound bytes by destination organisation (country):")
+        for (org, cc), b in summary.by_org.most_common(6):
+            print(f"    {org[:40]:<40} ({cc})  {_fmt_bytes(b)}")
     if st["weirds"]:
         wc = Counter(st["weirds"])
         print("  weird: " + ", ".join(f"{k} {v}" for k, v in wc.most_common(6)))
-    print(f"  outputs in {out_dir}/: flows.jsonl flows.parquet weird.jsonl stats.json")
+    print(f"  outputs in {out_dir}/: flows.jsonl flows.parquet weird.jsonl stats.json"
+          + "".join(f" {k}.jsonl" for k in sorted(summary.logs)))

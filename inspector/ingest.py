@@ -308,6 +308,7 @@ class CaptureReader:
             self.stream.close()
             raise NotACapture(f"{path}: not a pcap or pcapng capture (magic {magic.hex()})")
         self._buf = b""
+        self._base = 0
         self._chunk = 1 << 18
         self._pos = 0
         self._eof = False
@@ -350,6 +351,7 @@ class CaptureReader:
         view.release()
         if total < want:
             del buf[total:]
+        self._base += self._pos    # file offset of the new buffer's first byte
         self._buf = buf
         self._pos = 0
         return total >= need
@@ -409,7 +411,7 @@ class CaptureReader:
                 _s, _f, bad, _o = unpack(buf, pos)
                 self.stats.packets_read += 1
                 self._event("ingest.bogus_record_length",
-                            f"record at byte offset {pos} claims {bad} captured bytes", packets=1)
+                            f"record at file offset {self._base + pos} claims {bad} captured bytes", packets=1)
                 if not self._resync_pcap(rec, tsres, max_len):
                     return
             elif stop == 1:
@@ -511,7 +513,7 @@ class CaptureReader:
                 if blen < _MIN_BLOCK.get(btype, 12):
                     packets = 1 if btype in (2, 3, 6) else 0
                     self.stats.packets_read += packets
-                    self._event("ingest.bad_block", f"block type {btype} at offset {pos} is only {blen} bytes",
+                    self._event("ingest.bad_block", f"block type {btype} at file offset {self._base + pos} is only {blen} bytes",
                                 packets=packets)
                 elif btype == 0x0A0D0D0A:        # SHB: a new section resets interfaces
                     ifaces = []
@@ -528,7 +530,7 @@ class CaptureReader:
                     if ifid >= len(ifaces) or data + cap > pos + blen - 4:
                         self.stats.packets_read += 1
                         self._event("ingest.bad_packet_block",
-                                    f"block at offset {pos}: interface {ifid} of {len(ifaces)}, caplen {cap}",
+                                    f"block at file offset {self._base + pos}: interface {ifid} of {len(ifaces)}, caplen {cap}",
                                     packets=1)
                     else:
                         lt, tsres, _snap, tsoff = ifaces[ifid]
@@ -541,7 +543,7 @@ class CaptureReader:
                     (orig,) = struct.unpack_from(endian + "I", buf, body)
                     if not ifaces:
                         self.stats.packets_read += 1
-                        self._event("ingest.bad_packet_block", f"simple packet block at {pos} before any interface",
+                        self._event("ingest.bad_packet_block", f"simple packet block at file offset {self._base + pos} before any interface",
                                     packets=1)
                     else:
                         lt, _tsres, snap, _off = ifaces[0]
@@ -561,7 +563,7 @@ class CaptureReader:
                 btype = struct.unpack_from(endian + "I", self._buf, self._pos)[0]
                 packets = 1 if btype in (2, 3, 6) else 0
                 self.stats.packets_read += packets
-                self._event("ingest.corrupt_block", f"unparseable block (type {btype}) at offset {self._pos}",
+                self._event("ingest.corrupt_block", f"unparseable block (type {btype}) at file offset {self._base + self._pos}",
                             packets=packets)
                 if not self._resync_pcapng(endian):
                     return

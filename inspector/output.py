@@ -116,6 +116,40 @@ class FlowWriter:
         os.replace(self.parquet_path + ".tmp", self.parquet_path)
 
 
+class LogWriter:
+    """Protocol logs (``http.jsonl``, ``tls.jsonl``, ``dns.jsonl``...): one JSONL file per log,
+    opened on its first record, written as records arrive, renamed into place on close."""
+
+    def __init__(self, out_dir: str):
+        self.out_dir = out_dir
+        self.files: dict = {}
+        self.counts: dict = {}
+
+    def __call__(self, log: str, record: dict) -> None:
+        fh = self.files.get(log)
+        if fh is None:
+            fh = open(os.path.join(self.out_dir, f"{log}.jsonl.tmp"), "wb")
+            self.files[log] = fh
+            self.counts[log] = 0
+        fh.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS,
+                              default=_json_default))
+        self.counts[log] += 1
+
+    def close(self) -> None:
+        for log, fh in self.files.items():
+            fh.close()
+            os.replace(os.path.join(self.out_dir, f"{log}.jsonl.tmp"), os.path.join(self.out_dir, f"{log}.jsonl"))
+        self.files = {}
+
+
+def _json_default(obj):
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    if isinstance(obj, (bytes, bytearray)):
+        return obj.hex()
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
 def write_jsonl(path: str, records: Iterable[dict], fields: Sequence[str]) -> int:
     """One JSON object per line, keys in ``fields`` order.  Atomic (temp file + rename)."""
     tmp = path + ".tmp"

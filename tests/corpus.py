@@ -837,3 +837,734 @@ def entry_covers(e: dict, trace: str, baseline: str, res: dict) -> bool:
     if isinstance(flds, str):
         flds = [flds]
     return set(disagreement_labels(res)) <= set(flds)
+
+
+# ==========================================================================
+# Application-layer oracles: Zeek ssl/http/dns/quic logs, Suricata EVE
+# checks (tls/http/dns/quic), nDPI Hostname/SNI + master protocol.
+# Pure functions; our side is plain dicts (flows + log records).
+# ==========================================================================
+
+#: Zeek log name -> the inspector log carrying the same records
+ZEEK_APP_LOGS = {"ssl": "tls", "http": "http", "dns": "dns", "quic": "quic"}
+
+#: compared fields per Zeek log (asserted ones; see APP_INFO_FIELDS)
+ZEEK_APP_FIELDS = {"ssl": ("server_name",), "http": ("host", "method", "uri"),
+                   "dns": ("query", "answers"), "quic": ("server_name",)}
+
+
+def zeek_app_baselines(index: Iterable[dict], root: Path | str | None = None,
+                       logs: Iterable[str] = tuple(ZEEK_APP_LOGS)) -> list[tuple[dict, str, Path]]:
+    """(index row, log name, path) for every Zeek ssl/http/dns/quic baseline.
+
+    zeek-cut files (``http.log.cut``...) are included: they hold only some
+    columns (``read_zeek_log`` reads them untyped).  A trace used by two tests
+    yields one triple per baseline.
+    """
+    logs = tuple(logs)
+    out = []
+    for r in index:
+        if r.get("source") != "zeek":
+            continue
+        for p in oracle_paths(r, root):
+            name = p.name
+            for lg in logs:
+                if name in (f"{lg}.log", f"{lg}.log.cut"):
+                    out.append((r, lg, p))
+    return out
+
+
+def _nstr(v: Any) -> str | None:
+    """Scalar log value as text; None/''/'-' -> None."""
+    v = norm_val(v)
+    if v is None:
+        return None
+    if isinstance(v, (list, tuple)):
+        return ",".join(str(x) for x in v) if v else None
+    s = str(v)
+    return None if s in ("", "-") else s
+
+
+def _as_list(v: Any) -> list:
+    if v is None:
+        return []
+    if isinstance(v, str):
+        return [] if v in ("", "-", "(empty)") else v.split(",")
+    if isinstance(v, (list, tuple, set, frozenset)):
+        return list(v)
+    return [v]
+
+
+def norm_answer(a: Any) -> str:
+    """A DNS answer as comparable text: addresses canonical, names without the final dot."""
+    s = str(a).strip()
+    try:
+        return ipaddress.ip_address(s).compressed
+    except ValueError:
+        pass
+    if s.endswith(".") and len(s) > 1 and " " not in s:
+        s = s[:-1]
+    return s
+
+
+def answer_set(v: Any) -> frozenset:
+    """A dns answers value (list / comma string / None) as a set of ``norm_answer`` texts."""
+    return frozenset(norm_answer(a) for a in _as_list(v) if a not in (None, ""))
+
+
+_TXT_HEAD = re.compile(r"TXT (\d+) ")
+
+
+def _txt_strings(s: str) -> list[str] | None:
+    """Zeek's 'TXT <len> <string>[ TXT <len> <string>...]' -> the strings (None if not that form)."""
+    out, pos = [], 0
+    while pos < len(s):
+        m = _TXT_HEAD.match(s, pos)
+        if not m:
+            return None
+        n = int(m.group(1))
+        start = m.end()
+        out.append(s[start:start + n])
+        pos = start + n
+        if pos < len(s):
+            if s[pos] != " ":
+                return None
+            pos += 1
+    return out if out else None
+
+
+def answer_atoms(v: Any) -> frozenset:
+    """Like ``answer_set`` but TXT answers in Zeek's form are split into their
+    character-strings (Suricata logs one rdata per string, empty ones too)."""
+    out = set()
+    for a in _as_list(v):
+        if a is None:
+            continue
+        t = _txt_strings(str(a)) if str(a).startswith("TXT ") else None
+        if t is not None:
+            out.update(t)
+        elif a != "":
+            out.add(norm_answer(a))
+    return frozenset(out)
+
+
+def zeek_app_records(path: Path | str, log: str | None = None) -> list[dict]:
+    """Rows of a Zeek ssl/http/dns/quic log (or its zeek-cut file), normalised.
+
+    Each row keeps all its columns and gains ``conn``: (orig_h, orig_p,
+    resp_h, resp_p) with canonical addresses, or None when the file has no
+    id.* columns (some .cut files: those rows match against the whole trace),
+    and ``idx`` (row number).  DNS ``answers`` becomes a list (cut files hold
+    a comma string).
+    """
+    p = Path(path)
+    if log is None:
+        log = p.name.split(".")[0]
+    rows = read_zeek_log(p)
+    out = []
+    for i, r in enumerate(rows):
+        r = dict(r)
+        if r.get("id.orig_h") is not None and r.get("id.resp_h") is not None:
+            op, rp = norm_val(r.get("id.orig_p")), norm_val(r.get("id.resp_p"))
+            r["conn"] = (norm_addr(r["id.orig_h"]), int(op) if op is not None else None,
+                         norm_addr(r["id.resp_h"]), int(rp) if rp is not None else None)
+        else:
+            r["conn"] = None
+        if log == "dns" and "answers" in r:
+            r["answers"] = _as_list(r["answers"])
+        r["idx"] = i
+        out.append(r)
+    return out
+
+
+# ---- Suricata test.yaml --------------------------------------------------
+
+def _sv_version(v: Any) -> tuple:
+    parts = re.findall(r"\d+", str(v))
+    return tuple(int(x) for x in parts) if parts else (0,)
+
+
+def suricata_newest_checks(doc: dict | None) -> list[tuple[int, dict]]:
+    """(check number, filter) of a parsed test.yaml that apply to the newest Suricata.
+
+    Checks whose ``requires`` carries ``lt-version`` are the alternatives for
+    older Suricata versions (their newer twin has ``min-version``): left out.
+    Only ``filter`` checks are returned (not ``shell``/``file-compare``).
+    """
+    out = []
+    for i, ch in enumerate((doc or {}).get("checks") or []):
+        if not isinstance(ch, dict):
+            continue
+        f = ch.get("filter")
+        if not isinstance(f, dict):
+            continue
+        req = f.get("requires") or ch.get("requires") or {}
+        if isinstance(req, dict) and "lt-version" in req:
+            continue
+        out.append((i, f))
+    return out
+
+
+_SV_IDX = re.compile(r"^(?P<base>[a-z_.]+)\[(?P<i>\d+)\]\.(?P<rest>[a-z_.\[\]0-9]+)$")
+
+
+def _sv_conn(m: dict) -> dict:
+    c = {}
+    for k in ("src_ip", "dest_ip"):
+        if m.get(k) is not None:
+            c[k] = norm_addr(str(m[k]))
+    for k in ("src_port", "dest_port"):
+        if m.get(k) is not None:
+            try:
+                c[k] = int(m[k])
+            except (TypeError, ValueError):
+                pass
+    if m.get("proto") is not None:
+        c["proto"] = str(m["proto"]).lower()
+    return c
+
+
+#: Suricata EVE event types whose http/dns/tls objects describe a transaction
+#: (alerts are left out: they depend on rules that were not copied)
+SV_APP_EVENT_TYPES = ("tls", "http", "dns", "quic", "fileinfo")
+
+
+def suricata_app_expectations(doc: dict | None) -> list[dict]:
+    """What the newest-version checks of a test.yaml say about app-layer values.
+
+    One dict per (check, field): ``field`` is one of
+      'tls.sni' | 'http.hostname' | 'http.http_method' | 'dns.rrname' |
+      'dns.rdata' | 'quic.sni',
+    ``value`` (str; for 'dns.rdata' a frozenset of ``norm_answer`` texts),
+    ``query`` (dns.rdata: the query name of that record, or None),
+    ``rrtypes`` (dns.rdata: the answers' rrtype list), ``conn`` (the
+    src_ip/src_port/dest_ip/dest_port/proto the check names, any subset),
+    ``event_type``, ``count`` (the check's count), ``check`` (its number).
+    Checks with ``count: 0`` are skipped.  Identical expectations (same field,
+    value, query and undirected connection; e.g. an http event and the
+    fileinfo event of the same transaction, or a DNS request and its
+    response) are kept once.
+    """
+    out, seen = [], set()
+    for ci, f in suricata_newest_checks(doc):
+        m = f.get("match") or {}
+        if not isinstance(m, dict):
+            continue
+        count = f.get("count", f.get("min-count", 1))
+        try:
+            count = int(count)
+        except (TypeError, ValueError):
+            count = 1
+        if count == 0:
+            continue
+        et = m.get("event_type")
+        if et not in SV_APP_EVENT_TYPES:
+            continue
+        conn = _sv_conn(m)
+        exps = []
+        if et == "tls" and m.get("tls.sni") is not None:
+            exps.append(("tls.sni", str(m["tls.sni"]), None, None))
+        if m.get("http.hostname") is not None:
+            exps.append(("http.hostname", str(m["http.hostname"]), None, None))
+        if m.get("http.http_method") is not None:
+            exps.append(("http.http_method", str(m["http.http_method"]), None, None))
+        if et == "dns":
+            qname = m.get("dns.queries[0].rrname", m.get("dns.rrname"))
+            for k, v in m.items():
+                if re.fullmatch(r"dns\.queries\[\d+\]\.rrname", str(k)) or k == "dns.rrname":
+                    exps.append(("dns.rrname", str(v), None, None))
+            rd, rt = {}, {}
+            for k, v in m.items():
+                mm = re.fullmatch(r"dns\.answers\[(\d+)\]\.(rdata|rrtype)", str(k))
+                if mm:
+                    (rd if mm.group(2) == "rdata" else rt)[int(mm.group(1))] = str(v)
+            if rd:
+                exps.append(("dns.rdata", frozenset(norm_answer(v) for v in rd.values()),
+                             str(qname) if qname is not None else None,
+                             tuple(rt.get(i) for i in sorted(rd))))
+        if et == "quic":
+            for k, v in m.items():
+                mm = re.fullmatch(r"quic\.extensions\[(\d+)\]\.name", str(k))
+                if mm and v == "server_name":
+                    val = m.get(f"quic.extensions[{mm.group(1)}].values[0]")
+                    if val is not None:
+                        exps.append(("quic.sni", str(val), None, None))
+        ukey = frozenset([(conn.get("src_ip"), conn.get("src_port")),
+                          (conn.get("dest_ip"), conn.get("dest_port"))])
+        for field, value, query, rrtypes in exps:
+            sig = (field, value, query, ukey, conn.get("proto"))
+            if sig in seen:
+                continue
+            seen.add(sig)
+            out.append({"field": field, "value": value, "query": query, "rrtypes": rrtypes,
+                        "conn": conn, "event_type": et, "count": count, "check": ci})
+    return out
+
+
+def suricata_app_tests(index: Iterable[dict], root: Path | str | None = None) -> list[tuple[dict, Path, list[dict]]]:
+    """(index row, test.yaml path, expectations) for every capture whose test.yaml
+    has at least one app-layer expectation (see ``suricata_app_expectations``)."""
+    import yaml  # local: keep the parsers importable without pyyaml
+    out = []
+    for r in index:
+        if r.get("source") != "suricata-verify":
+            continue
+        for p in oracle_paths(r, root):
+            if p.name != "test.yaml":
+                continue
+            with open(p, encoding="utf-8") as fh:
+                doc = yaml.safe_load(fh)
+            exps = suricata_app_expectations(doc)
+            if exps:
+                out.append((r, p, exps))
+    return out
+
+
+# ---- nDPI flow details ----------------------------------------------------
+
+_NDPI_CONF = re.compile(r"\[Confidence: ([^\]]*)\]")
+_NDPI_ALPN = re.compile(r"\[\(Negotiated\) ALPN: ([^\]]*)\]")
+
+
+def ndpi_flow_app(f: dict) -> dict:
+    """Application-layer details of a ``parse_ndpi_out`` flow (from its raw line).
+
+    confidence ('DPI', 'DPI (cache)', 'Match by port', 'Unknown', ... or None),
+    dpi (True when the label comes from payload inspection: confidence starts
+    with 'DPI'), master, app, hostname, alpn (negotiated ALPN or None).
+    """
+    line = f.get("line", "")
+    c = _NDPI_CONF.search(line)
+    a = _NDPI_ALPN.search(line)
+    conf = c.group(1) if c else None
+    return {"confidence": conf, "dpi": bool(conf and conf.startswith("DPI")),
+            "master": f.get("master"), "app": f.get("app"), "hostname": f.get("hostname"),
+            "alpn": a.group(1) if a else None}
+
+
+# ---- our side --------------------------------------------------------------
+
+def ukey(h1: Any, p1: Any, h2: Any, p2: Any) -> frozenset:
+    """Undirected connection key {(addr, port), (addr, port)}."""
+    return frozenset([(norm_addr(h1), norm_val(p1)), (norm_addr(h2), norm_val(p2))])
+
+
+def conn_str(conn: tuple | None, arrow: str = "->") -> str:
+    if conn is None:
+        return "*"
+    oh, op, rh, rp = conn
+    fmt = lambda h, p: f"[{h}]:{p}" if h and ":" in str(h) else f"{h}:{p}"  # noqa: E731
+    return f"{fmt(oh, op)} {arrow} {fmt(rh, rp)}"
+
+
+def our_app_view(flows: list[dict], logs: dict) -> dict:
+    """Index our flows and log records by connection.
+
+    Returns {'uid': {uid: flow}, 'flows': {(ip_proto, ukey): [flow...]},
+    'recs': {log: [rec...]}, 'by_conn': {log: {ukey: [rec...]}}} where each
+    rec is {'rec': record, 'conn': (orig_h, orig_p, resp_h, resp_p) | None,
+    'proto': 'tcp'|'udp'|None, 'uid', 'i'}.  A record's connection comes from
+    its uid (the flow), else from its own id.* fields.
+    """
+    uid2flow = {}
+    fby = defaultdict(list)
+    for f in flows:
+        uid2flow[f.get("uid")] = f
+        oh, op, rh, rp = _ours_endpoints(f)
+        fby[(flow_ip_proto(f), ukey(oh, op, rh, rp))].append(f)
+    recs, by_conn = {}, {}
+    for log, lst in (logs or {}).items():
+        rl, bc = [], defaultdict(list)
+        for i, r in enumerate(lst or []):
+            f = uid2flow.get(r.get("uid"))
+            if f is not None:
+                conn = _ours_endpoints(f)
+                proto = f.get("proto")
+            elif r.get("id.orig_h") is not None:
+                conn = (norm_addr(r.get("id.orig_h")), norm_val(r.get("id.orig_p")),
+                        norm_addr(r.get("id.resp_h")), norm_val(r.get("id.resp_p")))
+                proto = r.get("proto")
+            else:
+                conn, proto = None, None
+            e = {"rec": r, "conn": conn, "proto": proto, "uid": r.get("uid"), "i": i}
+            rl.append(e)
+            if conn is not None:
+                bc[ukey(*conn)].append(e)
+        recs[log] = rl
+        by_conn[log] = bc
+    return {"uid": uid2flow, "flows": fby, "recs": recs, "by_conn": by_conn}
+
+
+def _cands(view: dict, log: str, conn: tuple | None) -> list[dict]:
+    if conn is None:
+        return list(view["recs"].get(log, []))
+    return list(view["by_conn"].get(log, {}).get(ukey(*conn), []))
+
+
+def app_field_equal(field: str, base: Any, ours: Any) -> bool:
+    """Equality used for one compared field (answers: as sets; others: text, unset == empty)."""
+    if field == "answers":
+        return answer_set(base) == answer_set(ours)
+    return _nstr(base) == _nstr(ours)
+
+
+def compare_zeek_app(log: str, baseline: list[dict], view: dict,
+                     fields: Iterable[str] | None = None) -> list[dict]:
+    """Match Zeek ``log`` rows (``zeek_app_records``) with our records, compare fields.
+
+    Rows are matched within their connection (either direction; rows without
+    a 5-tuple against the whole trace), pairing greedily by fewest differing
+    fields, then by order.  Our candidates for ssl.log rows are our ``tls``
+    records, plus our ``quic`` records on the same connection (Zeek logs the
+    TLS handshake carried by QUIC in ssl.log too).
+
+    One result per baseline row: {log, key, kind ('agree' | 'value' |
+    'missing'), base, ours (our record or None), ours_log, diff (fields that
+    differ; all fields when missing), conn}, then one {kind: 'extra'} result
+    per record of ours of that log left unmatched (any connection).
+    """
+    fields = tuple(fields or ZEEK_APP_FIELDS[log])
+    ours_log = ZEEK_APP_LOGS[log]
+    results: list[dict | None] = [None] * len(baseline)
+    used: set[tuple[str, int]] = set()
+    buckets: dict = defaultdict(list)
+    for i, b in enumerate(baseline):
+        buckets[ukey(*b["conn"]) if b.get("conn") is not None else None].append(i)
+
+    def diff(b, o):
+        return [fl for fl in fields if not app_field_equal(fl, b.get(fl), o["rec"].get(fl))]
+
+    # connection-keyed rows first, so that key-less rows take what is left
+    for k in sorted(buckets, key=lambda x: x is None):
+        bidx = buckets[k]
+        conn = baseline[bidx[0]]["conn"] if k is not None else None
+        cands = [(ours_log, e) for e in _cands(view, ours_log, conn)]
+        if log == "ssl":
+            cands += [("quic", e) for e in _cands(view, "quic", conn)
+                      if e["proto"] in ("udp", None)]
+        cands = [c for c in cands if (c[0], c[1]["i"]) not in used]
+        if not cands:
+            continue
+        ranks = {i: r for r, i in enumerate(bidx)}
+
+        def cost(i, j, cands=cands, ranks=ranks, nb=len(bidx)):
+            lg, e = cands[j]
+            return (len(diff(baseline[i], e)), lg != ours_log, abs(ranks[i] - j * nb / max(1, len(cands))))
+        for i, j in _greedy_pairs(bidx, list(range(len(cands))), cost):
+            lg, e = cands[j]
+            used.add((lg, e["i"]))
+            d = diff(baseline[i], e)
+            results[i] = {"log": log, "kind": "value" if d else "agree", "base": baseline[i],
+                          "ours": e["rec"], "ours_log": lg, "diff": d, "conn": baseline[i]["conn"]}
+    out = []
+    for i, b in enumerate(baseline):
+        r = results[i]
+        if r is None:
+            r = {"log": log, "kind": "missing", "base": b, "ours": None, "ours_log": None,
+                 "diff": list(fields), "conn": b["conn"]}
+        r["key"] = zeek_app_key(log, b)
+        out.append(r)
+    for e in view["recs"].get(ours_log, []):
+        if (ours_log, e["i"]) not in used:
+            out.append({"log": log, "kind": "extra", "base": None, "ours": e["rec"], "ours_log": ours_log,
+                        "diff": [], "conn": e["conn"], "key": zeek_app_key(log, e["rec"], e["conn"])})
+    return out
+
+
+def zeek_app_key(log: str, rec: dict, conn: tuple | None = None) -> str:
+    """Disagreement key: the connection (orig -> resp) plus, for DNS, the query."""
+    if conn is None:
+        conn = rec.get("conn")
+    s = conn_str(conn) if conn is not None else f"uid={rec.get('uid')}"
+    if log == "dns":
+        s += f" query={_nstr(rec.get('query'))}"
+    return s
+
+
+# ---- Suricata expectations vs our records ------------------------------------
+
+def _conn_matches(exp_conn: dict, conn: tuple | None, proto: str | None) -> bool:
+    if not exp_conn:
+        return True
+    if conn is None:
+        return False
+    if exp_conn.get("proto") and proto and exp_conn["proto"] != proto:
+        return False
+    oh, op, rh, rp = conn
+    sides = [(exp_conn.get("src_ip"), exp_conn.get("src_port")),
+             (exp_conn.get("dest_ip"), exp_conn.get("dest_port"))]
+
+    def ok(side, h, p):
+        return (side[0] is None or side[0] == h) and (side[1] is None or side[1] == p)
+    return (ok(sides[0], oh, op) and ok(sides[1], rh, rp)) or \
+        (ok(sides[0], rh, rp) and ok(sides[1], oh, op))
+
+
+def strip_port(host: str | None) -> str | None:
+    """'example.com:8080' -> 'example.com'; '[::1]:80' -> '::1'; bare IPv6 kept."""
+    if host is None:
+        return None
+    h = host.strip()
+    if h.startswith("["):
+        return h[1:h.index("]")] if "]" in h else h
+    if h.count(":") == 1:
+        return h.split(":", 1)[0]
+    return h
+
+
+#: Suricata field -> (our logs searched, our record field)
+SV_FIELD_SOURCE = {
+    "tls.sni": (("tls", "quic"), "server_name"),
+    "quic.sni": (("quic", "tls"), "server_name"),
+    "http.hostname": (("http",), "host"),
+    "http.http_method": (("http",), "method"),
+    "dns.rrname": (("dns",), "query"),
+    "dns.rdata": (("dns",), "answers"),
+}
+
+
+def _sv_value_of(field: str, rec: dict):
+    src = SV_FIELD_SOURCE[field][1]
+    v = rec.get(src)
+    if field == "http.hostname":
+        v = strip_port(_nstr(v))
+        return v.lower() if v else v
+    if field == "dns.rdata":
+        return frozenset(a.lower() for a in answer_atoms(v))
+    if field == "dns.rrname":
+        v = _nstr(v)
+        return v.lower() if v else v
+    return _nstr(v)
+
+
+def compare_suricata_app(exps: list[dict], view: dict) -> list[dict]:
+    """One result per expectation: kind 'agree' | 'value' (records of ours on that
+    connection, none with the value) | 'missing' (no record of ours there).
+
+    Matching: our records of the field's logs whose connection fits the
+    check's src/dest ip/port/proto (either orientation).  A value agrees when
+    at least one such record has it (hostname: port stripped; dns.rdata: the
+    check's answers are a subset of a record's answers whose query equals the
+    check's query).  Host names, DNS names and rdata compare case-folded:
+    Zeek (and inspector, like it) lower-cases DNS names, Suricata keeps the
+    wire's case.  ``ours_values`` lists what we had;
+    ``ours_count`` how many records agree (Suricata's ``count`` is kept for
+    information: its other match fields, not compared here, narrow it).
+    """
+    out = []
+    for x in exps:
+        logs, _src = SV_FIELD_SOURCE[x["field"]]
+        cands = []
+        for lg in logs:
+            for e in view["recs"].get(lg, []):
+                if lg != logs[0] and x["field"] in ("tls.sni", "quic.sni") and e["proto"] not in ("udp", None):
+                    continue
+                if _conn_matches(x["conn"], e["conn"], e["proto"]):
+                    cands.append(e)
+        want = x["value"]
+        if x["field"] in ("http.hostname", "dns.rrname"):
+            want = want.lower()
+        elif x["field"] == "dns.rdata":
+            want = frozenset(a.lower() for a in want)
+        n_ok, seen = 0, []
+        for e in cands:
+            v = _sv_value_of(x["field"], e["rec"])
+            if x["field"] == "dns.rdata":
+                q = _nstr(e["rec"].get("query"))
+                if x["query"] is not None and (q or "").lower() != x["query"].lower():
+                    continue
+                seen.append(sorted(v))
+                n_ok += want <= v
+            else:
+                seen.append(v)
+                n_ok += v == want
+        kind = "agree" if n_ok else ("value" if seen else "missing")
+        c = x["conn"]
+        key = conn_str((c.get("src_ip", "*"), c.get("src_port", "*"), c.get("dest_ip", "*"),
+                        c.get("dest_port", "*"))) if c else "*"
+        if x["field"] == "dns.rdata" and x["query"]:
+            key += f" query={x['query']}"
+        out.append({"exp": x, "kind": kind, "ours_values": seen, "ours_count": n_ok,
+                    "key": key, "field": x["field"]})
+    return out
+
+
+# ---- nDPI vs our flows ------------------------------------------------------
+
+def our_flow_names(view: dict, flows: list[dict]) -> set[str]:
+    """Every host name our records give for these flows: TLS/QUIC SNI, HTTP Host
+    (with and without port), DNS queries; lower case, no final dot."""
+    uids = {f.get("uid") for f in flows}
+    names = set()
+    for log, fld in (("tls", "server_name"), ("quic", "server_name"), ("http", "host"),
+                     ("dns", "query")):
+        for e in view["recs"].get(log, []):
+            if e["uid"] in uids:
+                v = _nstr(e["rec"].get(fld))
+                if v:
+                    v = v.lower().rstrip(".")
+                    names.add(v)
+                    if log == "http":
+                        names.add(strip_port(v))
+    for f in flows:
+        v = _nstr(f.get("dst_name"))
+        if v and f.get("dst_name_source") in ("sni", "quic_sni", "http_host"):
+            names.add(v.lower().rstrip("."))
+    return names
+
+
+def our_flow_services(flows: list[dict]) -> set[str]:
+    s = set()
+    for f in flows:
+        v = _nstr(f.get("service"))
+        if v:
+            s.update(x.strip() for x in v.split(",") if x.strip())
+    return s
+
+
+def ndpi_key(f: dict) -> str:
+    fmt = lambda h, p: f"[{h}]:{p}" if ":" in h else f"{h}:{p}"  # noqa: E731
+    return f"{f['l4']} {fmt(f['src'], f['sport'])} <-> {fmt(f['dst'], f['dport'])}"
+
+
+def compare_ndpi_app(ndpi_flows: list[dict], view: dict, service_map: dict,
+                     hostname_masters: Iterable[str], known_services: Iterable[str],
+                     tolerated: dict | None = None) -> list[dict]:
+    """Hostname/SNI and master-protocol comparison per nDPI flow.
+
+    Only TCP/UDP flows.  Our flows are matched by 5-tuple in either direction
+    (all of ours with that tuple: timeouts may split one nDPI flow).
+
+    * field 'hostname': nDPI flows with a Hostname/SNI whose master is in
+      ``hostname_masters``; agrees when the name (lower case) is among
+      ``our_flow_names``.
+    * field 'service': nDPI flows labelled by payload inspection (confidence
+      'DPI...'; Unknown, 'Match by port/IP' and custom rules are guesses:
+      skipped).  ``service_map``: nDPI protocol -> set of our services; the
+      master's and the app's entries together (e.g. 'NetBIOS.SMBv23' -> smb)
+      are the expected set, one of which must be in our flow's service.  When
+      neither is in the map we must claim none of ``known_services`` except
+      ``tolerated[master]`` / ``tolerated[app]``.  The result carries
+      ``mapped`` (an expected set exists).
+    Result: {field, kind ('agree' | 'value' | 'no-flow'), ndpi (flow),
+    app (ndpi_flow_app), expected, ours (names or services), key, mapped}.
+    """
+    hostname_masters = set(hostname_masters)
+    known = set(known_services)
+    tolerated = tolerated or {}
+    out = []
+    for f in ndpi_flows:
+        if f["ip_proto"] not in PORTED:
+            continue
+        a = ndpi_flow_app(f)
+        master = a["master"]
+        k = (f["ip_proto"], ukey(f["src"], f["sport"], f["dst"], f["dport"]))
+        ours = view["flows"].get(k, [])
+        key = ndpi_key(f)
+        if a["hostname"] and master in hostname_masters:
+            exp = a["hostname"].lower().rstrip(".")
+            if not ours:
+                out.append({"field": "hostname", "kind": "no-flow", "ndpi": f, "app": a,
+                            "expected": exp, "ours": None, "key": key, "mapped": True})
+            else:
+                names = our_flow_names(view, ours)
+                out.append({"field": "hostname", "kind": "agree" if exp in names else "value",
+                            "ndpi": f, "app": a, "expected": exp, "ours": sorted(names),
+                            "key": key, "mapped": True})
+        if a["dpi"] and master and master != "Unknown":
+            app = a["app"]
+            exp = set(service_map.get(master, ())) | set(service_map.get(app, ()))
+            mapped = bool(exp)
+            if not ours:
+                out.append({"field": "service", "kind": "no-flow", "ndpi": f, "app": a,
+                            "expected": sorted(exp), "ours": None, "key": key, "mapped": mapped})
+                continue
+            svc = our_flow_services(ours) & known
+            if mapped:
+                ok = bool(exp & svc)
+            else:
+                ok = svc <= set(tolerated.get(master, ())) | set(tolerated.get(app, ()))
+            out.append({"field": "service", "kind": "agree" if ok else "value", "ndpi": f, "app": a,
+                        "expected": sorted(exp), "ours": sorted(svc), "key": key, "mapped": mapped})
+    return out
+
+
+# ---- app disagreement list (tests/data/app_disagreements.yaml) ----------------
+
+APP_ENTRY_KEYS = ("trace", "key", "field", "class", "reason")
+
+
+def app_entry_covers(e: dict, trace: str, field: str, key: str, baseline: str | None = None) -> bool:
+    """Does an app_disagreements.yaml entry cover this disagreement?
+
+    ``trace``, ``key`` and ``field`` are fnmatch patterns ('*' = any);
+    ``baseline`` (optional) narrows a Zeek entry to one baseline file.
+    Fields are named '<oracle>.<log>.<field>', e.g. 'zeek.ssl.server_name',
+    'zeek.http.extra', 'suricata.dns.rdata', 'ndpi.hostname', 'ndpi.service'.
+    """
+    from fnmatch import fnmatchcase
+    if not fnmatchcase(trace, str(e.get("trace", ""))):
+        return False
+    b = e.get("baseline")
+    if b not in (None, "*") and baseline is not None and not fnmatchcase(baseline, str(b)):
+        return False
+    if not fnmatchcase(field, str(e.get("field", "*"))):
+        return False
+    return fnmatchcase(key, str(e.get("key", "*")))
+
+
+# ---- Zeek conn.log service vs our flow service -------------------------------
+
+def zeek_test_is_bare(row: dict, baseline_path: Path | str) -> bool | None:
+    """Did the Zeek test that wrote this baseline run in bare mode (``zeek -b``)?
+
+    Looked up in INDEX ``extra.tests`` by test name (the baseline's directory);
+    None when the test is not described there.
+    """
+    name = Path(baseline_path).parent.name
+    for t in (row.get("extra") or {}).get("tests") or []:
+        if t.get("name") == name:
+            return bool(t.get("bare"))
+    return None
+
+
+def service_set(v: Any, known: Iterable[str]) -> frozenset:
+    """A conn ``service`` value ('ssl,http' / list / None) restricted to ``known`` names."""
+    known = set(known)
+    out = set()
+    for x in _as_list(v) if not isinstance(v, str) else v.split(","):
+        x = str(x).strip().lower()
+        if x in known:
+            out.add(x)
+    return frozenset(out)
+
+
+def compare_zeek_service(conn_rows: list[dict], flows: list[dict], known: Iterable[str]) -> list[dict]:
+    """Zeek conn.log ``service`` vs our flow ``service``, both restricted to ``known``.
+
+    Rows are matched on the exact conn key (multiset; else reversed).  One
+    result per row: {key (conn_str), kind 'agree' | 'value' | 'no-flow',
+    expected (sorted list), ours (sorted list or None)}.
+    """
+    known = set(known)
+    by_key: dict[tuple, list[int]] = defaultdict(list)
+    for j, f in enumerate(flows):
+        by_key[conn_key(f)].append(j)
+    used: set[int] = set()
+    out = []
+    for b in conn_rows:
+        k = conn_key(b)
+        exp = service_set(b.get("service"), known)
+        cand = [j for j in by_key.get(k, []) if j not in used] or \
+            [j for j in by_key.get(reverse_key(k), []) if j not in used]
+        conn = (k[1], k[2], k[3], k[4])
+        if not cand:
+            out.append({"key": f"{k[0]} {conn_str(conn)}", "kind": "no-flow",
+                        "expected": sorted(exp), "ours": None})
+            continue
+        j = min(cand, key=lambda j: service_set(flows[j].get("service"), known) != exp)
+        used.add(j)
+        ours = service_set(flows[j].get("service"), known)
+        out.append({"key": f"{k[0]} {conn_str(conn)}", "kind": "agree" if ours == exp else "value",
+                    "expected": sorted(exp), "ours": sorted(ours)})
+    return out

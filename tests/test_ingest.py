@@ -8,7 +8,6 @@ import gzip
 import os
 import struct
 import subprocess
-import sys
 import tracemalloc
 from pathlib import Path
 

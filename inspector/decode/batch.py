@@ -5,7 +5,7 @@ fancy indexing: Ethernet (up to two VLAN tags), Linux SLL/SLL2, raw IP, NULL/LOO
 unfragmented IPv4 and IPv6 without extension headers; TCP, UDP (not a tunnel
 port), ICMP/ICMPv6.  Every other frame goes to ``SlowDecoder`` one at a time and
 the rows are merged back in frame order.  Both paths produce the same row
-columns; ``tests/test_decode_paths.py`` checks they agree packet for packet.
+columns; ``tests/test_engines.py`` and ``tests/test_decode.py`` check they agree packet for packet.
 """
 from __future__ import annotations
 
