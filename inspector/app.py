@@ -253,6 +253,14 @@ class AppLayer:
             self._watch_tls(f, fa, is_orig, events, ts)
             return
         if an is None:
+            if is_orig and self.tls_module is not None:
+                for n, (kind, val) in enumerate(events):
+                    if kind == "data" and n + len(fa.pending) > 0 and _client_hello(val):
+                        # TLS after a preamble this dispatcher does not know (MySQL SSLRequest, RDP X.224...)
+                        fa.pending = []
+                        self._start(f, fa, self.tls_module)
+                        self._deliver(f, fa, is_orig, events[n:], ts)
+                        return
             for kind, val in events:
                 fa.pending.append((is_orig, kind, val, ts))
                 if kind == "data":

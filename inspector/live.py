@@ -436,6 +436,7 @@ class LiveSession:
                  print_alerts: bool = True, clock: Callable = time.time, source: str = "live", enricher=None):
         from .output import FLOW_TYPES, WEIRD_TYPES
         from .scan import FLOW_FIELDS, WEIRD_FIELDS, Scanner
+        os.makedirs(out_dir, exist_ok=True)
         self.out_dir = out_dir
         self.clock = clock
         self.source = source
@@ -803,7 +804,8 @@ def _run(args, source, policy, stop: threading.Event, stop_reason: list) -> int:
     def write_stats(final: bool = False, first: bool = False) -> dict:
         now = time.monotonic()
         fig = capture_figures()
-        note_drops(fig)
+        if not session._finished:
+            note_drops(fig)
         st = session.stats()
         st.update(fig)
         st["mode"] = "live"
@@ -879,6 +881,7 @@ def _run(args, source, policy, stop: threading.Event, stop_reason: list) -> int:
         _err(f"error: {cap.error}")
         session.add_weird("capture.failed", str(cap.error))
         rc = 1
+    note_drops(capture_figures())   # the last counters, while weird.jsonl is still open
     session.finish()
     if ring is not None:
         ring.close()

@@ -848,15 +848,8 @@ HTTP_SKIP = {
 }
 # Known, explained differences: trace -> reason.  Still compared, but not asserted.
 HTTP_KNOWN = {
-    "scripts.base.protocols.http.http-bad-request-with-version":
-        "request line 'GET HTTP/1.1' (no URI): Zeek logs a record without method; we log method GET, uri ''",
-    "scripts.base.protocols.http.curl-http-09":
-        "Zeek leaves status unset for this curl HTTP/0.9 exchange; we log the 0.9 reply (status 0)",
-    "scripts.base.protocols.http.http-09-content-length-confusion":
-        "response before request: Zeek and we both log it alone; body split differs",
     "scripts.base.protocols.http.http-09":
-        "Zeek writes an extra empty record (trans_depth 2, no method) per HTTP/0.9 connection and logs "
-        "requests we do not parse ('GET ' without URI, method 'T')",
+        "Zeek writes an extra empty record (trans_depth 2, no method) per HTTP/0.9 connection",
 }
 # Records we produce that Zeek does not, with the reason: trace -> (count, reason).
 HTTP_EXTRA = {

@@ -544,6 +544,20 @@ class TestHostile:
             _, sink, _ = run([(True, pkt)])
             assert all(w.startswith("quic.") for w in sink.weird_names())
 
+    def test_gives_up_on_non_quic_traffic(self):
+        """What a QUIC port can also carry (OpenVPN, DTLS): no record, few
+        weirds, and the analyzer stops asking for data."""
+        rnd = random.Random(2)
+        dgs = [(True, h("38") + bytes(rnd.getrandbits(8) for _ in range(80))),     # OpenVPN reset
+               (False, h("40") + bytes(rnd.getrandbits(8) for _ in range(80))),
+               (True, h("17fefd") + bytes(rnd.getrandbits(8) for _ in range(80))),  # DTLS 1.2 data
+               (True, h("c0") + bytes(rnd.getrandbits(8) for _ in range(80)))]
+        dgs += [(True, h("c3") + bytes(100))] * 50
+        a, sink, ctx = run(dgs)
+        assert not a.wants_more()
+        assert sink.logs("quic") == [] and sink.logs("tls") == [] and ctx.service == []
+        assert len(sink.weirds) <= 3
+
     def test_stream_data_is_treated_as_datagrams(self):
         ctx, sink = make_ctx("udp")
         a = quic.Analyzer(ctx)

@@ -899,9 +899,8 @@ class Analyzer(_Base):
             if d.buf:
                 self.tunnel_leftover[d.is_orig] += bytes(d.buf)
             d.buf = bytearray()
-        for t in list(self._txns):
-            if t.resp_state >= 2 or t.req_done:
-                self._emit(t)
+        for t in list(self._txns):          # nothing more will come: write everything now
+            self._emit(t)
 
     # -- bodies ------------------------------------------------------------------------
     def _body(self, d: _Dir, chunk: bytes) -> None:
