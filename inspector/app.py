@@ -46,8 +46,9 @@ def _client_hello(data: bytes) -> bool:
     return len(data) >= 6 and data[0] == 0x16 and data[1] == 3 and data[2] <= 4 and data[5] == 1
 
 
-def _tls_records(data: bytes) -> bool:
-    """At least one whole plausible TLS record header at the start of the data (mid-session traffic)."""
+def _tls_records(data: bytes, need: int = 1) -> bool:
+    """At least ``need`` plausible TLS record headers in a row at the start of the data
+    (mid-session traffic); every header inside the data must be plausible."""
     n = 0
     p = 0
     while p + 5 <= len(data) and n < 4:
@@ -57,7 +58,7 @@ def _tls_records(data: bytes) -> bool:
             return False
         n += 1
         p += 5 + ln
-    return n > 0
+    return n >= need
 
 
 def _is_ip_literal(name: str) -> bool:
@@ -258,7 +259,7 @@ class AppLayer:
                     if kind == "data" and n + len(fa.pending) > 0 and _client_hello(val):
                         # TLS after a preamble this dispatcher does not know (MySQL SSLRequest, RDP X.224...)
                         fa.pending = []
-                        self._start(f, fa, self.tls_module)
+                        self._start(f, fa, self.tls_module, ts)
                         self._deliver(f, fa, is_orig, events[n:], ts)
                         return
             for kind, val in events:
@@ -287,14 +288,39 @@ class AppLayer:
                 if kind == "data":
                     if is_orig and fa.module is not tls_mod and tls_mod is not None and _client_hello(val):
                         # STARTTLS / AUTH TLS: the stream turns into TLS here.
-                        self._start(f, fa, tls_mod)
+                        self._start(f, fa, tls_mod, ts)
                         self._deliver(f, fa, is_orig, events[n:], ts)
                         return
                     an.data(is_orig, val, ts)
+                    if getattr(an, "tunnel", False):
+                        self._tunnel(f, fa, is_orig, events[n + 1:], ts)
+                        return
                 else:
                     an.gap(is_orig, val, ts)
         if not an.wants_more():
             self._after(f, fa)
+
+    def _tunnel(self, f, fa, is_orig, rest, ts) -> None:
+        """HTTP CONNECT (or 101 Switching Protocols) succeeded: detect what runs inside, from the
+        bytes the HTTP analyzer received past the exchange on."""
+        an = fa.analyzer
+        left = getattr(an, "tunnel_leftover", {}) or {}
+        try:
+            an.done(ts)
+        except Exception as e:
+            self.weirds.append((ts, fa.ctx.uid, "http.analyzer_error", f"{type(e).__name__}: {e}"))
+        fa.analyzer = None
+        fa.module = None
+        fa.pending = []
+        fa.pending_bytes = 0
+        fa.pbuf = [b"", b""]
+        fa.npay = [0, 0]
+        for o in (True, False):
+            data = left.get(o) if isinstance(left, dict) else None
+            if data:
+                self._deliver(f, fa, o, [("data", bytes(data))], ts)
+        if rest and self.state[f] == ST_ACTIVE:
+            self._deliver(f, fa, is_orig, rest, ts)
 
     def _after(self, f, fa) -> None:
         """The analyzer has what it needs.  Non-TLS protocols may still upgrade to TLS."""
@@ -306,7 +332,8 @@ class AppLayer:
 
     def _undetected(self, f, fa) -> None:
         """No probe matched within the detection depth."""
-        if _tls_records(fa.pbuf[True]) and _tls_records(fa.pbuf[False]):
+        if (_tls_records(fa.pbuf[True]) and _tls_records(fa.pbuf[False])) or \
+                _tls_records(fa.pbuf[True], 2) or _tls_records(fa.pbuf[False], 2):
             fa.ctx.confirm("ssl")        # a TLS session joined after its handshake
             self._stop(f, fa)
             return
@@ -320,7 +347,7 @@ class AppLayer:
                 continue
             if is_orig and self.tls_module is not None and _client_hello(val):
                 fa.watch = 0
-                self._start(f, fa, self.tls_module)
+                self._start(f, fa, self.tls_module, ts)
                 self._deliver(f, fa, is_orig, events[n:], ts)
                 return
             fa.watch -= 1
@@ -345,7 +372,12 @@ class AppLayer:
         rest = [m for m in (self.tcp_modules if transport == "tcp" else self.udp_modules) if m not in hinted]
         return hinted + rest
 
-    def _start(self, f, fa, module) -> None:
+    def _start(self, f, fa, module, ts: float = 0.0) -> None:
+        if fa.analyzer is not None:      # an upgrade (STARTTLS...): let the old analyzer write its records
+            try:
+                fa.analyzer.done(ts)
+            except Exception as e:
+                self.weirds.append((ts, fa.ctx.uid, f"{fa.module.NAME}.analyzer_error", f"{type(e).__name__}: {e}"))
         fa.watch = 0
         fa.module = module
         fa.analyzer = module.Analyzer(fa.ctx)
@@ -425,6 +457,10 @@ class AppLayer:
         return cols
 
     def _finish(self, f, fa, ts) -> None:
+        if fa.analyzer is None and not fa.ctx.service and self.state[f] != ST_DONE:
+            # Never recognised while it lasted: a TLS session joined after its handshake?
+            if _tls_records(fa.pbuf[True]) or _tls_records(fa.pbuf[False]):
+                fa.ctx.confirm("ssl")
         try:
             if fa.reasm is not None and fa.analyzer is not None and self.state[f] == ST_ACTIVE:
                 for is_orig in (True, False):

@@ -79,7 +79,7 @@ CLASSES = {1: "C_INTERNET", 2: "C_CSNET", 3: "C_CHAOS", 4: "C_HESIOD", 254: "C_N
 OPCODES = {0: "query", 1: "iquery", 2: "server-status", 4: "notify", 5: "dynamic-update", 6: "dso"}
 NETBIOS_OPCODES = {0: "netbios-query", 5: "netbios-registration", 6: "netbios-release",
                    7: "netbios-wack", 8: "netbios-refresh"}
-TRACKED_OPCODES = (0, 4, 5)      # Zeek logs standard queries, notify and dynamic update
+TRACKED_OPCODES = tuple(range(16))  # every opcode is logged (Zeek keeps 0, 4, 5; Suricata all): odd opcodes are a tunnelling signal
 
 SECTION_ANSWER, SECTION_AUTHORITY, SECTION_ADDITIONAL = "answer", "authority", "additional"
 
