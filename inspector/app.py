@@ -25,6 +25,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from .content.stage import FLOW_CONTENT_FIELDS, empty_fields
 from .pdns import PassiveDNS
 from .protocols import load as load_protocols
 from .protocols.base import PROBE_BYTES, FlowContext
@@ -35,6 +36,11 @@ DETECT_PACKETS = 4          # payload packets per direction offered to the probe
 UDP_DETECT_DATAGRAMS = 3
 WATCH_CHUNKS = 24           # data chunks checked for a late TLS ClientHello after detection ends
 NAME_PRECEDENCE = ("sni", "quic_sni", "http_host")
+STRUCTURED = ("http", "smtp")                 # analyzers that hand message bodies to the content stage
+ENCRYPTED = {"ssl": "tls-encrypted", "quic": "tls-encrypted", "ssh": "encrypted-or-compressed"}
+NO_RAW = ("http", "smtp", "ssl", "quic", "ssh", "dns", "ftp")   # no raw-stream content for these
+OPAQUE_TYPES = ("tls-encrypted", "encrypted-or-compressed", "image", "binary", "zip", "gzip", "pdf", "office")
+UDP_CONTENT_DATAGRAMS = 64
 APP_FIELDS = ("dst_name", "dst_name_source", "dst_country", "dst_asn", "dst_org", "dst_group", "dst_category",
               "dst_allowed")
 
@@ -71,7 +77,7 @@ def _is_ip_literal(name: str) -> bool:
 
 class _FlowApp:
     __slots__ = ("ctx", "analyzer", "reasm", "pending", "pbuf", "npay", "names", "pending_bytes",
-                 "module", "ended", "ftp_parent", "watch", "fid")
+                 "module", "ended", "ftp_parent", "watch", "fid", "leave", "content", "raw")
 
     def __init__(self, ctx):
         self.ctx = ctx
@@ -86,11 +92,16 @@ class _FlowApp:
         self.ended = False
         self.ftp_parent = None
         self.watch = 0             # data chunks still checked for a TLS ClientHello (STARTTLS and the like)
+        self.leave = None          # the is_orig value of the direction that leaves the site, or None
+        self.content = None        # content.stage.ContentFlow for connections with a leaving direction
+        self.raw = False           # only raw leaving stream bytes are still wanted (content stage)
 
 
 class AppLayer:
-    def __init__(self, site=None, enricher=None, log_sink=None, modules=None, reassembly_cap: int = 64 << 20):
+    def __init__(self, site=None, enricher=None, log_sink=None, modules=None, reassembly_cap: int = 64 << 20,
+                 content=None):
         self.site = site
+        self.content = content     # content.stage.ContentStage or None
         self.enricher = enricher
         self.modules = modules if modules is not None else load_protocols()
         self.tcp_modules = [m for m in self.modules if "tcp" in m.TRANSPORTS]
@@ -102,6 +113,7 @@ class AppLayer:
                 for p in getattr(m, "PORTS", ()):
                     self.by_port[t][p].append(m)
         self.flows: dict = {}
+        self._by_uid: dict = {}
         self.state = np.zeros(0, dtype=np.int8)
         self.pdns = PassiveDNS()
         self.budget = ReassemblyBudget(reassembly_cap)
@@ -114,10 +126,23 @@ class AppLayer:
 
     # -- the sink analyzers talk to (through FlowContext) ------------------------------
     def emit(self, log: str, record: dict) -> None:
+        if log == "dns" and self.content is not None:
+            self._dns_content(record)
         if self.log_sink is not None:
             self.log_sink(log, record)
         else:
             self.logs[log].append(record)
+
+    def _dns_content(self, record: dict) -> None:
+        """Query names sent to a non-local resolver leave the site: their labels may carry data."""
+        q = record.get("original_query") or record.get("query")
+        fa = self._by_uid.get(record.get("uid"))
+        if not q or fa is None or fa.content is None or not fa.leave:
+            return
+        from .content.decoding import dns_labels_payload
+        payload = dns_labels_payload(q)
+        if payload:
+            self.content.body(fa.content, {"source": "dns"}, payload, fa.ctx.uid)
 
     def weird(self, ctx, name: str, detail: str, ts) -> None:
         self.weirds.append((ts if ts is not None else ctx.ts, ctx.uid, name, detail))
@@ -130,6 +155,12 @@ class AppLayer:
         if name.startswith("[") or _is_ip_literal(name):
             return  # an address literal names nothing
         fa.names[source] = (ts, name)
+
+    def body(self, ctx, is_orig: bool, info: dict, data: bytes) -> None:
+        """A message body from an analyzer (HTTP, SMTP): inspected when it leaves the site."""
+        fa = ctx.sink_flow
+        if fa is not None and fa.content is not None and is_orig == fa.leave and data:
+            self.content.body(fa.content, info, data, ctx.uid)
 
     def dns_answer(self, query: str, answer: str, rtype: str, ttl: float, ts: float) -> None:
         self.pdns.answer(query, answer, rtype, ttl, ts)
@@ -179,9 +210,10 @@ class AppLayer:
             if fa is None:
                 fa = self._new_flow(table, f, pr)
                 flows[f] = fa
+                self._by_uid[fa.ctx.uid] = fa
                 # In packet order, so a data channel announced earlier in this batch is recognised.
-                if self.expected and self._expected_flow(fa, ts):
-                    continue
+                if self.expected:
+                    self._expected_flow(fa, ts)
             try:
                 if pr == 6:
                     self._tcp(f, fa, is_orig, flg, seq, db.payload(i) if pay[i] else b"", ts)
@@ -199,6 +231,11 @@ class AppLayer:
         fa = _FlowApp(ctx)
         fa.fid = f
         ctx.sink_flow = fa
+        if self.content is not None and self.site is not None:
+            lo, lr = self.site.is_local(oh), self.site.is_local(rh)
+            if lo != lr:
+                fa.leave = bool(lo)   # orig local -> what the originator sends leaves
+                fa.content = self.content.new_flow()
         return fa
 
     def _expected_flow(self, fa, ts) -> bool:
@@ -214,7 +251,12 @@ class AppLayer:
                     del self.expected[(ctx.resp_h, ctx.resp_p)]
                 ctx.confirm(service)
                 fa.ftp_parent = parent
-                self.state[self.flows_fid(fa)] = ST_DONE   # the content stage reads data channels
+                if fa.content is not None:
+                    fa.raw = True          # the content stage reads what the data channel carries out
+                    if fa.content.stream_info is None:
+                        fa.content.stream_info = {"source": service}
+                else:
+                    self.state[self.flows_fid(fa)] = ST_DONE
                 return True
         return False
 
@@ -240,6 +282,15 @@ class AppLayer:
         if self.budget.cap_hits != caps:
             self.stats["reassembly_cap_hits"] += 1
             self.weirds.append((ts, fa.ctx.uid, "tcp.reassembly_memory_cap", "gave up waiting for missing data"))
+        if events and fa.content is not None and is_orig == fa.leave and \
+                (fa.module is None or fa.module.NAME not in NO_RAW):
+            for kind, val in events:
+                if kind == "data":
+                    self.content.stream(fa.content, val)
+        if fa.raw:
+            if fa.content is None or len(fa.content.stream) >= self.content.stream_budget:
+                self._stop(f, fa, final=True)
+            return
         if events:
             self._deliver(f, fa, is_orig, events, ts)
         if fa.analyzer is None and not fa.watch and self.state[f] != ST_DONE:
@@ -379,19 +430,39 @@ class AppLayer:
             except Exception as e:
                 self.weirds.append((ts, fa.ctx.uid, f"{fa.module.NAME}.analyzer_error", f"{type(e).__name__}: {e}"))
         fa.watch = 0
+        fa.raw = False
+        if fa.content is not None and module.NAME in NO_RAW:
+            fa.content.stream = bytearray()   # its bodies (or nothing, if encrypted) are what counts
         fa.module = module
         fa.analyzer = module.Analyzer(fa.ctx)
         self.state[f] = ST_ACTIVE
         self.stats[f"analyzer_{module.NAME}"] += 1
 
-    def _stop(self, f, fa) -> None:
-        """No more payload for this connection (analysis finished or nothing recognised)."""
+    def _stop(self, f, fa, final: bool = False) -> None:
+        """No more payload for the analyzers.  The content stage may still want the leaving stream
+        of a cleartext protocol without message structure (raw mode) until its budget is spent."""
+        if not final and fa.content is not None and fa.ctx.transport == "tcp" and \
+                (fa.module is None or fa.module.NAME not in NO_RAW) and \
+                len(fa.content.stream) < self.content.stream_budget and self._textual(fa):
+            fa.raw = True
+            fa.analyzer = None
+            fa.pending = []
+            return
+        fa.raw = False
         self.state[f] = ST_DONE
         if fa.reasm is not None:
             for r in fa.reasm:
                 r.release()
         fa.pending = []
         fa.pbuf = [b"", b""]
+
+    def _textual(self, fa) -> bool:
+        """Is the leaving stream worth inspecting (not encrypted, compressed or media)?"""
+        head = bytes(fa.content.stream[:4096])
+        if not head:
+            return True
+        ptype, _ = self.content.types.classify(head)
+        return ptype not in OPAQUE_TYPES
 
     def _release(self, fa) -> None:
         if fa.reasm is not None:
@@ -400,6 +471,13 @@ class AppLayer:
 
     # -- UDP ---------------------------------------------------------------------------
     def _udp(self, f, fa, is_orig, payload, ts) -> None:
+        if fa.content is not None and is_orig == fa.leave and \
+                (fa.module is None or fa.module.NAME not in NO_RAW) and fa.content.bodies < UDP_CONTENT_DATAGRAMS:
+            self.content.body(fa.content, {"source": "udp"}, payload, fa.ctx.uid)
+        if fa.raw:
+            if fa.content is None or fa.content.bodies >= UDP_CONTENT_DATAGRAMS:
+                self._stop(f, fa, final=True)
+            return
         if fa.analyzer is None:
             fa.pbuf[is_orig] = payload[:PROBE_BYTES]
             # Registered ports decide for UDP (as Zeek attaches DNS to 53/udp); content otherwise.
@@ -408,7 +486,10 @@ class AppLayer:
             if module is None:
                 fa.npay[is_orig] += 1
                 if fa.npay[0] + fa.npay[1] >= UDP_DETECT_DATAGRAMS:
-                    self._stop(f, fa)
+                    if fa.content is not None and fa.leave is not None:
+                        fa.raw = True   # keep typing what leaves, up to the datagram budget
+                    else:
+                        self._stop(f, fa)
                 return
             self._start(f, fa, module)
             fa.pbuf = [b"", b""]
@@ -418,10 +499,10 @@ class AppLayer:
 
     # -- end of connections --------------------------------------------------------------
     def on_end(self, fids: np.ndarray, uids: list, oh: list, rh: list, ts: list, last: list, directions: list,
-               services: list) -> dict:
+               services: list, orig_bytes: list | None = None, resp_bytes: list | None = None) -> dict:
         """Finish the analyzers of ended connections; extra record columns (APP_FIELDS) plus services."""
         n = len(fids)
-        cols = {k: [None] * n for k in APP_FIELDS}
+        cols = {k: [None] * n for k in APP_FIELDS + FLOW_CONTENT_FIELDS}
         for j, f in enumerate(fids.tolist()):
             fa = self.flows.pop(f, None)
             names = {}
@@ -436,6 +517,11 @@ class AppLayer:
                     services[j] = ",".join(svc)
             if len(self.state) > f:
                 self.state[f] = ST_NEW
+            if fa is not None:
+                self._by_uid.pop(fa.ctx.uid, None)
+            self._content_end(cols, j, fa, uids[j], ts[j], directions[j], services[j],
+                              orig_bytes[j] if orig_bytes is not None else 0,
+                              resp_bytes[j] if resp_bytes is not None else 0)
             inbound = directions[j] == "inbound"
             dst = oh[j] if inbound else rh[j]
             name, source = None, None
@@ -455,6 +541,30 @@ class AppLayer:
                 for k in ("dst_country", "dst_asn", "dst_org", "dst_group", "dst_category", "dst_allowed"):
                     cols[k][j] = d.get(k)
         return cols
+
+    def _content_end(self, cols, j, fa, uid, ts, direction, services, ob, rb) -> None:
+        """Content fields of an ended connection (only what left the site counts)."""
+        if self.content is None:
+            fields = empty_fields()
+        else:
+            leave = fa.leave if fa is not None else (True if direction == "outbound" else
+                                                      False if direction == "inbound" else None)
+            if leave is None:
+                fields = empty_fields()
+            else:
+                app_bytes = (ob if leave else rb) or 0
+                cf = fa.content if fa is not None and fa.content is not None else self.content.new_flow()
+                svc = services.split(",") if services else []
+                enc = next((ENCRYPTED[x] for x in svc if x in ENCRYPTED), None)
+                if enc is not None:
+                    # Encrypted: nothing to read; its bytes are typed as such.
+                    typed = sum(cf.bytes_by_type.values())
+                    self.content.opaque(cf, enc, max(app_bytes - typed, 0))
+                fields, record = self.content.finish(cf, uid, ts, direction, app_bytes)
+                if record is not None:
+                    self.emit("content", record)
+        for k in FLOW_CONTENT_FIELDS:
+            cols[k][j] = fields[k]
 
     def _finish(self, f, fa, ts) -> None:
         if fa.analyzer is None and not fa.ctx.service and self.state[f] != ST_DONE:

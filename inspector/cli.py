@@ -36,6 +36,10 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--asn-db", metavar="PATH", help="MaxMind ASN .mmdb (default: bundled offline data)")
     s.add_argument("--signatures", metavar="DIR", help="signatures directory (default: ./signatures or the "
                                                         "one shipped with inspector)")
+    s.add_argument("--show-raw", action="store_true",
+                   help="write raw identifier values in content.jsonl (default: masked samples and salted hashes)")
+    s.add_argument("--hash-salt", metavar="TEXT", help="salt for evidence hashes (default: $INSPECTOR_HASH_SALT, "
+                                                       "else derived from the site name)")
     s.add_argument("-q", "--quiet", action="store_true", help="no summary on stdout")
     return p
 
@@ -81,12 +85,22 @@ def build_enricher(site, geoip=None, asn_db=None, signatures=None):
         raise _UsageError(f"inspector: error: cannot load geo data: {e}")
 
 
+def build_content(site, signatures=None, show_raw=False, hash_salt=None):
+    from .errors import ConfigError
+    from .settings import build_content as _build
+    try:
+        return _build(site, signatures, show_raw, hash_salt)
+    except ConfigError as e:
+        raise _UsageError(str(e))
+
+
 def _cmd_scan(args) -> int:
     from .output import FlowWriter, LogWriter, write_json, write_jsonl
     from .scan import FLOW_FIELDS, WEIRD_FIELDS, run_scan
     try:
         site = _load_site(args.site)
         enricher = build_enricher(site, args.geoip, args.asn_db, args.signatures)
+        content = build_content(site, args.signatures, args.show_raw, args.hash_salt)
     except _UsageError as e:
         print(str(e), file=sys.stderr)
         return 2
@@ -105,7 +119,7 @@ def _cmd_scan(args) -> int:
         writer.write(recs)
         summary.add(recs)
     res = run_scan(args.paths, site=site, progress=progress, max_flows=args.max_flows, on_flows=on_flows,
-                   enricher=enricher, log_sink=logs)
+                   enricher=enricher, log_sink=logs, content=content)
     progress.done()
     writer.close()
     logs.close()

@@ -13,7 +13,9 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-_T = {"f": pa.float64(), "s": pa.string(), "i": pa.int64(), "b": pa.bool_(), "ls": pa.list_(pa.string())}
+_T = {"f": pa.float64(), "s": pa.string(), "i": pa.int64(), "b": pa.bool_(), "ls": pa.list_(pa.string()),
+      "mi": pa.map_(pa.string(), pa.int64()),
+      "rec": pa.struct([("customer", pa.int64()), ("shipment", pa.int64())])}
 
 # Field -> Arrow type for flows.jsonl / flows.parquet (FLOW_FIELDS order is in scan.py).
 FLOW_TYPES = {
@@ -25,6 +27,8 @@ FLOW_TYPES = {
     "resp_l2_bytes": "i",
     "dst_name": "s", "dst_name_source": "s", "dst_country": "s", "dst_asn": "i", "dst_org": "s", "dst_group": "s",
     "dst_category": "s", "dst_allowed": "b",
+    "payload_type": "s", "payload_types": "ls", "payload_encoding": "s", "app_bytes_out": "i", "data": "mi",
+    "records": "rec", "edm": "mi",
 }
 WEIRD_TYPES = {"ts": "f", "uid": "s", "name": "s", "detail": "s"}
 

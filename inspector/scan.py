@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from .app import APP_FIELDS, AppLayer
+from .content.stage import FLOW_CONTENT_FIELDS
 from .decode import Decoder
 from .flows.reference import PyFlowTable
 from .flows.table import FlowTable
@@ -20,7 +21,7 @@ CONN_FIELDS = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", 
                "orig_bytes", "resp_bytes", "conn_state", "local_orig", "local_resp", "missed_bytes", "history",
                "orig_pkts", "orig_ip_bytes", "resp_pkts", "resp_ip_bytes", "tunnel_parents", "ip_proto",
                "community_id", "vlan", "inner_vlan", "direction", "orig_l2_bytes", "resp_l2_bytes")
-FLOW_FIELDS = CONN_FIELDS + APP_FIELDS
+FLOW_FIELDS = CONN_FIELDS + APP_FIELDS + FLOW_CONTENT_FIELDS
 WEIRD_FIELDS = ("ts", "uid", "name", "detail")
 WEIRD_RECORD_CAP = 1000   # weird records kept per name; stats.json counts them all
 
@@ -42,7 +43,8 @@ class Scanner:
     """
 
     def __init__(self, site=None, max_flows: int = 1_000_000, on_flows: Callable | None = None,
-                 engine: str = "kernel", enricher=None, log_sink: Callable | None = None, app: bool = True):
+                 engine: str = "kernel", enricher=None, log_sink: Callable | None = None, app: bool = True,
+                 content=None):
         from .site import Site
         self.site = site if site is not None else Site.default()
         self.decoder = Decoder()
@@ -50,7 +52,7 @@ class Scanner:
         self.app = None
         if engine == "kernel":
             if app:
-                self.app = AppLayer(site=self.site, enricher=enricher, log_sink=log_sink)
+                self.app = AppLayer(site=self.site, enricher=enricher, log_sink=log_sink, content=content)
             self.table = FlowTable(site=self.site, max_flows=max_flows, app=self.app)
         else:  # the plain-Python reference implementation (tests cross-check the two)
             self.table = PyFlowTable(max_flows=max_flows)
@@ -145,7 +147,7 @@ class Scanner:
 
 def run_scan(paths: list, site=None, progress: Callable | None = None, max_flows: int = 1_000_000,
              engine: str = "kernel", on_flows: Callable | None = None, enricher=None,
-             log_sink: Callable | None = None) -> ScanResult:
+             log_sink: Callable | None = None, content=None) -> ScanResult:
     """Scan capture files, directories, globs or '-' (stdin) into flow records.
 
     Flows come in the order they end (as in Zeek's conn.log).  With ``on_flows``
@@ -155,7 +157,7 @@ def run_scan(paths: list, site=None, progress: Callable | None = None, max_flows
     inputs, errors = expand_inputs(list(paths))
     res.errors.extend(errors)
     sc = Scanner(site=site, max_flows=max_flows, engine=engine, on_flows=on_flows, enricher=enricher,
-                 log_sink=log_sink)
+                 log_sink=log_sink, content=content)
     for path in inputs:
         try:
             sc.scan_file(path, progress=progress)

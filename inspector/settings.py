@@ -23,3 +23,23 @@ def build_enricher(site, geoip: str | None = None, asn_db: str | None = None, si
     groups = load_groups(os.path.join(signatures_dir(signatures), "destinations"))
     geo = GeoDB(geoip_path=geoip, asn_path=asn_db)
     return Enricher(site=site, geo=geo, groups=groups)
+
+
+def build_content(site, signatures: str | None = None, show_raw: bool = False, hash_salt: str | None = None):
+    """The content stage: identifiers, record counting, EDM fingerprints from ``signatures/edm/*.edm``.
+
+    Evidence hashes are HMAC-SHA256 with ``hash_salt`` (or $INSPECTOR_HASH_SALT); without one, a
+    salt derived from the site name, so runs over the same site stay comparable.  Set your own.
+    """
+    import glob
+    import hashlib
+
+    from .content.edm import EDMIndex
+    from .content.stage import ContentStage
+    salt_text = hash_salt or os.environ.get("INSPECTOR_HASH_SALT")
+    if salt_text:
+        salt = salt_text.encode("utf-8")
+    else:
+        salt = hashlib.sha256(b"inspector-site:" + site.name.encode("utf-8")).digest()
+    edm = [EDMIndex.load(p) for p in sorted(glob.glob(os.path.join(signatures_dir(signatures), "edm", "*.edm")))]
+    return ContentStage(salt=salt, show_raw=show_raw, edm=edm)

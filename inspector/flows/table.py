@@ -324,7 +324,8 @@ class FlowTable:
         ts_l = FF[:, K.TS].tolist()
         extra = None
         if self.app is not None:
-            extra = self.app.on_end(fids, uids, oh, rh, ts_l, FF[:, K.LAST].tolist(), dir_l, svc_l)
+            extra = self.app.on_end(fids, uids, oh, rh, ts_l, FF[:, K.LAST].tolist(), dir_l, svc_l,
+                                    out[:, 0].tolist(), out[:, 1].tolist())
         cols = (
             ts_l, uids, oh, FI[:, K.OPORT].tolist(), rh, FI[:, K.RPORT].tolist(),
             _PROTO_NAMES[np.minimum(proto, 256)].tolist(), svc_l, dur_l, ob_l, rb_l,

@@ -9,7 +9,9 @@ protected with keys derived from the client's first Destination Connection ID
     server_secret  = HKDF-Expand-Label(initial_secret, "server in", "", 32)
     key / iv / hp  = HKDF-Expand-Label(secret, "quic key" | "quic iv" | "quic hp")
 
-(QUIC v2 uses another salt and the labels "quicv2 key/iv/hp").  Header
+(QUIC v2 uses another salt and the labels "quicv2 key/iv/hp"; the IETF
+drafts 22-34, Facebook's mvfst and Google's T050/T051 their own salts, see
+``VERSIONS``).  Header
 protection is removed with an AES-ECB mask over a 16-byte ciphertext sample
 (RFC 9001 §5.4), the payload is AES-128-GCM with the header as associated
 data and ``iv XOR packet number`` as nonce (§5.3).  The AEAD tag is verified,
@@ -78,6 +80,7 @@ class _Version:
     salt: bytes              # Initial salt (RFC 9001 §5.2 / RFC 9369 §3.3.1)
     label: bytes             # "quic " or "quicv2 "
     types: tuple             # long-header type bits 0..3 -> packet kind
+    crypto_frame: int = 0x06  # CRYPTO frame type (Google's T05x used 0x08)
 
 
 _TYPES_V1 = (INITIAL, ZERO_RTT, HANDSHAKE, RETRY)
@@ -88,6 +91,9 @@ _SALT_V2 = bytes.fromhex("0dede3def700a6db819381be6e269dcbf9bd2ed9")
 _SALT_D29 = bytes.fromhex("afbfec289993d24c9e9786f19c6111e04390a899")   # drafts 29-34
 _SALT_D23 = bytes.fromhex("c3eef712c72ebb5a11a7d2432bb46365bef9f502")   # drafts 23-28
 _SALT_D22 = bytes.fromhex("7fbcdb0e7c66bbe9193a96cd21519ebd7a02644a")   # draft 22
+# Google QUIC with TLS (Chrome 2020-2021), IETF invariant header
+_SALT_T050 = bytes.fromhex("7ff579e5acd072915580304c43a2367c60488310")
+_SALT_T051 = bytes.fromhex("7a4edef4e7ccee5fa4506c19124fc8ccda6e033d")
 
 
 def _version_table() -> dict[int, _Version]:
@@ -97,6 +103,8 @@ def _version_table() -> dict[int, _Version]:
         0xFACEB001: _Version("mvfst (faceb001)", _SALT_D22, b"quic ", _TYPES_V1),
         0xFACEB002: _Version("mvfst (faceb002)", _SALT_D23, b"quic ", _TYPES_V1),
         0xFACEB00E: _Version("mvfst (faceb00e)", _SALT_D23, b"quic ", _TYPES_V1),
+        0x54303530: _Version("T050", _SALT_T050, b"quic ", _TYPES_V1, crypto_frame=0x08),
+        0x54303531: _Version("T051", _SALT_T051, b"quic ", _TYPES_V1, crypto_frame=0x08),
     }
     for n in range(22, 35):
         salt = _SALT_D22 if n == 22 else _SALT_D23 if n <= 28 else _SALT_D29
@@ -324,8 +332,9 @@ _VARINT_FRAMES = {0x04: 3, 0x05: 2, 0x10: 1, 0x11: 2, 0x12: 1, 0x13: 1, 0x14: 1,
                   0x16: 1, 0x17: 1, 0x19: 1}
 
 
-def parse_frames(payload: bytes) -> Frames:
-    """Walk the frames of a decrypted packet (RFC 9000 §19)."""
+def parse_frames(payload: bytes, crypto_type: int = 0x06) -> Frames:
+    """Walk the frames of a decrypted packet (RFC 9000 §19).  ``crypto_type``
+    is the CRYPTO frame type of the version (0x06 but for Google's T05x)."""
     out = Frames(crypto=[])
     n = len(payload)
     p = 0
@@ -349,7 +358,7 @@ def parse_frames(payload: bytes) -> Frames:
                     raise ValueError("ACK range count %d" % count)
                 for _ in range(2 * count + (3 if ftype == 0x03 else 0)):
                     _, p = read_varint(payload, p)
-            elif ftype == 0x06:                        # CRYPTO
+            elif ftype == crypto_type:                 # CRYPTO
                 off, p = read_varint(payload, p)
                 ln, p = read_varint(payload, p)
                 if p + ln > n:
@@ -604,7 +613,7 @@ class Analyzer(_BaseAnalyzer):
                 self._reset_crypto()
                 return True
             if hdr.kind == INITIAL and not self._initial(is_orig, data, hdr, ts):
-                return False                           # undecryptable: drop the rest
+                return True                            # QUIC, but undecryptable: drop the rest
             pos = hdr.end
         return True
 
@@ -661,7 +670,7 @@ class Analyzer(_BaseAnalyzer):
         if not self._confirmed_quic:
             self._confirmed_quic = True
             self.ctx.confirm(NAME)
-        frames = parse_frames(payload)
+        frames = parse_frames(payload, VERSIONS[hdr.version].crypto_frame)
         if frames.bad:
             self._weird("quic.bad_frame", frames.bad, ts)
         for off, chunk in frames.crypto:

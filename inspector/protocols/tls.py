@@ -18,7 +18,8 @@ of the handshake:
   through ``cryptography.x509`` -> subject, issuer (RFC 4514 strings) and the
   DNS names of the subjectAltName extension;
 * ServerKeyExchange of ECDHE suites: the named curve;
-* SSLv2-compatible ClientHello (and an SSLv2 server hello + client master key).
+* SSLv2-compatible ClientHello (and an SSLv2 server hello + client master key);
+* a HAProxy PROXY protocol header (v1/v2) in front of the ClientHello is skipped.
 
 ``established`` (Zeek's definition, chosen to match ssl.log)
 ------------------------------------------------------------
@@ -27,9 +28,10 @@ TLS 1.3 was negotiated, when it sends its first application_data record (TLS
 1.3 without middlebox-compatibility CCS).  A protected record (any record
 after CCS before TLS 1.3, application_data in TLS 1.3) is a ciphertext
 record; the first ciphertext record seen while both directions are encrypted
-sets ``established``.  For TLS <= 1.2 that is
-the second Finished message; for TLS 1.3 the client's (encrypted) Finished.
-SSLv2: the client master key message.
+sets ``established``.  For TLS <= 1.2 that is the second Finished message; for
+TLS 1.3 the client's (encrypted) Finished.  SSLv2: the client master key
+message.  This reproduces Zeek's ssl.log on its TLS baselines (e.g. ``CsiI``
+-> T, QUIC -> F).
 
 Output
 ------

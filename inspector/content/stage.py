@@ -1,0 +1,242 @@
+"""Per-flow content aggregation: what leaves, what kind of payload, which records.
+
+The application layer hands this stage the payload that *leaves the site* (sent
+by the local side to the non-local side, whichever side opened the connection):
+
+* ``body(flow, info, data)``: an application message body (HTTP request body,
+  SMTP DATA, an FTP data transfer, a DNS query name, a UDP datagram...);
+* ``stream(flow, data)``: raw stream bytes of a protocol without message
+  structure (unknown TCP protocols, FTP data channels), accumulated per flow up
+  to a budget and inspected as one body at the end;
+* ``opaque(flow, payload_type, nbytes)``: payload that cannot be inspected
+  (TLS, SSH, QUIC), counted by type.
+
+Each body is decoded (Content-Encoding, multipart, base64/base32/hex runs),
+typed (``types.classify``), parsed for records (``records.count_records``) and
+scanned for identifiers; values are kept per flow as DISTINCT normalised values
+per class.  ``finish(flow)`` returns the flow fields and the ``content.jsonl``
+record.  Evidence is masked and hashed (HMAC-SHA256 with the run's salt); raw
+values only with ``show_raw``.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections import Counter
+
+from . import CUSTOMER_CLASSES, SHIPMENT_CLASSES
+
+CONTENT_FIELDS = ("ts", "uid", "direction", "payload_type", "payload_types", "payload_encoding", "app_bytes_out",
+                  "data", "records", "samples", "hashes", "edi", "edm")
+FLOW_CONTENT_FIELDS = ("payload_type", "payload_types", "payload_encoding", "app_bytes_out", "data", "records",
+                       "edm")
+
+SAMPLES_PER_CLASS = 3
+HASHES_PER_CLASS = 50
+MAX_VALUES_PER_CLASS = 1_000_000
+
+
+class ContentFlow:
+    """Accumulators of one connection's leaving payload."""
+    __slots__ = ("bytes_by_type", "values", "records", "encodings", "edi", "stream", "stream_info", "notes",
+                 "bodies", "types_seen")
+
+    def __init__(self):
+        self.bytes_by_type = Counter()
+        self.types_seen = set()
+        self.values = {}              # class -> set of normalised values
+        self.records = Counter()      # customer / shipment
+        self.encodings = set()
+        self.edi = []
+        self.stream = bytearray()
+        self.stream_info = None
+        self.notes = []
+        self.bodies = 0
+
+
+class ContentStage:
+    def __init__(self, salt: bytes = b"inspector", show_raw: bool = False, edm=(), stream_budget: int = 4 << 20,
+                 body_budget: int = 64 << 20, weird=None):
+        from . import decoding, identifiers, records, types
+        self.types = types
+        self.decoding = decoding
+        self.identifiers = identifiers
+        self.records_mod = records
+        self.salt = salt
+        self.show_raw = show_raw
+        self.edm = list(edm)
+        self.stream_budget = stream_budget
+        self.body_budget = body_budget
+        self.weird = weird            # callable(uid, name, detail) or None
+        self.stats = Counter()
+
+    def new_flow(self) -> ContentFlow:
+        return ContentFlow()
+
+    # -- input ------------------------------------------------------------------------
+    def opaque(self, cf: ContentFlow, payload_type: str, nbytes: int) -> None:
+        if nbytes > 0:
+            cf.bytes_by_type[payload_type] += nbytes
+            cf.types_seen.add(payload_type)
+
+    def stream(self, cf: ContentFlow, data: bytes, info: dict | None = None) -> None:
+        room = self.stream_budget - len(cf.stream)
+        if room > 0:
+            cf.stream += data[:room]
+        if info is not None and cf.stream_info is None:
+            cf.stream_info = info
+        if room < len(data):
+            cf.bytes_by_type["__over_budget__"] += len(data) - max(room, 0)
+
+    def body(self, cf: ContentFlow, info: dict, data: bytes, uid: str | None = None) -> None:
+        """One message body that leaves the site; ``info`` may carry content_type, content_encoding,
+        boundary, source ("http", "smtp", "ftp-data", "dns", "udp", "tcp")."""
+        cf.bodies += 1
+        data = bytes(data[:self.body_budget])
+        enc = (info.get("content_encoding") or "").lower().strip()
+        if enc in ("gzip", "x-gzip", "deflate", "br"):
+            data, note = self.decoding.decompress(data, enc)
+            if note:
+                self._weird(uid, "content.decompression", note)
+        declared = info.get("content_type")
+        boundary = info.get("boundary")
+        if boundary or (declared and "multipart/" in declared.lower() and "boundary=" in declared.lower()):
+            if not boundary:
+                boundary = declared.split("boundary=", 1)[1].split(";")[0].strip().strip('"')
+            parts = self.decoding.multipart(data, boundary)
+            if parts:
+                cf.bytes_by_type["multipart"] += len(data)
+                cf.types_seen.add("multipart")
+                for headers, part in parts:
+                    sub = dict(info)
+                    sub.pop("boundary", None)
+                    sub["content_type"] = headers.get("content-type")
+                    sub["content_encoding"] = None
+                    self._inspect(cf, sub, part, uid, count_bytes=False)
+                return
+        self._inspect(cf, info, data, uid, count_bytes=True)
+
+    def _inspect(self, cf: ContentFlow, info: dict, data: bytes, uid, count_bytes: bool, depth: int = 0) -> None:
+        if not data:
+            return
+        ptype, note = self.types.classify(data, info.get("content_type"))
+        if note:
+            self._weird(uid, "content.type_mismatch", note)
+        cf.types_seen.add(ptype)
+        if count_bytes:
+            cf.bytes_by_type[ptype] += len(data)
+        if ptype in ("gzip",) and depth == 0:
+            inner, _n = self.decoding.decompress(data, "gzip")
+            if inner:
+                self._inspect(cf, {"source": info.get("source")}, inner, uid, count_bytes=False, depth=1)
+                return
+        if ptype in ("tls-encrypted", "encrypted-or-compressed", "image", "zip", "office", "pdf", "protobuf"):
+            return
+        rc = self.records_mod.count_records(data, ptype)
+        cf.records["customer"] += rc.customer
+        cf.records["shipment"] += rc.shipment
+        self._merge(cf, rc.data)
+        if rc.edi:
+            cf.edi.extend(rc.edi[:1000 - len(cf.edi)] if len(cf.edi) < 1000 else [])
+        # Encoded data (base64/base32/hex in text, JSON strings, DNS labels) is decoded and inspected too.
+        if depth < 2:
+            for encoding, decoded in self.decoding.encoded_runs(data):
+                cf.encodings.add(encoding)
+                sub_type, _ = self.types.classify(decoded)
+                if sub_type in ("tls-encrypted", "encrypted-or-compressed", "image", "binary"):
+                    continue
+                sub = self.records_mod.count_records(decoded, sub_type)
+                cf.records["customer"] += sub.customer
+                cf.records["shipment"] += sub.shipment
+                self._merge(cf, sub.data)
+
+    def _merge(self, cf: ContentFlow, found: dict) -> None:
+        for cls, vals in found.items():
+            if not vals:
+                continue
+            s = cf.values.get(cls)
+            if s is None:
+                s = cf.values[cls] = set()
+            if len(s) < MAX_VALUES_PER_CLASS:
+                s.update(vals)
+
+    def _weird(self, uid, name: str, detail: str) -> None:
+        self.stats[name] += 1
+        if self.weird is not None:
+            self.weird(uid, name, detail)
+
+    # -- output ---------------------------------------------------------------------
+    def finish(self, cf: ContentFlow, uid: str, ts: float, direction: str, app_bytes_out: int) -> tuple[dict, dict]:
+        """(flow fields, content.jsonl record or None) for a connection that ended."""
+        if cf.stream:
+            info = cf.stream_info or {"source": "tcp"}
+            self._inspect(cf, info, bytes(cf.stream), uid, count_bytes=True)
+            cf.stream = bytearray()
+        over = cf.bytes_by_type.pop("__over_budget__", 0)
+        types = {k: v for k, v in cf.bytes_by_type.items() if v > 0}
+        if over and types:
+            # bytes past the inspection budget count for the type seen so far
+            top = max(types, key=types.get)
+            types[top] += over
+        ptype = max(sorted(types), key=types.get) if types else None
+        data = {cls: len(v) for cls, v in sorted(cf.values.items()) if v}
+        edi_counts = Counter(f"{m.get('standard')}:{m.get('type')}" for m in cf.edi)
+        if cf.edi:
+            data["edifact_message"] = sum(1 for m in cf.edi if m.get("standard") == "edifact") or \
+                data.get("edifact_message", 0)
+            data["x12_transaction"] = sum(1 for m in cf.edi if m.get("standard") == "x12") or \
+                data.get("x12_transaction", 0)
+            data = {k: v for k, v in data.items() if v}
+        records = {"customer": int(cf.records.get("customer", 0)), "shipment": int(cf.records.get("shipment", 0))}
+        edm = {}
+        for index in self.edm:
+            rows = index.match_values(cf.values)
+            if rows:
+                edm[index.name] = rows
+        fields = {
+            "payload_type": ptype,
+            "payload_types": sorted(set(types) | cf.types_seen),
+            "payload_encoding": ",".join(sorted(cf.encodings)) if cf.encodings else None,
+            "app_bytes_out": int(app_bytes_out),
+            "data": data,
+            "records": records,
+            "edm": edm,
+        }
+        if not data and not any(records.values()) and not edm and not cf.edi:
+            return fields, None
+        samples = {}
+        hashes = {}
+        for cls, vals in sorted(cf.values.items()):
+            ordered = sorted(vals)
+            if self.show_raw:
+                samples[cls] = ordered[:SAMPLES_PER_CLASS]
+            else:
+                samples[cls] = [self.identifiers.mask(cls, v) for v in ordered[:SAMPLES_PER_CLASS]]
+            hashes[cls] = [self.hash(v) for v in ordered[:HASHES_PER_CLASS]]
+        record = {
+            "ts": ts, "uid": uid, "direction": direction, "payload_type": ptype,
+            "payload_types": fields["payload_types"], "payload_encoding": fields["payload_encoding"],
+            "app_bytes_out": fields["app_bytes_out"], "data": data, "records": records, "samples": samples,
+            "hashes": hashes,
+            "edi": [{k: m.get(k) for k in ("standard", "type", "ref", "sender", "recipient")}
+                    for m in cf.edi[:100]],
+            "edi_counts": dict(edi_counts),
+            "edm": edm,
+        }
+        return fields, record
+
+    def hash(self, value: str) -> str:
+        return hmac.new(self.salt, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:32]
+
+
+def empty_fields() -> dict:
+    return {"payload_type": None, "payload_types": [], "payload_encoding": None, "app_bytes_out": 0, "data": {},
+            "records": {"customer": 0, "shipment": 0}, "edm": {}}
+
+
+def is_customer(cls: str) -> bool:
+    return cls in CUSTOMER_CLASSES
+
+
+def is_shipment(cls: str) -> bool:
+    return cls in SHIPMENT_CLASSES
