@@ -37,6 +37,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CAPTURE = REPO / "bench" / "data" / "live.pcap"
+# Run in each new namespace before the veth ends arrive: no IPv6 (no router solicitations, DAD or MLD
+# on the link), no forwarding.  Knobs the kernel does not have are skipped.
+ISOLATE = ("for f in /proc/sys/net/ipv6/conf/all/disable_ipv6 /proc/sys/net/ipv6/conf/default/disable_ipv6; do "
+           "[ -e $f ] && echo 1 > $f; done; echo 0 > /proc/sys/net/ipv4/ip_forward; true")
 
 
 def sh(cmd, ns=None, check=True, **kw):
@@ -57,8 +61,7 @@ class Veth:
         try:
             for ns in (self.tx, self.rx):
                 sh(["ip", "netns", "add", ns])
-                sh(["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1",
-                    "net.ipv4.ip_forward=0"], ns=ns)
+                sh(["sh", "-c", ISOLATE], ns=ns)
             sh(["ip", "link", "add", "vA", "netns", self.tx, "type", "veth", "peer", "name", "vB", "netns", self.rx])
             for ns, dev in ((self.tx, "vA"), (self.rx, "vB")):
                 sh(["ip", "link", "set", dev, "mtu", "65000"], ns=ns)
@@ -117,7 +120,6 @@ def trial(veth: Veth, capture: Path, n_pkts: int, n_bytes: int, rate: float, uni
             time.sleep(0.1)
         tx0 = veth.tx_dropped()
         opt = f"--pps={rate:g}" if unit == "pps" else f"--mbps={rate:g}"
-        t0 = time.monotonic()
         r = sh(["tcpreplay", opt, f"--loop={loops}", "-i", "vA", capture], ns=veth.tx, check=False)
         t1 = time.monotonic()
         if r.returncode != 0:
@@ -268,7 +270,7 @@ def main(argv=None) -> int:
                             limited = True
                             break
                     else:
-                        hi = mid
+                        hi = bad = mid
     except RuntimeError as e:
         print(f"bench_live: {e}", file=sys.stderr)
         return 1

@@ -47,6 +47,21 @@ APP_FIELDS = ("dst_name", "dst_name_source", "dst_country", "dst_asn", "dst_org"
 ST_NEW, ST_ACTIVE, ST_DONE = 0, 1, 2
 
 
+def _qname_payload(qname: str) -> bytes:
+    """What a query name can carry: the labels left of the registered domain, space-separated (data
+    in a label), then joined (data split over labels)."""
+    from .content.decoding import dns_labels_payload, registered_domain
+    name = qname.strip().rstrip(".")
+    labels = name.split(".")
+    reg = registered_domain(name.lower())
+    keep = len(labels) - (reg.count(".") + 1 if reg else len(labels))
+    if keep <= 0:
+        return b""
+    dotted = " ".join(labels[:keep]).encode("utf-8", "surrogatepass")
+    joined = dns_labels_payload(name)
+    return dotted + b" " + joined if keep > 1 else dotted
+
+
 def _client_hello(data: bytes) -> bool:
     """A chunk that starts with a TLS handshake record carrying a ClientHello."""
     return len(data) >= 6 and data[0] == 0x16 and data[1] == 3 and data[2] <= 4 and data[5] == 1
@@ -139,8 +154,7 @@ class AppLayer:
         fa = self._by_uid.get(record.get("uid"))
         if not q or fa is None or fa.content is None or not fa.leave:
             return
-        from .content.decoding import dns_labels_payload
-        payload = dns_labels_payload(q)
+        payload = _qname_payload(q)
         if payload:
             self.content.body(fa.content, {"source": "dns"}, payload, fa.ctx.uid)
 

@@ -496,6 +496,10 @@ def _netns_unavailable() -> str | None:
 
 _NETNS_SKIP = None
 _PAIRS = 0
+# Run in each new namespace before the veth ends arrive: no IPv6 (no router solicitations, DAD or MLD
+# on the link), no forwarding.  Knobs the kernel does not have are skipped.
+ISOLATE = ("for f in /proc/sys/net/ipv6/conf/all/disable_ipv6 /proc/sys/net/ipv6/conf/default/disable_ipv6; do "
+           "[ -e $f ] && echo 1 > $f; done; echo 0 > /proc/sys/net/ipv4/ip_forward; true")
 
 
 def _ip(*args, ns=None, check=True):
@@ -521,8 +525,7 @@ class VethPair:
     def create(self):
         for ns in (self.tx, self.rx):
             _ip("ip", "netns", "add", ns)
-            _ip("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1",
-                "net.ipv4.ip_forward=0", ns=ns)
+            _ip("sh", "-c", ISOLATE, ns=ns)
         _ip("ip", "link", "add", "vA", "netns", self.tx, "type", "veth", "peer", "name", "vB", "netns", self.rx)
         for ns, dev in ((self.tx, "vA"), (self.rx, "vB")):
             _ip("ip", "link", "set", dev, "mtu", "65000", ns=ns)

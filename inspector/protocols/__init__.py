@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 
 MODULES = (
-    "tls", "quic", "ssh", "http", "ftp", "smtp", "mqtt", "smb2",
+    "tls", "quic", "gquic", "ssh", "http2", "http", "ftp", "smtp", "mqtt", "smb2",
     "dns", "ntp", "dhcp", "snmp", "syslog",
 )
 

@@ -22,12 +22,25 @@ client connects to the announced address, for EPSV the control connection's
 server address) each call ``ctx.expect(orig_h, resp_h, resp_p, "ftp-data", ts)``.
 After ``AUTH TLS``/``AUTH SSL`` is accepted (234) the channel is encrypted and
 parsing stops.
+
+GridFTP / GSI (``AUTH GSSAPI``, RFC 2228): once the server asks for the
+security data exchange (334), the base64 tokens of ``ADAT`` commands and of
+the ``ADAT=`` in 334/335/235 replies are decoded and fed to a TLS analyzer on
+the same connection (GSI's GSSAPI tokens are TLS records), as Zeek's
+FTP_ADAT analyzer does: ``tls.jsonl`` gets the handshake and the service
+``ssl``.  The exchange ends with 235 (after its token), 232/234, a refusal
+(421 431 500 501 503 535), a protected reply (631-633) or a new AUTH; a first
+token that is not a TLS handshake record ends it too.  Protected replies
+(631-633) are valid reply codes.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import re
 
+from . import tls
 from .base import Analyzer as _Base
 
 NAME = "ftp"
@@ -80,6 +93,10 @@ _REPLIES = {
     "AUTH": (234, 334, 431, 500, 501, 502, 504, 534), "PBSZ": (200, 500, 501, 503, 530),
     "PROT": (200, 431, 500, 501, 503, 504, 530, 534, 536), "CLNT": (200, 500),
     "MACB": (200, 500, 550),
+    # RFC 2228 security extensions
+    "ADAT": (235, 335, 421, 500, 501, 503, 535), "CCC": (200, 500, 533, 534),
+    "MIC": (631, 632, 633, 500, 533, 535, 537), "CONF": (631, 632, 633, 500, 533, 535, 537),
+    "ENC": (631, 632, 633, 500, 533, 535, 537),
 }
 
 KNOWN_COMMANDS = frozenset(_REPLIES) | {"LPSV", "EPSV", "XCWD", "XMKD", "XRMD", "XCUP", "MFMT", "MFCT",
@@ -90,6 +107,9 @@ _EPSV_RE = re.compile(rb"\(([!-~])([^()]{0,8}?)\1([^()]{0,64}?)\1(\d{1,5})\1\)")
 _SIZE_RE = re.compile(rb"\((\d{1,19})\s+bytes?\)", re.I)
 _FIRST_NUM_RE = re.compile(rb"\d{1,19}")
 _PWD_RE = re.compile(rb'"((?:[^"]|"")*)"')
+_PROTECTED = (b"631", b"632", b"633")          # RFC 2228 protected replies (integrity/confidentiality)
+# Replies that end a GSSAPI security data exchange (Zeek's FTP_ADAT analyzer): done or refused.
+_ADAT_DONE = frozenset((232, 234, 421, 431, 500, 501, 503, 535, 631, 632, 633))
 
 
 def _s(b: bytes) -> str:
@@ -223,6 +243,10 @@ class Analyzer(_Base):
         self._ml_lines: list[bytes] = []
         self._confirmed = False
         self._stopped = False             # AUTH TLS accepted: the rest is encrypted
+        self._auth = None                 # mechanism of the last AUTH command
+        self.adat_tls = None              # tls.Analyzer fed the GSSAPI (GSI) tokens, once any
+        self._adat_on = False             # security data exchange in progress
+        self._adat_first = True
 
     # -- input -------------------------------------------------------------------------
     def data(self, is_orig: bool, data: bytes, ts: float) -> None:
@@ -278,6 +302,8 @@ class Analyzer(_Base):
         for c in self._pending:
             self._emit(c)
         self._pending = []
+        if self.adat_tls is not None:
+            self.adat_tls.done(ts)
 
     def wants_more(self) -> bool:
         return not self._stopped
@@ -318,6 +344,11 @@ class Analyzer(_Base):
         if cmd in FILE_CMDS and arg_s:
             c.url = self._url(arg_s)            # against the directory current when it was sent
         self._pending.append(c)
+        if cmd == "AUTH":
+            self._auth = arg_s.upper()
+            self._adat_on = False           # a reissued AUTH resets the security state
+        elif cmd == "ADAT" and self._adat_on:
+            self._adat_token(True, arg, ts)
         if cmd == "USER":
             self.user = arg_s[:MAX_USER]
         elif cmd == "PASS":
@@ -333,7 +364,9 @@ class Analyzer(_Base):
 
     def _reply_line(self, line: bytes, ts: float) -> None:
         code_b, sep = line[:3], line[3:4]
-        valid = len(code_b) == 3 and code_b.isdigit() and code_b[:1] in b"12345"
+        valid = len(code_b) == 3 and code_b.isdigit() and (code_b[:1] in b"12345" or code_b in _PROTECTED)
+        if valid and (self._adat_on or (code_b == b"334" and self._auth == "GSSAPI")):
+            self._adat_reply(int(code_b), line, ts)
         if self._ml_code is not None:
             # inside a multi-line reply: ends at "<same code> " (or a bare "<code>")
             if valid and int(code_b) == self._ml_code and sep in (b" ", b""):
@@ -426,6 +459,8 @@ class Analyzer(_Base):
             for p in self._pending:
                 self._emit(p)
             self._pending = []
+            if self.adat_tls is not None:      # wants_more() turns False: nothing comes after
+                self.adat_tls.done(ts)
 
     def _match(self, code: int, msg: str) -> _Cmd | None:
         best, best_score = None, -1
@@ -440,6 +475,46 @@ class Analyzer(_Base):
             if score > best_score:
                 best, best_score = c, score
         return best
+
+    # -- GSSAPI (GSI) security data exchange: TLS in base64 ----------------------------
+    def _adat_reply(self, code: int, line: bytes, ts: float) -> None:
+        """One reply line during (or opening) the ADAT exchange."""
+        if code == 334 and not self._adat_on and self._auth == "GSSAPI":
+            self._adat_on = True            # the server wants the exchange: TLS follows
+            self._adat_first = True
+        if code in (334, 335, 235):
+            rest = line[3:]
+            if rest[:1] == b"-":
+                rest = rest[1:]
+            rest = rest.lstrip(b" \t")
+            if rest[:5] == b"ADAT=":
+                self._adat_token(False, rest[5:], ts)
+            if code == 235:
+                self._adat_on = False       # exchange complete (this token was the last)
+        elif code in _ADAT_DONE:
+            self._adat_on = False
+
+    def _adat_token(self, is_orig: bool, b64: bytes, ts: float) -> None:
+        if not is_orig and self._adat_first:
+            return                          # nothing from the server before the client's first token
+        try:
+            token = base64.b64decode(b64.strip() + b"=" * (-len(b64.strip()) % 4), validate=False)
+        except (binascii.Error, ValueError):
+            self.ctx.weird("ftp.adat_bad_first_token_encoding" if is_orig and self._adat_first
+                           else "ftp.adat_bad_encoding", _s(b64[:40]), ts)
+            token = b""
+        if is_orig and self._adat_first:
+            self._adat_first = False
+            # GSI starts right in on a TLS handshake (no RFC 2743 token framing): check that
+            # the first token is one TLS handshake record, else this is another mechanism.
+            if len(token) < 5 or token[0] != 0x16 or len(token) - 5 != int.from_bytes(token[3:5], "big"):
+                self._adat_on = False
+                return
+        if not token:
+            return
+        if self.adat_tls is None:
+            self.adat_tls = tls.Analyzer(self.ctx)
+        self.adat_tls.data(is_orig, token, ts)
 
     # -- output ------------------------------------------------------------------------
     def _confirm(self) -> None:

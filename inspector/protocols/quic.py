@@ -519,6 +519,7 @@ class _Dir:
 class Analyzer(_BaseAnalyzer):
     """One UDP flow carrying QUIC."""
     NAME = NAME
+    _gquic = None        # a gquic.Analyzer once the flow turned out to be Google QUIC
 
     def __init__(self, ctx: FlowContext):
         super().__init__(ctx)
@@ -541,6 +542,8 @@ class Analyzer(_BaseAnalyzer):
 
     # -- plumbing ------------------------------------------------------------
     def wants_more(self) -> bool:
+        if self._gquic is not None:
+            return self._gquic.wants_more()
         if self._done or (self._junk >= MAX_JUNK_DATAGRAMS and not self._decrypted):
             return False
         # After both hellos only the history can still change; stop once it is full.
@@ -553,6 +556,9 @@ class Analyzer(_BaseAnalyzer):
         self.datagram(is_orig, data, ts)
 
     def done(self, ts: float) -> None:
+        if self._gquic is not None:
+            self._gquic.done(ts)
+            return
         if self._done:
             return
         self._done = True
@@ -561,10 +567,22 @@ class Analyzer(_BaseAnalyzer):
             self.ctx.emit(tls.LOG, self._tls_record())
 
     def datagram(self, is_orig: bool, data: bytes, ts: float) -> None:
+        if self._gquic is not None or (self._session is None and not self._decrypted
+                                       and self._to_gquic(is_orig, data)):
+            self._gquic.datagram(is_orig, data, ts)
+            return
         if self._done or not data or not self.wants_more():
             return
         if not self._packets(is_orig, data, ts) and not self._decrypted:
             self._junk += 1
+
+    def _to_gquic(self, is_orig: bool, data: bytes) -> bool:
+        """Google QUIC (gquic.py) on a port that brought this analyzer: hand the flow over."""
+        from . import gquic
+        if self._done or not data or not gquic.detect(data, is_orig):
+            return False
+        self._gquic = gquic.Analyzer(self.ctx)
+        return True
 
     def _weird(self, name: str, detail: str, ts: float) -> None:
         """Each weird once per connection (a stream of junk must not flood)."""
