@@ -211,6 +211,8 @@ def build_corpus(total_mb: float, seed: int) -> list[tuple[str, bytes]]:
     while total < unique_target:
         # the kind furthest below its share
         kind, gen, share, (lo, hi) = min(KINDS, key=lambda k: have[k[0]] / k[2])
+        hi = max(2, min(hi, unique_target // 20))   # small corpora still get every kind
+        lo = min(lo, hi // 2)
         size = min(rng.randrange(lo, hi), max(1000, unique_target - total))
         p = gen(rng, size)
         payloads.append((kind, p))

@@ -21,6 +21,7 @@ destination's country, ASN, organisation, group, category and allow-listing.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections import defaultdict
 
 import numpy as np
@@ -32,7 +33,8 @@ from .protocols.base import PROBE_BYTES, FlowContext
 from .streams import ReassemblyBudget, Reassembler
 
 FIN, SYN, RST = 1, 2, 4
-DETECT_PACKETS = 4          # payload packets per direction offered to the probes before giving up
+DETECT_PACKETS = 3          # payload packets per direction offered to the probes before giving up
+PROBE_CHUNKS = 2            # chunks per direction after which the probes are no longer re-run
 UDP_DETECT_DATAGRAMS = 3
 WATCH_CHUNKS = 24           # data chunks checked for a late TLS ClientHello after detection ends
 NAME_PRECEDENCE = ("sni", "quic_sni", "http_host")
@@ -45,6 +47,33 @@ APP_FIELDS = ("dst_name", "dst_name_source", "dst_country", "dst_asn", "dst_org"
               "dst_allowed")
 
 ST_NEW, ST_ACTIVE, ST_DONE = 0, 1, 2
+
+
+# Log fields that carry people's addresses: masked unless --show-raw (content stage's setting).
+PII_FIELDS = {"smtp": ("mailfrom", "rcptto", "from", "to", "cc", "reply_to"), "http": ("uri", "referrer"),
+              "ftp": ("arg",)}
+_EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+(?:@|%40)[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+
+
+def _mask_text(text):
+    if not isinstance(text, str) or ("@" not in text and "%40" not in text.lower()):
+        return text
+    from .content.identifiers import mask
+    return _EMAIL_RE.sub(lambda m: mask("email", m.group(0).replace("%40", "@").replace("%40".upper(), "@")),
+                         text)
+
+
+def _mask_record(record: dict, fields) -> dict:
+    out = dict(record)
+    for k in fields:
+        v = out.get(k)
+        if isinstance(v, list):
+            out[k] = [_mask_text(x) for x in v]
+        elif isinstance(v, (set, tuple)):
+            out[k] = [_mask_text(x) for x in v]
+        elif v is not None:
+            out[k] = _mask_text(v)
+    return out
 
 
 def _qname_payload(qname: str) -> bytes:
@@ -65,6 +94,15 @@ def _qname_payload(qname: str) -> bytes:
 def _client_hello(data: bytes) -> bool:
     """A chunk that starts with a TLS handshake record carrying a ClientHello."""
     return len(data) >= 6 and data[0] == 0x16 and data[1] == 3 and data[2] <= 4 and data[5] == 1
+
+
+def _texty(data: bytes) -> bool:
+    """Mostly printable ASCII: a text protocol (commands, banners, headers)."""
+    if not data:
+        return False
+    head = data[:512]
+    printable = sum(1 for c in head if 32 <= c < 127 or c in (9, 10, 13))
+    return printable >= 0.85 * len(head)
 
 
 def _tls_records(data: bytes, need: int = 1) -> bool:
@@ -92,7 +130,7 @@ def _is_ip_literal(name: str) -> bool:
 
 class _FlowApp:
     __slots__ = ("ctx", "analyzer", "reasm", "pending", "pbuf", "npay", "names", "pending_bytes",
-                 "module", "ended", "ftp_parent", "watch", "fid", "leave", "content", "raw")
+                 "module", "ended", "ftp_parent", "watch", "fid", "leave", "content", "raw", "started")
 
     def __init__(self, ctx):
         self.ctx = ctx
@@ -110,6 +148,7 @@ class _FlowApp:
         self.leave = None          # the is_orig value of the direction that leaves the site, or None
         self.content = None        # content.stage.ContentFlow for connections with a leaving direction
         self.raw = False           # only raw leaving stream bytes are still wanted (content stage)
+        self.started = False
 
 
 class AppLayer:
@@ -130,6 +169,7 @@ class AppLayer:
         self.flows: dict = {}
         self._by_uid: dict = {}
         self.state = np.zeros(0, dtype=np.int8)
+        self.isn = np.zeros((0, 2), dtype=np.int64)   # per flow and direction: SYN sequence number, -1 none
         self.pdns = PassiveDNS()
         self.budget = ReassemblyBudget(reassembly_cap)
         self.expected: dict = {}   # (resp_h, resp_p) -> [(orig_h|None, service, parent_uid, expires)]
@@ -143,6 +183,8 @@ class AppLayer:
     def emit(self, log: str, record: dict) -> None:
         if log == "dns" and self.content is not None:
             self._dns_content(record)
+        if log in PII_FIELDS and (self.content is None or not self.content.show_raw):
+            record = _mask_record(record, PII_FIELDS[log])
         if self.log_sink is not None:
             self.log_sink(log, record)
         else:
@@ -192,6 +234,9 @@ class AppLayer:
             st = np.full(table.cap, ST_NEW, dtype=np.int8)
             st[:len(self.state)] = self.state
             self.state = st
+            isn = np.full((table.cap, 2), -1, dtype=np.int64)
+            isn[:len(self.isn)] = self.isn
+            self.isn = isn
         c = db.cols
         state = self.state
         new_rows = np.nonzero(row_new)[0]
@@ -202,35 +247,44 @@ class AppLayer:
                 if old is not None:
                     self._release(old)
             state[nf] = ST_NEW
+            self.isn[nf] = -1
         proto = c["proto"]
-        fl = c["flags"]
         pay = c["pay_cap"]
-        want = (state[row_fid] != ST_DONE) & (
-            ((proto == 17) & (pay > 0)) | ((proto == 6) & ((pay > 0) | ((fl & (SYN | FIN | RST)) != 0))))
-        rows = np.nonzero(want)[0]
+        live = state[row_fid] != ST_DONE
+        # SYNs only tell the reassembler where data starts: recorded column-wise, no Python per row.
+        syn = np.nonzero(live & (proto == 6) & ((c["flags"] & SYN) != 0))[0]
+        if len(syn):
+            sf = row_fid[syn]
+            so = row_orig[syn].astype(np.int64)
+            unset = self.isn[sf, so] < 0
+            self.isn[sf[unset], so[unset]] = c["seq"][syn][unset]
+        rows = np.nonzero(live & (pay > 0) & ((proto == 6) | (proto == 17)))[0]
         if not len(rows):
             return
-        fids = row_fid[rows].tolist()
+        fids = row_fid[rows]
+        flows = self.flows
+        fresh = np.unique(fids)
+        fresh = fresh[[f not in flows for f in fresh.tolist()]]
+        if len(fresh):
+            self._new_flows(table, fresh)
         origs = row_orig[rows].tolist()
         protos = proto[rows].tolist()
-        flags = fl[rows].tolist()
+        flags = c["flags"][rows].tolist()
         seqs = c["seq"][rows].tolist()
         tss = c["ts"][rows].tolist()
-        flows = self.flows
-        for i, f, is_orig, pr, flg, seq, ts in zip(rows.tolist(), fids, origs, protos, flags, seqs, tss):
+        for i, f, is_orig, pr, flg, seq, ts in zip(rows.tolist(), fids.tolist(), origs, protos, flags, seqs, tss):
             if state[f] == ST_DONE:
                 continue
-            fa = flows.get(f)
-            if fa is None:
-                fa = self._new_flow(table, f, pr)
-                flows[f] = fa
-                self._by_uid[fa.ctx.uid] = fa
+            fa = flows[f]
+            if not fa.started:
+                fa.started = True
+                fa.ctx.transport = "tcp" if pr == 6 else "udp"
                 # In packet order, so a data channel announced earlier in this batch is recognised.
                 if self.expected:
                     self._expected_flow(fa, ts)
             try:
                 if pr == 6:
-                    self._tcp(f, fa, is_orig, flg, seq, db.payload(i) if pay[i] else b"", ts)
+                    self._tcp(f, fa, is_orig, flg, seq, db.payload(i), ts)
                 else:
                     self._udp(f, fa, is_orig, db.payload(i), ts)
             except Exception as e:  # an analyzer bug must not stop the scan
@@ -238,19 +292,25 @@ class AppLayer:
                 self.weirds.append((ts, fa.ctx.uid, f"{name}.analyzer_error", f"{type(e).__name__}: {e}"))
                 self._stop(f, fa)
 
-    def _new_flow(self, table, f: int, proto: int) -> _FlowApp:
-        oh, op, rh, rp = table.endpoints(f)
-        ctx = FlowContext(uid=table.uid(f), ts=float(table.FF[f, 0]), orig_h=oh, orig_p=op, resp_h=rh, resp_p=rp,
-                          transport="tcp" if proto == 6 else "udp", sink=self)
-        fa = _FlowApp(ctx)
-        fa.fid = f
-        ctx.sink_flow = fa
-        if self.content is not None and self.site is not None:
-            lo, lr = self.site.is_local(oh), self.site.is_local(rh)
-            if lo != lr:
-                fa.leave = bool(lo)   # orig local -> what the originator sends leaves
-                fa.content = self.content.new_flow()
-        return fa
+    def _new_flows(self, table, fids: np.ndarray) -> None:
+        """Per-connection state for connections whose first payload arrives (uids and
+        endpoints computed for all of them at once)."""
+        uids = table.uids(fids)
+        ends = table.endpoints_many(fids)
+        ts0 = table.FF[fids, 0].tolist()
+        site = self.site
+        for f, uid, (oh, op, rh, rp), t0 in zip(fids.tolist(), uids, ends, ts0):
+            ctx = FlowContext(uid=uid, ts=t0, orig_h=oh, orig_p=op, resp_h=rh, resp_p=rp, transport="tcp", sink=self)
+            fa = _FlowApp(ctx)
+            fa.fid = f
+            ctx.sink_flow = fa
+            if self.content is not None and site is not None:
+                lo, lr = site.is_local(oh), site.is_local(rh)
+                if lo != lr:
+                    fa.leave = bool(lo)   # orig local -> what the originator sends leaves
+                    fa.content = self.content.new_flow()
+            self.flows[f] = fa
+            self._by_uid[uid] = fa
 
     def _expected_flow(self, fa, ts) -> bool:
         """Is this new connection one an analyzer announced (FTP data channel)?"""
@@ -281,6 +341,10 @@ class AppLayer:
     def _tcp(self, f, fa, is_orig, flags, seq, payload, ts) -> None:
         if fa.reasm is None:
             fa.reasm = [Reassembler(self.budget), Reassembler(self.budget)]
+            for d in (0, 1):
+                s0 = int(self.isn[f, d])
+                if s0 >= 0:
+                    fa.reasm[d].syn(s0)
         r = fa.reasm[is_orig]
         if flags & SYN:
             r.syn(seq)
@@ -307,7 +371,7 @@ class AppLayer:
             return
         if events:
             self._deliver(f, fa, is_orig, events, ts)
-        if fa.analyzer is None and not fa.watch and self.state[f] != ST_DONE:
+        if fa.analyzer is None and not fa.watch and not fa.raw and self.state[f] != ST_DONE:
             fa.npay[is_orig] += 1
             if fa.npay[0] >= DETECT_PACKETS and fa.npay[1] >= DETECT_PACKETS or \
                     fa.npay[0] + fa.npay[1] >= 3 * DETECT_PACKETS:
@@ -334,7 +398,8 @@ class AppLayer:
                     if room > 0:
                         fa.pbuf[is_orig] += val[:room]
                     fa.pending_bytes += len(val)
-            module = self._probe(fa, "tcp", is_orig)
+            # The first chunks of a direction decide; later ones add little but cost every probe.
+            module = self._probe(fa, "tcp", is_orig) if fa.npay[is_orig] < PROBE_CHUNKS else None
             if module is None:
                 if fa.pending_bytes > 4 * PROBE_BYTES:
                     self._undetected(f, fa)
@@ -402,9 +467,13 @@ class AppLayer:
             fa.ctx.confirm("ssl")        # a TLS session joined after its handshake
             self._stop(f, fa)
             return
+        texty = _texty(fa.pbuf[True]) or _texty(fa.pbuf[False])
         fa.pending = []
         fa.pbuf = [b"", b""]
-        fa.watch = WATCH_CHUNKS          # a ClientHello may still come (STARTTLS in IMAP, XMPP, ...)
+        if texty:
+            fa.watch = WATCH_CHUNKS      # a text protocol may still upgrade (STARTTLS in IMAP, XMPP, POP3...)
+        else:
+            self._stop(f, fa)
 
     def _watch_tls(self, f, fa, is_orig, events, ts) -> None:
         for n, (kind, val) in enumerate(events):

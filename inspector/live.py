@@ -432,7 +432,7 @@ class LiveSession:
 
     def __init__(self, out_dir: str, site=None, max_flows: int = 1_000_000, rotate_seconds: float = 0,
                  rotate_bytes: int = 0, policy: Callable | None = None, alert_sinks: Iterable = (),
-                 print_alerts: bool = True, clock: Callable = time.time, source: str = "live", enricher=None):
+                 print_alerts: bool = True, clock: Callable = time.time, source: str = "live", **scanner_kw):
         from .output import FLOW_TYPES, WEIRD_TYPES
         from .scan import FLOW_FIELDS, WEIRD_FIELDS, Scanner
         os.makedirs(out_dir, exist_ok=True)
@@ -444,8 +444,9 @@ class LiveSession:
         self.weird = RotatingLog(out_dir, "weird", WEIRD_FIELDS, WEIRD_TYPES, **self.rot)
         self.alerts_log: RotatingLog | None = None
         self.logs: dict = {}
+        # scanner_kw: the stages built from the settings (enricher, content...), as scan builds them
         self.scanner = Scanner(site=site, max_flows=max_flows, on_flows=self._on_flows, log_sink=self._log_sink,
-                               enricher=enricher)
+                               **scanner_kw)
         self.site = self.scanner.site
         self.policy = policy
         self.alert_sinks = list(alert_sinks)
@@ -607,6 +608,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--asn-db", metavar="PATH", help="MaxMind ASN .mmdb (default: bundled offline data)")
     s.add_argument("--signatures", metavar="DIR", help="signatures directory (default: ./signatures or the "
                                                         "one shipped with inspector)")
+    s.add_argument("--show-raw", action="store_true",
+                   help="write raw identifier values in content.jsonl (default: masked samples and salted hashes)")
+    s.add_argument("--hash-salt", metavar="TEXT", help="salt for evidence hashes (default: $INSPECTOR_HASH_SALT, "
+                                                       "else derived from the site name)")
     s.add_argument("--max-flows", type=_positive_int, default=1_000_000,
                    help="flow table bound (LRU eviction beyond, counted as flow.table_full)")
     s.add_argument("--rotate-seconds", type=_non_negative, default=3600, metavar="S",
@@ -671,6 +676,18 @@ def _err(msg: str) -> None:
     print(f"inspector live: {msg}", file=sys.stderr, flush=True)
 
 
+def scanner_settings(site, args) -> dict:
+    """The Scanner's stages built from the settings options, exactly as ``inspector scan`` builds them
+    (keep in step with ``cli._cmd_scan``).  Raises ConfigError, OSError or ValueError."""
+    from .settings import build_content, build_enricher
+    return {
+        "enricher": build_enricher(site, getattr(args, "geoip", None), getattr(args, "asn_db", None),
+                                   getattr(args, "signatures", None)),
+        "content": build_content(site, getattr(args, "signatures", None), getattr(args, "show_raw", False),
+                                 getattr(args, "hash_salt", None)),
+    }
+
+
 def _load_policy(args):
     """The policy stage, once it exists, is built here from the site (and args) and returned as
     ``callable(flow_records) -> alerts``; None means no policy (no alerts)."""
@@ -708,10 +725,9 @@ def _run(args, source, policy, stop: threading.Event, stop_reason: list) -> int:
     from .errors import ConfigError
     from .output import write_json
     from .site import Site, load_site
-    from .settings import build_enricher
     try:
         site = load_site(args.site) if args.site else Site.default()
-        enricher = build_enricher(site, args.geoip, args.asn_db, args.signatures)
+        stages = scanner_settings(site, args)
     except ConfigError as e:
         _err(str(e))
         return 2
@@ -747,7 +763,7 @@ def _run(args, source, policy, stop: threading.Event, stop_reason: list) -> int:
         session = LiveSession(args.out, site=site, max_flows=args.max_flows,
                               rotate_seconds=args.rotate_seconds, rotate_bytes=int(args.rotate_mb * (1 << 20)),
                               policy=policy if policy is not None else _load_policy(args),
-                              print_alerts=not args.quiet, source=iface, enricher=enricher)
+                              print_alerts=not args.quiet, source=iface, **stages)
     except BaseException:
         source.close()
         if ring is not None:

@@ -299,10 +299,10 @@ def test_records_to_batch_equals_file_reader():
 # ----------------------------------------------------------------------------------------------
 
 def _session(out: Path, **kw):
-    from inspector.settings import build_enricher
     from inspector.site import load_site
     site = load_site(SITE)
-    return live.LiveSession(str(out), site=site, enricher=build_enricher(site), **kw)
+    stages = live.scanner_settings(site, live_args(["-i", "x", "--out", out]))
+    return live.LiveSession(str(out), site=site, **stages, **kw)
 
 
 def _feed_file(session, path: Path, chunk: int):
@@ -658,6 +658,33 @@ def test_live_capture_matches_scan(veth, tmp_path, name, sig, extra):
     assert st["flows_written"] == len(flows) > 0
     if "--rotate-mb" in extra:
         assert len(list(out.glob("flows-*.jsonl"))) >= 1 and len(list(out.glob("dns-*.jsonl"))) >= 1
+
+
+def test_live_capture_of_every_other_bundled_capture(veth, tmp_path):
+    """The remaining bundled captures (content, protocols...) back to back into one live run."""
+    others = [p for name, p in CAPTURES.items() if not name.startswith("dc-north")]
+    if not others:
+        pytest.skip("no other bundled captures")
+    out, ring = tmp_path / "out", tmp_path / "ring"
+    lp = veth.start_live(out, "--site", SITE, "--ring", ring)
+    sent = 0
+    for p in others:
+        sent += veth.replay(p)
+        lp.wait_packets(sent)
+    rc, _o, err = lp.stop()
+    assert rc == 0, err
+    st = lp.stats()
+    assert st["packets_read"] == sent and st["kernel_drops"] == 0
+    flows = read_rotated(out, "flows")
+    ring_scan = scan([ring], tmp_path / "scan-ring")
+    assert by_uid(flows) == by_uid(read_jsonl(ring_scan / "flows.jsonl"))
+    for log in sorted(p.stem for p in ring_scan.glob("*.jsonl")):
+        if log not in ("flows", "weird"):
+            assert lines_counter(out, log) == lines_counter(ring_scan, log), log
+    expected = Counter()
+    for i, p in enumerate(others):
+        expected += key_counter(read_jsonl(scan([p], tmp_path / f"scan-{i}") / "flows.jsonl"))
+    assert key_counter(flows) == expected
 
 
 def test_idle_flows_are_written_while_capturing(veth, tmp_path):

@@ -475,6 +475,8 @@ def _classify_exact(run: bytes, min_len: int):
     if len(body) < min_len or body.isdigit():
         return None
     chars = set(body)
+    if len(chars) < 4:  # "AAAA...", "abab...": filler, not data
+        return None
     if chars <= _HEX:
         if len(body) >= min_len:
             out = _decode_hex(body)
@@ -590,10 +592,10 @@ def dns_labels_payload(qname) -> bytes:
             qname = bytes(qname).decode("latin-1")
         if not isinstance(qname, str):
             return b""
-        name = qname.strip().rstrip(".")[:1024]
-        if not name:
+        labels = [lab for lab in qname.strip()[:1024].split(".") if lab]
+        if not labels:
             return b""
-        labels = name.split(".")
+        name = ".".join(labels)
         reg = registered_domain(name.lower())
         keep = len(labels) - (reg.count(".") + 1 if reg else len(labels))
         if keep <= 0:

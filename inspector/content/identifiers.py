@@ -100,6 +100,25 @@ _FILE_TLDS = frozenset("png jpg jpeg gif svg webp bmp ico tif tiff avif heic css
                        "gz tgz bz2 xz rar 7z exe dll so dylib jar war class wasm yml yaml ini cfg conf log csv "
                        "tsv xls xlsx doc docx ppt pptx odt ods mp3 mp4 m4a wav ogg webm avi mkv flv".split())
 
+# common generic TLDs; another 3+ letter TLD is accepted only in text (no control or replacement
+# character next to the address), which keeps random bytes from producing addresses like ic@m.mfx
+_COMMON_TLDS = frozenset("""
+com net org edu gov mil int info biz name pro aero coop museum mobi asia tel travel jobs cat post app dev
+online site store shop tech xyz top club live email cloud digital agency company solutions services group
+global world life today blog news media network systems space website fun icu vip work pub rocks guru expert
+studio design art family team center support consulting ltd gmbh llc inc email mail bank insurance law
+legal health care clinic hospital school academy university education college eco energy solar green
+london berlin paris amsterdam wien nyc tokyo moscow istanbul swiss bayern hamburg koeln nrw scot wales
+cymru africa lat berlin photo photography pictures gallery events social chat zone link click help
+host hosting server domains computer software systems technology engineering industries international
+express logistics delivery shipping parcel cargo freight auto cars car trade market markets marketing
+business enterprises holdings partners ventures capital finance financial fund investments money
+""".split())
+
+_COMMON_TLDS |= frozenset("uk de fr nl it es be at ch se no dk fi pl cz pt ie ru ua cn jp kr in au nz ca us br "
+                          "mx ar za io co me tv ai eu hu ro gr tr il sg hk tw my th vn id ph sk si hr bg lt lv ee "
+                          "lu is".split())
+
 DEFAULT_REGIONS = ("US", "GB", "DE", "FR", "NL")
 
 # ---------------------------------------------------------------------------------------------------------
@@ -509,6 +528,11 @@ _NOT_PERSON = re.compile(r"(^|_)(file|host|user|product|item|sku|article|artikel
                          r"screen_?name|login")
 
 
+_PHONE_META = re.compile(r"phone_?(type|verified|country|ext|extension)$")
+_COMPACT = re.compile(r"[\s\-.]")
+_PHONE_LIST = re.compile(r"[;,/|]|\bor\b")
+
+
 def _norm_key(name: str) -> str:
     k = _CAMEL.sub("_", str(name).strip())
     k = _NONALNUM.sub("_", k.lower())
@@ -540,7 +564,7 @@ def field_role(name: str) -> tuple[str | None, str]:
         role = None
     if role == "email" and last in ("email_verified", "email_opt_in", "email_optin"):
         role = None
-    if role == "phone" and re.search(r"phone_?(type|verified|country|ext|extension)$", last):
+    if role == "phone" and _PHONE_META.search(last):
         role = "country" if last.endswith("country") else None
     if role == "name":
         if _NOT_PERSON.search(last) or _NOT_PERSON.search(parts[-2] if len(parts) > 1 else ""):
@@ -618,6 +642,8 @@ def _compile_keywords():
 
 
 _KW = _compile_keywords()
+# presence test for short texts (no boundary rules: a hit sends the text to the exact find-based pass)
+_KW_RX = {g: re.compile("|".join(re.escape(w) for w, _lb, _rb, _f in entries)) for g, entries in _KW.items()}
 _WINDOW_RX = {"track": _KW_TRACK, "card": _KW_CARD, "gtin": _KW_GTIN, "sscc": _KW_SSCC}
 _WORDCH = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 _ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
@@ -632,7 +658,7 @@ def _add(out: dict, cls: str, value: str) -> None:
 
 
 def _card_grouping_ok(raw: str, n: int) -> bool:
-    groups = [len(g) for g in re.split(r"[ \-]", raw) if g]
+    groups = [len(g) for g in _SEP_SPLIT.split(raw) if g]
     if len(groups) == 1:
         return True
     if all(g == 4 for g in groups[:-1]) and 1 <= groups[-1] <= 4:
@@ -667,6 +693,11 @@ class _Ctx:
         low = self.low
         n = len(low)
         found = []
+        if n < 2048:
+            # short text: one regex pass beats a str.find per keyword
+            if _KW_RX[group].search(low) is None:
+                self._hits[group] = found
+                return found
         find = low.find
         for word, lb, rb, follow in _KW[group]:
             L = len(word)
@@ -710,9 +741,24 @@ def _scan_emails(text: str, out: dict) -> None:
                     if local.lower().startswith("mailto:"):
                         local = local[7:]
                     domain = d.group()
-                    if _email_parts_ok(local, domain):
+                    if _email_parts_ok(local, domain) and (
+                            _texty(text, pos - len(local) - 1, d.end()) or _known_tld(domain)):
                         _add(out, "email", (local + "@" + domain).lower())
         pos = find("@", pos + 1)
+
+
+def _known_tld(domain: str) -> bool:
+    return domain.rsplit(".", 1)[-1].lower() in _COMMON_TLDS
+
+
+def _texty(text: str, before: int, after: int) -> bool:
+    """No control or replacement character right before or after an address (binary noise)."""
+    for i in (before, after):
+        if 0 <= i < len(text):
+            c = text[i]
+            if c == "\ufffd" or (c < " " and c not in "\t\r\n") or "\x7f" <= c <= "\x9f":
+                return False
+    return True
 
 
 def _scan_plus_phones(text: str, out: dict) -> None:
@@ -973,9 +1019,9 @@ def _scan_role(text: str, role: str, region, regions, out: dict) -> None:
     v = text.strip()
     if not v or len(v) > 200:
         return
-    compact = re.sub(r"[\s\-.]", "", v).upper()
+    compact = _COMPACT.sub("", v).upper()
     if role == "phone":
-        for part in re.split(r"[;,/|]|\bor\b", v) if len(v) > 22 else (v,):
+        for part in _PHONE_LIST.split(v) if len(v) > 22 else (v,):
             p = _phone_value(part, regions)
             if p:
                 _add(out, "phone", p)
@@ -1027,6 +1073,8 @@ def scan(data, context: dict | None = None) -> dict[str, set[str]]:
     cx = _Ctx(text)
     if role:
         _scan_role(text, role, region, regions, out)
+        if out and len(text) <= 64:
+            return out  # a short field value that its field's validators accepted is that value
     if "@" in text or "%40" in text or "&#" in text:
         _scan_emails(text, out)
     if "+" in text:
@@ -1060,8 +1108,9 @@ _URLISH = re.compile(r"://|^www\.|^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$|^\d{1,3}(\.\
 
 def _norm_text(v: str) -> str:
     """Accents stripped, casefolded, whitespace collapsed (the EDM ``name``/``text`` normaliser)."""
-    v = unicodedata.normalize("NFKD", v)
-    v = "".join(ch for ch in v if not unicodedata.combining(ch))
+    if not v.isascii():
+        v = unicodedata.normalize("NFKD", v)
+        v = "".join(ch for ch in v if not unicodedata.combining(ch))
     return " ".join(v.casefold().split())
 
 

@@ -254,7 +254,7 @@ def _factored(specs, reverse: bool, depth: int = 4) -> bytes:
 
 
 class _Spec:
-    __slots__ = ("name", "fwd", "rev", "caseless", "width", "dotall", "fwd_items", "rev_items")
+    __slots__ = ("name", "fwd", "rev", "caseless", "width", "min_width", "dotall", "fwd_items", "rev_items")
 
     def __init__(self, name: str, pattern, caseless: bool):
         if isinstance(pattern, bytes):
@@ -278,6 +278,7 @@ class _Spec:
         self.fwd = _ser(self.fwd_items, self.dotall, self.caseless).encode("ascii")
         self.rev = _ser(self.rev_items, self.dotall, self.caseless).encode("ascii")
         self.width = int(hi)
+        self.min_width = int(lo)
 
 
 def _wrap(p: bytes) -> bytes:
@@ -392,16 +393,26 @@ class _Re:
         self.width = max(s.width for s in specs)
         self.name = "re"
         self.fwd = None
+        self.rev_last = None
         if use_re2:
             import re2
             opts = re2.Options()
             opts.encoding = re2.Options.Encoding.LATIN1
             opts.log_errors = False
-            self.fwd = re2.compile(fwd, opts)
+            # One re2 match per chain of matches less than W apart: the Python wrapper costs
+            # microseconds per match, and every match still starts inside a reported span.
+            chain = rb"(?:%s)(?:[\x00-\xff]{0,%d}(?:%s))*" % (fwd, self.width, fwd)
+            self.fwd = re2.compile(chain, opts)
+            # leftmost match in reversed bytes = the match with the largest end
+            self.rev_last = re2.compile(rev_plain, opts)
             self.name = "re2"
         if self.fwd is None:
             self.fwd = re.compile(fwd_f)
         self.rev = re.compile(b"(?=" + (rev if rev is not None else rev_plain) + b")")
+        if self.rev_last is None:
+            self.rev_last = self.rev
+        self.rev_anchored = re.compile(rev if rev is not None else rev_plain)
+        self.min_width = min(s.min_width for s in specs)
 
     def _windows(self, data: bytes) -> list:
         """Merged [span start, span end + W) windows of the forward pass, with the first and last
@@ -433,24 +444,28 @@ class _Re:
         return ends
 
     def intervals(self, data: bytes, pad: int, clip: int) -> list[tuple[int, int]]:
-        """Regions without finding every end (valid when W <= 2 * pad): the known span ends of one
-        window are at most 2W apart, so its ends form one chain and only the smallest and the
-        largest end matter.  The smallest lies in the first span, the largest within W of the last
-        span end; each is found by rescanning just that stretch."""
-        n = len(data)
+        """Regions without finding every end (valid when W <= 2 * pad): consecutive ends in one
+        window are at most 2W apart (spans of chained matches: each link at most W past the
+        previous match), so they form one chain and only the smallest and the largest end matter.
+        The smallest lies within W of the window start, the largest within W of the last span end;
+        each is found by rescanning just that stretch."""
         w = self.width
+        wmin = self.min_width
+        anchored = self.rev_anchored.match
         back = w + pad
-        rev = self.rev
         out = []
         for a, b, e0, el in self._windows(data):
-            lo = e0
-            for m in rev.finditer(data[a:e0][::-1]):
-                end = e0 - m.start()
-                if end < lo:
-                    lo = end
+            f = e0 if e0 < a + w else a + w   # the first match starts at a and ends by a + W
+            lo = f
+            if f - a > wmin:                   # else no match can end before f
+                seg = data[a:f][::-1]
+                for end in range(a + wmin, f):
+                    if anchored(seg, f - end):
+                        lo = end
+                        break
             hi = el
             t0 = el - w if el - w > a else a
-            m = rev.search(data[t0:b][::-1])
+            m = self.rev_last.search(data[t0:b][::-1])
             if m is not None and b - m.start() > hi:
                 hi = b - m.start()
             s = lo - back if lo > back else 0
@@ -478,15 +493,21 @@ class Prefilter:
         self.specs = specs
         self.names = tuple(s.name for s in specs)
         self.width = max(s.width for s in specs)
-        if engine is None:
-            engine = available_engines()[0]
-        if engine == "hyperscan":
-            self._engine = _Hyperscan(specs)
-        elif engine in ("re2", "re"):
-            self._engine = _Re(specs, use_re2=(engine == "re2"))
-        else:
+        if engine is not None and engine not in ("hyperscan", "re2", "re"):
             raise ValueError(f"unknown prefilter engine {engine!r}")
-        self.engine = engine
+        last_error = None
+        for eng in ([engine] if engine else available_engines()):
+            try:
+                self._engine = _Hyperscan(specs) if eng == "hyperscan" else _Re(specs, use_re2=(eng == "re2"))
+            except ImportError:
+                raise
+            except Exception as e:  # a pattern this engine cannot compile: next engine (when picking)
+                last_error = e
+                continue
+            self.engine = eng
+            break
+        else:
+            raise ValueError(f"prefilter patterns do not compile: {last_error}")
 
     @staticmethod
     def _bytes(data) -> bytes:

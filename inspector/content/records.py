@@ -140,18 +140,19 @@ class _Tally:
 
     def fields(self, names) -> None:
         fs = self.rc.fields_seen
-        if len(fs) < MAX_FIELDS_SEEN:
+        if len(fs) < MAX_FIELDS_SEEN and not fs.issuperset(names):
             for n in names:
                 fs.add(str(n)[:100])
                 if len(fs) >= MAX_FIELDS_SEEN:
                     break
 
 
-def _scan_record(t: _Tally, rec: dict, context: dict | None = None) -> None:
+def _scan_record(t: _Tally, rec: dict, context: dict | None = None, seen: bool = False) -> None:
     if len(rec) > MAX_FIELDS:
         rec = dict(list(rec.items())[:MAX_FIELDS])
         t.rc.truncated = True
-    t.fields(rec.keys())
+    if not seen:
+        t.fields(rec.keys())
     t.record(scan_fields(rec, context))
 
 
@@ -264,7 +265,7 @@ def _csv(text: str, t: _Tally, prefer_tab: bool) -> None:
             rec = dict(zip(header, row))
             if len(row) > len(header):
                 rec["_extra"] = " ".join(row[len(header):])
-            _scan_record(t, rec)
+            _scan_record(t, rec, seen=True)
         else:
             t.record(scan("\t".join(row)))
 

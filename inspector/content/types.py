@@ -43,7 +43,7 @@ HEAD = 8192                       # bytes examined for structure
 FULL_JSON_MAX = 256 * 1024        # bodies up to this size get a full JSON parse
 ENTROPY_MIN_BYTES = 256
 ENTROPY_THRESHOLD = 7.5
-PROTOBUF_MAX_FIELDS = 20000       # top-level fields walked before the buffer is taken as protobuf
+PROTOBUF_MAX_FIELDS = 4096        # top-level fields walked before the buffer is taken as protobuf
 ZIP_MAX_ENTRIES = 2048
 
 TEXTUAL = frozenset(("json", "xml", "csv", "tsv", "edifact", "x12", "form", "html", "text"))
@@ -185,7 +185,7 @@ def _magic(data: bytes, head: bytes):
 # structure on bytes: multipart, EDI
 
 _BCHARS = rb"[0-9A-Za-z'()+_,\-./:=?]"
-_MP_FIRST = re.compile(rb"\A(?:\r?\n)*--(" + _BCHARS + rb"(?:" + _BCHARS + rb"| ){0,68}" + _BCHARS
+_MP_FIRST = re.compile(rb"(?:\r?\n)*--(" + _BCHARS + rb"(?:" + _BCHARS + rb"| ){0,68}" + _BCHARS
                        + rb"|" + _BCHARS + rb")[ \t]*\r?\n")
 _HEADER_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z\-]{1,64}[ \t]*:")
 
@@ -206,8 +206,7 @@ def _multipart(data: bytes, head: bytes, boundary: bytes | None) -> bool:
     rest = head[m.end():]
     if not (_HEADER_LINE.match(rest) or rest.startswith((b"\r\n", b"\n"))):
         return False
-    delim = b"\n--" + found
-    return delim in data[m.end():] or len(data) > len(head)
+    return data.find(b"\n--" + found, m.end()) >= 0 or len(data) > len(head)
 
 
 _UNA = re.compile(rb"\AUNA[^A-Za-z0-9\s][^A-Za-z0-9\s][^A-Za-z0-9][^A-Za-z0-9\s][^A-Za-z0-9][^A-Za-z0-9\s]")
@@ -247,7 +246,7 @@ def _edi(head: bytes):
 _PRINTABLE_ASCII = bytes(range(0x20, 0x7f)) + b"\t\n\r\x0b\x0c"
 _BAD_CHARS = re.compile("[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f-\x9f\ufffd]")
 _C0 = bytes(b for b in range(0x20) if b not in b"\t\n\r\x0b\x0c\x1b") + b"\x7f"
-_KEEP_C0 = bytes(b for b in range(256) if b not in _C0)
+_ASCII = bytes(range(0x80))
 
 
 def _text_of(head: bytes, truncated: bool) -> str | None:
@@ -285,7 +284,7 @@ def _text_of(head: bytes, truncated: bool) -> str | None:
         return t
     # Latin-1 / cp1252 text: few control characters, mostly ASCII
     ctrl = len(head) - len(head.translate(None, _C0))
-    high = sum(1 for b in rest if b >= 0x80)
+    high = len(rest.translate(None, _ASCII))
     if ctrl <= 0.01 * len(head) and high <= 0.3 * len(head):
         return head.decode("latin-1")
     return None
@@ -398,7 +397,7 @@ def _is_json(data: bytes, text: str, truncated: bool) -> bool:
     t = text.lstrip("\ufeff \t\r\n")
     if not t or t[0] not in "{[":
         return False
-    if not truncated and len(data) <= FULL_JSON_MAX:
+    if len(data) <= FULL_JSON_MAX:
         try:
             if _orjson is not None:
                 _orjson.loads(data.lstrip(b"\xef\xbb\xbf"))

@@ -147,6 +147,15 @@ class FlowTable:
     def uid(self, f: int) -> str:
         return self.uids(np.array([f], dtype=np.int64))[0]
 
+    def endpoints_many(self, fids: np.ndarray) -> list:
+        """[(orig_h, orig_p, resp_h, resp_p)] for many connections."""
+        FI = self.FI[fids]
+        AD = self.ADDR[fids]
+        ver = FI[:, K.VER]
+        oh = self._addr_strings(ver, AD[:, 0], AD[:, 1])
+        rh = self._addr_strings(ver, AD[:, 2], AD[:, 3])
+        return list(zip(oh, FI[:, K.OPORT].tolist(), rh, FI[:, K.RPORT].tolist()))
+
     def endpoints(self, f: int) -> tuple:
         """(orig_h, orig_p, resp_h, resp_p) of an active connection, as strings and ints."""
         fi = self.FI[f]
