@@ -226,6 +226,7 @@ class LibpcapCapture:
             msg = (lib.pcap_geterr(p) or b"").decode(errors="replace")
             libc.fclose(self._mfile)
             libc.free(self._mptr)
+            self._mptr = ctypes.c_void_p()
             self._mfile = None
             self.close()
             raise CaptureError(f"pcap_dump_fopen failed: {msg}")

@@ -673,7 +673,7 @@ def _non_negative(text: str) -> float:
 
 
 def _err(msg: str) -> None:
-    print(f"inspector live: {msg}", file=sys.stderr, flush=True)
+    print("inspector live: " + " ".join(str(msg).split()), file=sys.stderr, flush=True)
 
 
 def scanner_settings(site, args) -> dict:

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from inspector.content import DATA_CLASSES, identifiers as I
+from inspector.content import DATA_CLASSES
 from inspector.content.identifiers import mask, scan, scan_fields, validators as V
 
 

@@ -121,6 +121,10 @@ _COMMON_TLDS |= frozenset("uk de fr nl it es be at ch se no dk fi pl cz pt ie ru
 
 DEFAULT_REGIONS = ("US", "GB", "DE", "FR", "NL")
 
+#: candidates validated per pattern and scan() call at most (hostile input like "a@a@a@..." stays linear
+#: and bounded); far above what a real body holds
+MAX_CANDIDATES = 2_000_000
+
 # ---------------------------------------------------------------------------------------------------------
 # validators
 # ---------------------------------------------------------------------------------------------------------
@@ -528,6 +532,8 @@ _NOT_PERSON = re.compile(r"(^|_)(file|host|user|product|item|sku|article|artikel
                          r"screen_?name|login")
 
 
+_NON_DIGITS = re.compile(r"[^0-9]+")
+_NON_PHONE_CHARS = re.compile(r"[^0-9 ()./\-]")
 _PHONE_META = re.compile(r"phone_?(type|verified|country|ext|extension)$")
 _COMPACT = re.compile(r"[\s\-.]")
 _PHONE_LIST = re.compile(r"[;,/|]|\bor\b")
@@ -606,6 +612,8 @@ _GS1_SYMB = re.compile(r"\][CdQe][0-9](\d{16,})")
 _DIGITS16 = re.compile(r"[0-9]{16,}")
 _EORI = re.compile(r"(?<![A-Za-z0-9])([A-Za-z]{2} ?[A-Za-z0-9]{5,15})(?![A-Za-z0-9])")
 _HS_VAL = re.compile(r"(?<![\d.])(\d{4}(?:[ .]?\d{2}){1,3}(?:\d{1,2})?)(?![\d])")
+_AT = re.compile(r"@(?=[A-Za-z0-9])")
+_EMAIL_CH = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-'")
 _EMAIL_LOCAL = re.compile(r"[A-Za-z0-9._%+\-']{1,64}$")
 _EMAIL_DOMAIN = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}"
                            r"(?![A-Za-z0-9\-])")
@@ -624,7 +632,7 @@ _KW_SSCC = re.compile(r"sscc|(?<![a-z])nve(?![a-z])|(?<![a-z])lpn(?![a-z])|licen
 # str.find (one fast C pass per literal); "<" asks for a non-letter just before the keyword, ">" for a
 # non-letter just after it, "|a|b" lists continuations accepted instead of that non-letter.
 _KEYWORDS = {
-    "phone": ("phone", "<tel", "mobil", "<cell", "<fax>", "<handy>", "msisdn", "<ph>"),
+    "phone": ("phone", "<tel", "<mobil", "<cell", "<fax>", "<handy>", "msisdn", "<ph>"),
     "hs": ("<hs>|code|no|nr", "<hts", "tari>|f|c", "commodity", "customs>|code|_code| code", "harmoni"),
     "eori": ("eori",),
 }
@@ -728,11 +736,16 @@ def _scan_emails(text: str, out: dict) -> None:
         text = text.replace("&#64;", "@").replace("&#x40;", "@").replace("&#X40;", "@").replace("&commat;", "@")
     if "%40" in text:
         text = text.replace("%40", "@")
+    if "." not in text:
+        return
     find = text.find
-    pos = find("@")
-    n = len(text)
-    while pos != -1:
-        if pos > 0 and pos + 4 < n:
+    budget = MAX_CANDIDATES
+    for at in _AT.finditer(text):
+        pos = at.start()
+        budget -= 1
+        if budget < 0:
+            break
+        if pos > 0 and text[pos - 1] in _EMAIL_CH and find(".", pos + 2, pos + 256) != -1:
             m = _EMAIL_LOCAL.search(text, max(0, pos - 64), pos)
             if m:
                 d = _EMAIL_DOMAIN.match(text, pos + 1)
@@ -744,7 +757,6 @@ def _scan_emails(text: str, out: dict) -> None:
                     if _email_parts_ok(local, domain) and (
                             _texty(text, pos - len(local) - 1, d.end()) or _known_tld(domain)):
                         _add(out, "email", (local + "@" + domain).lower())
-        pos = find("@", pos + 1)
 
 
 def _known_tld(domain: str) -> bool:
@@ -763,7 +775,9 @@ def _texty(text: str, before: int, after: int) -> bool:
 
 def _scan_plus_phones(text: str, out: dict) -> None:
     n = len(text)
-    for m in _PLUS_PHONE.finditer(text):
+    for i, m in enumerate(_PLUS_PHONE.finditer(text)):
+        if i >= MAX_CANDIDATES:
+            break
         s, e = m.span()
         if s > 0 and text[s - 1] in _WORDCH:
             continue  # base64, a+123...
@@ -901,7 +915,9 @@ def _scan_gs1(text: str, out: dict) -> None:
 
 def _numeric_candidates(text: str, cx: _Ctx, out: dict, role: str | None) -> None:
     n = len(text)
-    for m in _NUM.finditer(text):
+    for i, m in enumerate(_NUM.finditer(text)):
+        if i >= MAX_CANDIDATES:
+            break
         s, e = m.span()
         L = e - s
         if L == 9 or L > 45:
@@ -968,6 +984,8 @@ def _dpd_candidate(raw: str, text: str, e: int, s: int, cx: _Ctx, out: dict, rol
 
 def _numeric(digits: str, raw: str, pos: int, cx: _Ctx, out: dict, role: str | None) -> None:
     n = len(digits)
+    if n == 13 and digits[0] == "1" and digits[1] in "456789" and role is None:
+        return  # epoch milliseconds: GS1 prefixes 140-199 are unassigned, no card or tracking has 13 digits
     if 12 <= n <= 19 and digits[0] in "23456":
         brand = card_brand(digits)
         if brand and luhn_ok(digits) and _card_grouping_ok(raw, n):
@@ -1022,7 +1040,16 @@ def _scan_role(text: str, role: str, region, regions, out: dict) -> None:
     compact = _COMPACT.sub("", v).upper()
     if role == "phone":
         for part in _PHONE_LIST.split(v) if len(v) > 22 else (v,):
-            p = _phone_value(part, regions)
+            # a phone field may hold the international number without "+" (4915112345678): tried first
+            # when no region is known and the number is too long for a national number without trunk 0
+            digits = _NON_DIGITS.sub("", part)
+            intl = (10 <= len(digits) <= 15 and digits[0] != "0" and part.lstrip()[:1] != "+"
+                    and _NON_PHONE_CHARS.search(part) is None)
+            p = phone_e164("+" + digits) if intl and not region and len(digits) >= 11 else None
+            if p is None:
+                p = _phone_value(part, regions)
+            if p is None and intl:
+                p = phone_e164("+" + digits)
             if p:
                 _add(out, "phone", p)
     elif role == "hs":
@@ -1103,7 +1130,16 @@ _HAS_DIGIT = re.compile(r"\d")
 
 _PLACEHOLDER = frozenset({"", "-", "--", "n/a", "na", "none", "null", "nil", "unknown", "test", "tbd", "x", "xx",
                           "xxx", ".", "?", "undefined", "nan", "false", "true", "0", "default", "anonymous"})
-_URLISH = re.compile(r"://|^www\.|^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$|^\d{1,3}(\.\d{1,3}){3}(:\d+)?$|@", re.I)
+_IP_MAC = re.compile(r"[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}$|\d{1,3}(\.\d{1,3}){3}(:\d+)?$")
+_HAS_LETTER = re.compile(r"[^\W\d_]")
+_HEX_START = frozenset("0123456789abcdefABCDEF")
+
+
+def _urlish(v: str) -> bool:
+    """A URL, e-mail, host, IP or MAC address: not a name or postal address."""
+    if "://" in v or "@" in v or v[:4].lower() == "www.":
+        return True
+    return v[:1] in _HEX_START and _IP_MAC.match(v) is not None
 
 
 def _norm_text(v: str) -> str:
@@ -1115,22 +1151,20 @@ def _norm_text(v: str) -> str:
 
 
 def _name_part_ok(v: str) -> bool:
-    v = v.strip()
     if not v or len(v) > 80 or v.lower() in _PLACEHOLDER:
         return False
-    if _URLISH.search(v) or any(c.isdigit() for c in v):
+    if _HAS_DIGIT.search(v) is not None or _HAS_LETTER.search(v) is None or _urlish(v):
         return False
-    if not any(c.isalpha() for c in v):
-        return False
-    return len(v.split()) <= 8
+    return v.count(" ") < 8 or len(v.split()) <= 8
 
 
 def _addr_part(v: str) -> str:
-    v = v.strip()
-    if not v or v.lower() in _PLACEHOLDER or len(v) > 200 or _URLISH.search(v):
+    if not v or len(v) > 200 or v.lower() in _PLACEHOLDER or _urlish(v):
         return ""
     return _norm_text(v).strip(" ,;")
 
+
+_MAYBE_ID = re.compile(r"[0-9@]|%40|&#")
 
 # between free-text fields: wider than any keyword-context window, so a keyword in one field never
 # qualifies a number in another
@@ -1170,7 +1204,8 @@ def scan_fields(record: dict, context: dict | None = None) -> dict[str, set]:
             continue
         role, group = field_role(k)
         if role is None:
-            free.append(v)
+            if len(v) >= 8 and _MAYBE_ID.search(v) is not None:
+                free.append(v)  # shorter values, and values without a digit or "@", hold no identifier
             continue
         if role in ("first_name", "last_name", "middle_name", "full_name"):
             if _name_part_ok(v):
@@ -1198,8 +1233,14 @@ def scan_fields(record: dict, context: dict | None = None) -> dict[str, set]:
         elif role == "company":
             free.append(v)
         elif role == "email":
-            free.append(v)
             customerish = True
+            e = v.lower()
+            if e.startswith("mailto:"):
+                e = e[7:]
+            if email_ok(e):
+                _add(out, "email", e)
+            else:
+                free.append(v)
         else:
             sub = scan(v, {"role": role, "region": region})
             for c, vals in sub.items():
@@ -1220,11 +1261,11 @@ def scan_fields(record: dict, context: dict | None = None) -> dict[str, set]:
     for group, parts in addrs.items():
         street = parts.get("street") or ""
         full = parts.get("address") or ""
-        has_street = any(c.isalpha() for c in street) and len(street) >= 3
-        has_full = (any(c.isalpha() for c in full) and len(full) >= 5 and not _URLISH.search(full)
-                    and (any(c.isdigit() for c in full) or "," in full or "\n" in full))
-        pc_city = bool(parts.get("postcode")) and bool(parts.get("city")) and any(
-            c.isalnum() for c in parts.get("postcode", ""))
+        has_street = len(street) >= 3 and _HAS_LETTER.search(street) is not None
+        has_full = (len(full) >= 5 and _HAS_LETTER.search(full) is not None and not _urlish(full)
+                    and (_HAS_DIGIT.search(full) is not None or "," in full or "\n" in full))
+        pc = parts.get("postcode", "")
+        pc_city = bool(parts.get("city")) and pc.strip(" -.") != ""
         if not (has_street or has_full or pc_city):
             continue
         comps = [_addr_part(parts[r]) for r in _ADDR_ORDER if r in parts]

@@ -618,28 +618,30 @@ def _edifact_segments(text: str):
         yield tag, elements
 
 
+_SPLITTERS: dict = {}
+
+
 def _split_release_keep(s: str, sep: str, rel: str | None) -> list[str]:
-    """Split on ``sep`` not preceded by the release character; release sequences are kept."""
+    """Split on ``sep`` not escaped by the release character; release sequences are kept."""
     if not rel or rel not in s:
         return s.split(sep)
+    rx = _SPLITTERS.get((sep, rel))
+    if rx is None:
+        e, r = re.escape(sep), re.escape(rel)
+        rx = _SPLITTERS[(sep, rel)] = re.compile(f"(?:[^{e}{r}]|{r}.|{r}$)*", re.S)
     out = []
-    cur = []
-    i = 0
+    pos = 0
     n = len(s)
-    while i < n:
-        c = s[i]
-        if c == rel and i + 1 < n:
-            cur.append(c)
-            cur.append(s[i + 1])
-            i += 2
-            continue
-        if c == sep:
-            out.append("".join(cur))
-            cur = []
-        else:
-            cur.append(c)
-        i += 1
-    out.append("".join(cur))
+    while True:
+        m = rx.match(s, pos)
+        out.append(m.group())
+        pos = m.end()
+        if pos >= n:
+            break
+        pos += 1  # the separator
+        if pos == n:
+            out.append("")
+            break
     return out
 
 
