@@ -12,6 +12,8 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
+	@# Hyperscan speeds up payload prefiltering where its wheel installs; a compiled re is the fallback.
+	@$(BIN)/python -m pip install -q 'hyperscan>=0.7' 2>/dev/null || echo "hyperscan not available: content prefilter uses re"
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -270,6 +270,9 @@ def main(argv=None) -> int:
                          "executable next to sys.executable, else 'python -m inspector'")
     ap.add_argument("--tshark", default=shutil.which("tshark") or "/usr/bin/tshark",
                     help="tshark binary (default: tshark on PATH)")
+    ap.add_argument("--scan-args", default="",
+                    help="extra arguments for `inspector scan`, e.g. --scan-args=--flows-only (connection records "
+                         "only, the mode that corresponds to tshark's conversation table)")
     ap.add_argument("--no-inspector", action="store_true", help="only run tshark")
     ap.add_argument("--no-tshark", action="store_true", help="only run inspector")
     ap.add_argument("--json", type=Path, default=None, help="write results as JSON to this path")
@@ -286,6 +289,7 @@ def main(argv=None) -> int:
 
     capture = args.capture.resolve()
     inspector_cmd = shlex.split(args.inspector) if args.inspector else default_inspector_cmd()
+    extra = shlex.split(args.scan_args)
     tshark = args.tshark
     run_inspector = not args.no_inspector
     run_tshark = not args.no_tshark
@@ -310,7 +314,7 @@ def main(argv=None) -> int:
 
     tshark_cmd = [tshark, "-n", "-q", "-r", str(capture), "-z", "conv,tcp", "-z", "conv,udp"]
     if run_inspector:
-        print("inspector:", " ".join(shlex.quote(c) for c in inspector_cmd + ["scan", str(capture), "--out", "TMPDIR"]))
+        print("inspector:", " ".join(shlex.quote(c) for c in inspector_cmd + ["scan", str(capture), "--out", "TMPDIR"] + extra))
     if run_tshark:
         print("tshark:   ", " ".join(shlex.quote(c) for c in tshark_cmd), "> /dev/null")
     print(f"host: {platform.node()} {platform.machine()}, {os.cpu_count()} cpus, python {platform.python_version()}")
@@ -326,7 +330,7 @@ def main(argv=None) -> int:
         row = {"run": i}
         if run_inspector:
             outdir = tempfile.mkdtemp(prefix=f"inspector-bench-out-{i}-")
-            r = measure(inspector_cmd + ["scan", str(capture), "--out", outdir],
+            r = measure(inspector_cmd + ["scan", str(capture), "--out", outdir] + extra,
                         stdout_path=os.path.join(logdir, f"inspector-{i}.out"),
                         stderr_path=os.path.join(logdir, f"inspector-{i}.err"),
                         sample_interval=args.sample_interval, cwd=REPO_DIR, timeout=args.timeout)
@@ -439,7 +443,7 @@ def main(argv=None) -> int:
             capture=dict(path=str(capture), bytes=size, packets=n_packets, generated=gen_stats),
             host=dict(node=platform.node(), machine=platform.machine(), cpus=os.cpu_count(),
                       platform=platform.platform(), python=platform.python_version()),
-            commands=dict(inspector=inspector_cmd + ["scan", str(capture), "--out", "TMPDIR"]
+            commands=dict(inspector=inspector_cmd + ["scan", str(capture), "--out", "TMPDIR"] + extra
                           if use_inspector else None,
                           tshark=tshark_cmd if use_tshark else None),
             tshark_version=tool_version([tshark, "--version"]) if use_tshark else None,

@@ -40,6 +40,9 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="write raw identifier values in content.jsonl (default: masked samples and salted hashes)")
     s.add_argument("--hash-salt", metavar="TEXT", help="salt for evidence hashes (default: $INSPECTOR_HASH_SALT, "
                                                        "else derived from the site name)")
+    s.add_argument("--flows-only", action="store_true",
+                   help="connection records only (no protocol, destination or content analysis): Zeek conn.log "
+                        "mode, the fastest")
     s.add_argument("-q", "--quiet", action="store_true", help="no summary on stdout")
     return p
 
@@ -119,7 +122,7 @@ def _cmd_scan(args) -> int:
         writer.write(recs)
         summary.add(recs)
     res = run_scan(args.paths, site=site, progress=progress, max_flows=args.max_flows, on_flows=on_flows,
-                   enricher=enricher, log_sink=logs, content=content)
+                   enricher=enricher, log_sink=logs, content=content, app=not args.flows_only)
     progress.done()
     writer.close()
     logs.close()

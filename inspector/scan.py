@@ -147,7 +147,7 @@ class Scanner:
 
 def run_scan(paths: list, site=None, progress: Callable | None = None, max_flows: int = 1_000_000,
              engine: str = "kernel", on_flows: Callable | None = None, enricher=None,
-             log_sink: Callable | None = None, content=None) -> ScanResult:
+             log_sink: Callable | None = None, content=None, app: bool = True) -> ScanResult:
     """Scan capture files, directories, globs or '-' (stdin) into flow records.
 
     Flows come in the order they end (as in Zeek's conn.log).  With ``on_flows``
@@ -157,7 +157,7 @@ def run_scan(paths: list, site=None, progress: Callable | None = None, max_flows
     inputs, errors = expand_inputs(list(paths))
     res.errors.extend(errors)
     sc = Scanner(site=site, max_flows=max_flows, engine=engine, on_flows=on_flows, enricher=enricher,
-                 log_sink=log_sink, content=content)
+                 log_sink=log_sink, content=content, app=app)
     for path in inputs:
         try:
             sc.scan_file(path, progress=progress)
