@@ -41,6 +41,7 @@ bench: venv system-deps
 
 captures: venv
 	$(BIN)/python captures/generate.py
+	$(BIN)/python captures/generate_content.py
 
 clean:
 	rm -rf $(VENV) out build dist *.egg-info

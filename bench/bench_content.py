@@ -345,10 +345,12 @@ def main(argv=None) -> int:
                         found.setdefault(cls, set()).update(vals)
                 return found
 
-            secs, found = _time(pipeline, payloads, 1)
+            kinds = {}
+            secs, found = _time(pipeline, payloads, 1, kinds)
             rows.append({"name": f"(d) prefilter ({pf.engine}) -> identifiers.scan", "engine": "pipeline",
                          "seconds": secs, "mb_s": mb / secs,
-                         "values": sum(len(v) for f in found for v in f.values())})
+                         "values": sum(len(v) for f in found for v in f.values()),
+                         "mb_s_by_kind": {k: by_kind[k] / 1e6 / t for k, t in kinds.items() if t > 0}})
             # whole-payload scan on a sample, and how much of it the region pipeline finds
             sample, n = [], 0
             for kp in payloads:
@@ -357,10 +359,15 @@ def main(argv=None) -> int:
                 sample.append(kp)
                 n += len(kp[1])
             if sample:
-                secs, whole = _time(lambda p: identifiers.scan(p), sample, 1)
+                kinds = {}
+                secs, whole = _time(lambda p: identifiers.scan(p), sample, 1, kinds)
+                sample_kind: dict[str, int] = {}
+                for k, p in sample:
+                    sample_kind[k] = sample_kind.get(k, 0) + len(p)
                 rows.append({"name": f"(e) identifiers.scan, whole payloads ({n / 1e6:.0f} MB sample)",
                              "engine": "identifiers", "seconds": secs, "mb_s": n / 1e6 / secs,
-                             "values": sum(len(v) for f in whole for v in f.values())})
+                             "values": sum(len(v) for f in whole for v in f.values()),
+                             "mb_s_by_kind": {k: sample_kind[k] / 1e6 / t for k, t in kinds.items() if t > 0}})
                 hit = tot = 0
                 per_class: dict[str, list] = {}
                 for w, f in zip(whole, found[:len(sample)]):
@@ -399,13 +406,13 @@ def main(argv=None) -> int:
                 note = f"{r['matches']} matches"
             elif "values" in r:
                 note = f"{r['values']} values"
-            print(f"{r['name']:48s} {r['seconds']:9.2f} {r['mb_s']:9.1f}  {note}")
+            print(f"{r['name'][:48]:48s} {r['seconds']:9.2f} {r['mb_s']:9.1f}  {note}")
         kinds_order = [k for k, *_ in KINDS if k in by_kind]
         print()
         print(f"{'MB/s by payload kind':48s} " + " ".join(f"{k:>9s}" for k in kinds_order))
         for r in rows:
             if "mb_s_by_kind" in r:
-                print(f"{r['name']:48s} " + " ".join(f"{r['mb_s_by_kind'].get(k, 0):9.1f}" for k in kinds_order))
+                print(f"{r['name'][:48]:48s} " + " ".join(f"{r['mb_s_by_kind'].get(k, 0):9.1f}" for k in kinds_order))
         print()
         print(f"prefilter engines give identical regions: {equal}")
         if recall:

@@ -44,6 +44,8 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="connection records only (no protocol, destination or content analysis): Zeek conn.log "
                         "mode, the fastest")
     s.add_argument("-q", "--quiet", action="store_true", help="no summary on stdout")
+    from .content import edm as _edm
+    _edm.add_parser(sub)
     return p
 
 
@@ -59,10 +61,14 @@ def main(argv=None, env=None) -> int:
     except SystemExit as e:  # --help / --version
         return int(e.code or 0)
     if args.command is None:
-        print("inspector: error: a command is required (scan)", file=sys.stderr)
+        print("inspector: error: a command is required (scan, live, batch, report, fingerprint, signatures)",
+              file=sys.stderr)
         return 2
     if args.command == "scan":
         return _cmd_scan(args)
+    if args.command == "fingerprint":
+        from .content import edm
+        return edm.run(args)
     return 2
 
 

@@ -83,3 +83,36 @@ def test_edi_messages_with_parties(site):
     assert types == ["IFTMIN", "IFTMIN", "IFTMIN", "IFTSTA"]
     assert {m["sender"] for m in rec["edi"]} == {"DCNORTH"}
     assert {m["recipient"] for m in rec["edi"]} == {"FWDEXAMPLE"}
+
+
+def test_edm_rows_leaving(site, tmp_path):
+    """Fingerprint the organisation's customer master, then count its rows leaving in each flow."""
+    import subprocess
+    import sys
+    master = tmp_path / "customers.csv"
+    subprocess.run([sys.executable, os.path.join(REPO, "captures", "generate_content.py"), "--customers-csv",
+                    str(master)], check=True, capture_output=True)
+    sig = tmp_path / "signatures"
+    (sig / "edm").mkdir(parents=True)
+    from inspector.cli import main
+    rc = main(["fingerprint", str(master), "--columns", "email,phone,name", "--classes",
+               "email=email,phone=phone,name=person_name", "--region", "US", "--out", str(sig / "edm" / "customers.edm"),
+               "-q"])
+    assert rc == 0
+    raw = (sig / "edm" / "customers.edm").read_bytes()
+    first = open(master, encoding="utf-8").read().splitlines()[1].split(",")
+    assert not any(v.encode() in raw for v in first if len(v) > 5), "raw values in the fingerprint file"
+    checked = 0
+    for manifest in MANIFESTS:
+        m = json.load(open(manifest))
+        res = run_scan([os.path.join(REPO, "captures", m["capture"])], site=site,
+                       content=build_content(site, signatures=str(sig)), enricher=build_enricher(site))
+        flows = {_key(f): f for f in res.flows}
+        for entry in m["content"]:
+            if not entry["leaves_site"]:
+                continue
+            key = (entry["proto"], entry["orig_h"], entry["orig_p"], entry["resp_h"], entry["resp_p"])
+            got = flows[key]["edm"].get("customers", 0)
+            assert got == entry["edm_rows"], (m["capture"], entry["id"], got, entry["edm_rows"])
+            checked += 1
+    assert checked >= 8

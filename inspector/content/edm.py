@@ -722,7 +722,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE", help="CSV or TSV file with a header line")
     p.add_argument("--columns", required=True, type=_list_arg, metavar="COL[,COL...]",
                    help="columns to fingerprint, e.g. email,phone,name")
-    p.add_argument("--out", required=True, metavar="FILE.edm", help="fingerprint to write, e.g. signatures/edm/customers.edm")
+    p.add_argument("--out", required=True, metavar="FILE.edm",
+                   help="fingerprint to write, e.g. signatures/edm/customers.edm")
     p.add_argument("--classes", type=_mapping_arg, default=None, metavar="COL=CLASS[,...]",
                    help="data class per column, e.g. email=email,phone=phone,name=person_name "
                         "(default: guessed from the column name)")
