@@ -176,11 +176,11 @@ def gen_edifact(rng, size: int) -> bytes:
         f, l, _ = person(rng)
         cc, city, pc = rng.choice(CITIES)
         msg = [f"UNH+{m}+IFTMIN:D:04A:UN'", f"BGM+610+{rng.randrange(10**8)}+9'", "DTM+137:202501011200:203'",
-               f"NAD+CZ+++Warehouse North+Industriestrasse 5+Hamburg++20095+DE'",
+               "NAD+CZ+++Warehouse North+Industriestrasse 5+Hamburg++20095+DE'",
                f"NAD+CN+++{f} {l}+{rng.choice(STREETS)} {rng.randrange(1, 200)}+{city}++{pc}+{cc}'",
                f"CTA+IC+:{f} {l}'", f"COM+{phone(rng).replace(' ', '')}:TE'",
                f"GID+1+{rng.randrange(1, 9)}:PK'", f"MEA+AAE+G+KGM:{rng.randrange(1, 900)}'",
-               f"PCI+33E'", f"GIN+BJ+{sscc(rng)}'", f"RFF+CU:{s10(rng)}'"]
+               "PCI+33E'", f"GIN+BJ+{sscc(rng)}'", f"RFF+CU:{s10(rng)}'"]
         msg.append(f"UNT+{len(msg) + 1}+{m}'")
         segs.extend(msg)
         n += sum(map(len, msg))

@@ -46,6 +46,8 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true", help="no summary on stdout")
     from .content import edm as _edm
     _edm.add_parser(sub)
+    from . import live as _live
+    _live.add_parser(sub)
     return p
 
 
@@ -69,6 +71,9 @@ def main(argv=None, env=None) -> int:
     if args.command == "fingerprint":
         from .content import edm
         return edm.run(args)
+    if args.command == "live":
+        from . import live
+        return live.run(args)
     return 2
 
 

@@ -246,3 +246,15 @@ def test_bench_content_smoke(capsys):
     a = mod.build_corpus(0.2, 3)
     assert a == mod.build_corpus(0.2, 3)           # deterministic
     assert {k for k, _ in a} == {"json", "csv", "html", "binary", "edifact"}
+
+
+def test_falls_back_to_re_without_optional_engines(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "hyperscan", None)   # import now fails
+    monkeypatch.setitem(sys.modules, "re2", None)
+    assert available_engines() == ["re"]
+    pf = Prefilter()
+    assert pf.engine == "re"
+    assert pf.regions(b"x" * 100 + b"consignee" + b"x" * 100) == [(100 + 9 - pf.width - 64, 100 + 9 + 64)]
+    with pytest.raises(ImportError):
+        Prefilter(engine="hyperscan")

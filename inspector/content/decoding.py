@@ -65,7 +65,6 @@ def _zlib_stream(data: bytes, wbits: int, cap: int, multi: bool, what: str):
     """Inflate ``data`` with at most ``cap`` bytes out.  Returns (out, notes, over_cap)."""
     out = bytearray()
     notes = []
-    n = len(data)
     i = 0
     members = 0
     d = zlib.decompressobj(wbits)

@@ -3,27 +3,35 @@
 ``Prefilter(patterns=None, engine=None).regions(data, pad=64) -> [(start, end), ...]`` and
 ``.has_any(data) -> bool``.
 
-Semantics, identical for every engine: let E be the set of offsets at which some match of some
-pattern ends (all matches, overlapping ones included) and W the largest match width of any pattern.
-Each end e gives the window [e - W - pad, e + pad] (clipped to the data); the regions are these
-windows merged (touching or overlapping windows become one), sorted.
+Semantics, identical for every engine: the data is scanned as if followed by one newline
+(``SENTINEL``: a pattern may then require the byte that ends a run, e.g. ``[0-9]{13}[^0-9]``, and
+match once per run).  Let E be the set of offsets at which some match of some pattern ends (all
+matches, overlapping ones included) and W the largest match width of any pattern.  Each end e gives
+the window [e - W - pad, e + pad], clipped to the data; the regions are these windows merged
+(touching or overlapping windows become one), sorted.  Only end offsets are needed, so Hyperscan
+runs without start-of-match tracking and the windows reach back W + pad instead.
 
 Engines:
 
-* ``hyperscan``: block mode, all patterns in one database; Hyperscan reports every end offset of every
-  match natively (no start-of-match tracking needed).
+* ``hyperscan``: block mode, all patterns in one database; Hyperscan reports every end offset of
+  every match natively (one Python callback each: dense data costs more than sparse data).
 * ``re2`` / ``re``: one compiled alternation of all patterns scans the data (leftmost-first,
-  non-overlapping).  No match of any pattern can start outside the reported spans, so every match lies
-  in [span start, span end + W); those windows (merged) are rescanned with the *reversed* alternation
-  inside a lookahead on the reversed bytes, which yields every end offset exactly.  ``re2`` (when
-  installed) only speeds up the first pass; the rescan is always ``re``.
+  non-overlapping).  No match of any pattern can start outside the reported spans, so every match
+  lies in [span start, span end + W); those windows (merged) are rescanned with the *reversed*
+  alternation, in a lookahead on the reversed bytes, which yields every end offset exactly.  When
+  W <= 2 * pad the ends of one window form one chain, and only its first and last end are looked
+  for (``_Re.intervals``).  With ``re2`` the first pass matches whole chains of matches (the
+  wrapper costs microseconds per match) and also finds the last end; the rest is Python's ``re``,
+  on a pattern factored into a trie on leading bytes.
 
 Patterns are bounded regular expressions (no anchors, lookarounds, backreferences or unbounded
 repeats); each is parsed and rewritten into one canonical byte-level form (explicit byte classes,
-``\\xHH`` escapes) so that the engines see exactly the same language.
+``\\xHH`` escapes, case folded into the classes) so that the engines see exactly the same language.
+Not thread-safe with Hyperscan (one scratch space per database): one Prefilter per thread.
 """
 from __future__ import annotations
 
+import importlib
 import re
 
 import numpy as np
@@ -287,16 +295,12 @@ def _wrap(p: bytes) -> bytes:
 
 def available_engines() -> list[str]:
     out = []
-    try:
-        import hyperscan  # noqa: F401
-        out.append("hyperscan")
-    except Exception:
-        pass
-    try:
-        import re2  # noqa: F401
-        out.append("re2")
-    except Exception:
-        pass
+    for name in ("hyperscan", "re2"):
+        try:
+            importlib.import_module(name)
+            out.append(name)
+        except Exception:
+            pass
     out.append("re")
     return out
 
