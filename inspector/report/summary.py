@@ -625,29 +625,28 @@ def _allow_mark(allowed) -> str:
     return {"allowed": "yes", "not allowed": "no", "partly": "partly"}.get(allowed_word(allowed), "-")
 
 
+def _cs(c, s) -> str:
+    """``customer / shipment`` record counts, blank when both are zero."""
+    return f"{fmt_int(c)} / {fmt_int(s)}" if c or s else ""
+
+
 def _org_rows(agg: Aggregates, top: int):
     rows = []
     for org, r in agg.top_orgs(top):
         m = agg.org.meta.get(org, {})
         ccs = m.get("countries") or Counter()
         cc = ",".join(clean(c) for c, _ in ccs.most_common(3))
-        rows.append((clean(org, 40), cc, fmt_int(r[FLOWS]), fmt_bytes(r[BYTES]), fmt_int(r[CUST]), fmt_int(r[SHIP]),
+        rows.append((clean(org, 40), cc, fmt_int(r[FLOWS]), fmt_bytes(r[BYTES]), _cs(r[CUST], r[SHIP]),
                      _allow_mark(m.get("allowed", ()))))
     return rows
-
-
-def _rec_text(c, s) -> str:
-    if not c and not s:
-        return ""
-    return f"{fmt_int(c)} cust / {fmt_int(s)} ship"
 
 
 def _dst_rows(agg: Aggregates, top: int, by: int = BYTES):
     rows = []
     for name, r in agg.top_destinations(top, by=by):
         m = agg.dst.meta.get(name, {})
-        rows.append((clean(name, 48), clean(m.get("org"), 32), clean(m.get("country")), fmt_bytes(r[BYTES]),
-                     fmt_int(r[CUST]), fmt_int(r[SHIP]), _allow_mark(m.get("allowed", ()))))
+        rows.append((clean(name, 60), clean(m.get("org"), 40), fmt_bytes(r[BYTES]), _cs(r[CUST], r[SHIP]),
+                     _allow_mark(m.get("allowed", ()))))
     return rows
 
 
@@ -657,9 +656,9 @@ def _alert_rows(alerts, top: int):
         al = a.get("alert") or {}
         recs = a.get("records") or {}
         rows.append((severity_rank(al.get("severity")), severity_name(al.get("severity")),
-                     clean(al.get("signature"), 60),
+                     clean(al.get("signature"), 80),
                      f"{clean(a.get('src_ip'))} \u2192 {alert_dest_label(a)}",
-                     fmt_bytes(a.get("bytes_out")), _rec_text(_int(recs.get("customer")), _int(recs.get("shipment")))))
+                     fmt_bytes(a.get("bytes_out")), _cs(_int(recs.get("customer")), _int(recs.get("shipment")))))
     return rows
 
 
@@ -682,14 +681,24 @@ def _print_rich(console, stats, agg: Aggregates, alerts, site_name, out_dir, ela
 
     allow_styles = {"yes": "green", "no": "red", "partly": "yellow"}
 
+    def widths(headers, rows, flex):
+        """Column widths: numbers and short columns as wide as their content, the ``flex`` text
+        columns share what is left of the console width (each at least 12)."""
+        natural = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+        room = console.width - 2 * (len(headers) - 1) - sum(w for i, w in enumerate(natural) if i not in flex)
+        want = sum(natural[i] for i in flex)
+        out = list(natural)
+        if flex and want > room:
+            for i in flex:
+                out[i] = max(12, min(natural[i], room * natural[i] // max(1, want)))
+        return out
+
     def table(title, headers, rows, right=(), flex=(0,)):
         """Numbers never wrap or shrink; the text columns in ``flex`` are truncated to fit."""
         t = Table(title=Text(title, style="bold"), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
                   show_edge=False)
-        for i, h in enumerate(headers):
-            width = max([len(h)] + [len(r[i]) for r in rows])
-            t.add_column(h, justify="right" if i in right else "left", no_wrap=True, overflow="ellipsis",
-                         min_width=None if i in flex else width, ratio=1 if i in flex else None)
+        for i, (h, w) in enumerate(zip(headers, widths(headers, rows, flex))):
+            t.add_column(h, justify="right" if i in right else "left", no_wrap=True, overflow="ellipsis", width=w)
         for row in rows:
             t.add_row(*(Text(c, style=allow_styles.get(c, "") if headers[i] == "allowed" else "")
                         for i, c in enumerate(row)))
@@ -698,20 +707,20 @@ def _print_rich(console, stats, agg: Aggregates, alerts, site_name, out_dir, ela
     if agg.out_flows:
         console.print()
         console.print(table("Leaving the site, by destination organisation",
-                            ["organisation", "country", "conns", "bytes out", "customer", "shipment", "allowed"],
-                            _org_rows(agg, top), right=(2, 3, 4, 5)))
-        crow = [(clean(cc), fmt_int(r[FLOWS]), fmt_bytes(r[BYTES]), fmt_int(r[CUST]), fmt_int(r[SHIP]))
+                            ["organisation", "country", "conns", "bytes out", "cust / ship", "allowed"],
+                            _org_rows(agg, top), right=(2, 3, 4)))
+        crow = [(clean(cc), fmt_int(r[FLOWS]), fmt_bytes(r[BYTES]), _cs(r[CUST], r[SHIP]))
                 for cc, r in agg.top_countries(top)]
-        console.print(table("By country", ["country", "conns", "bytes out", "customer", "shipment"], crow,
-                            right=(1, 2, 3, 4), flex=()))
+        console.print(table("By country", ["country", "conns", "bytes out", "cust / ship"], crow,
+                            right=(1, 2, 3), flex=()))
         console.print(table("Top destinations by bytes out",
-                            ["destination", "organisation", "cc", "bytes out", "customer", "shipment", "allowed"],
-                            _dst_rows(agg, top), right=(3, 4, 5), flex=(0, 1)))
+                            ["destination", "organisation", "bytes out", "cust / ship", "allowed"],
+                            _dst_rows(agg, top), right=(2, 3), flex=(0, 1)))
         if agg.out_customer or agg.out_shipment:
-            rrow = [r for r in _dst_rows(agg, top, by=CUST) if r[4] != "0" or r[5] != "0"]
-            console.print(table("Records leaving (customer, shipment) by destination",
-                                ["destination", "organisation", "cc", "bytes out", "customer", "shipment",
-                                 "allowed"], rrow, right=(3, 4, 5), flex=(0, 1)))
+            rrow = [r for r in _dst_rows(agg, top, by=CUST) if r[3]]
+            console.print(table("Records leaving (customer / shipment), by destination",
+                                ["destination", "organisation", "bytes out", "cust / ship", "allowed"], rrow,
+                                right=(2, 3), flex=(0, 1)))
     counts = alert_counts(alerts)
     line = Text("  alerts: ", style="bold")
     if not counts:
@@ -728,12 +737,12 @@ def _print_rich(console, stats, agg: Aggregates, alerts, site_name, out_dir, ela
     console.print()
     console.print(line)
     if alerts:
+        rows = _alert_rows(alerts, top)
         t = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-        for h, j in (("sev", "left"), ("signature", "left"), ("source \u2192 destination", "left"),
-                     ("bytes out", "right"), ("records", "left")):
-            t.add_column(h, justify=j, overflow="ellipsis", no_wrap=True, ratio=1 if h != "sev" and
-                         h != "bytes out" else None, min_width=None if h not in ("sev", "bytes out") else 9)
-        for rank, sev, sig, path, b, recs in _alert_rows(alerts, top):
+        heads = ["sev", "signature", "source \u2192 destination", "bytes out", "cust / ship"]
+        for i, (h, w) in enumerate(zip(heads, widths(heads, [r[1:] for r in rows], (1, 2)))):
+            t.add_column(h, justify="right" if i >= 3 else "left", overflow="ellipsis", no_wrap=True, width=w)
+        for rank, sev, sig, path, b, recs in rows:
             t.add_row(Text(sev, style=SEVERITY_STYLES.get(rank, "")), Text(sig), Text(path), Text(b), Text(recs))
         console.print(t)
         if len(alerts) > top:
