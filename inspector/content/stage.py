@@ -58,6 +58,8 @@ class ContentStage:
     def __init__(self, salt: bytes = b"inspector", show_raw: bool = False, edm=(), stream_budget: int = 4 << 20,
                  body_budget: int = 64 << 20, weird=None):
         from . import decoding, identifiers, records, types
+        from .prefilter import Prefilter
+        self.prefilter = Prefilter()
         self.types = types
         self.decoding = decoding
         self.identifiers = identifiers
@@ -132,6 +134,13 @@ class ContentStage:
                 return
         if ptype in ("tls-encrypted", "encrypted-or-compressed", "image", "zip", "office", "pdf", "protobuf"):
             return
+        # One multi-pattern pass first: unstructured payloads with no candidate at all skip the
+        # validators (the bulk of logs, pages and binaries leaving a site).
+        if ptype in ("text", "html", "binary") and len(data) > 2048 and not self.prefilter.has_any(data):
+            self.stats["prefilter_skipped"] += 1
+            if ptype == "text" and depth < 2:
+                self._encoded(cf, data, depth)
+            return
         rc = self.records_mod.count_records(data, ptype)
         cf.records["customer"] += rc.customer
         cf.records["shipment"] += rc.shipment
@@ -140,15 +149,18 @@ class ContentStage:
             cf.edi.extend(rc.edi[:1000 - len(cf.edi)] if len(cf.edi) < 1000 else [])
         # Encoded data (base64/base32/hex in text, JSON strings, DNS labels) is decoded and inspected too.
         if depth < 2:
-            for encoding, decoded in self.decoding.encoded_runs(data):
-                cf.encodings.add(encoding)
-                sub_type, _ = self.types.classify(decoded)
-                if sub_type in ("tls-encrypted", "encrypted-or-compressed", "image", "binary"):
-                    continue
-                sub = self.records_mod.count_records(decoded, sub_type)
-                cf.records["customer"] += sub.customer
-                cf.records["shipment"] += sub.shipment
-                self._merge(cf, sub.data)
+            self._encoded(cf, data, depth)
+
+    def _encoded(self, cf: ContentFlow, data: bytes, depth: int) -> None:
+        for encoding, decoded in self.decoding.encoded_runs(data):
+            cf.encodings.add(encoding)
+            sub_type, _ = self.types.classify(decoded)
+            if sub_type in ("tls-encrypted", "encrypted-or-compressed", "image", "binary"):
+                continue
+            sub = self.records_mod.count_records(decoded, sub_type)
+            cf.records["customer"] += sub.customer
+            cf.records["shipment"] += sub.shipment
+            self._merge(cf, sub.data)
 
     def _merge(self, cf: ContentFlow, found: dict) -> None:
         for cls, vals in found.items():

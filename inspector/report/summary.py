@@ -683,9 +683,10 @@ def _print_rich(console, stats, agg: Aggregates, alerts, site_name, out_dir, ela
 
     def widths(headers, rows, flex):
         """Column widths: numbers and short columns as wide as their content, the ``flex`` text
-        columns share what is left of the console width (each at least 12)."""
+        columns share what is left of the console width (each at least 12).  A gap between
+        columns is three cells (padding on either side and the invisible box divider)."""
         natural = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-        room = console.width - 2 * (len(headers) - 1) - sum(w for i, w in enumerate(natural) if i not in flex)
+        room = console.width - 3 * (len(headers) - 1) - sum(w for i, w in enumerate(natural) if i not in flex)
         want = sum(natural[i] for i in flex)
         out = list(natural)
         if flex and want > room:

@@ -1,0 +1,339 @@
+"""Processing one capture: the unit of work of a batch, run in a worker process (local or Dask).
+
+``process_capture(task, settings)`` scans one capture file with its own
+``Scanner`` (a capture is never mixed with another: a connection split over two
+rotated files is two flows), runs the policy engine over its flows and
+protocol logs when ``inspector.policy`` is installed, and returns a
+``CaptureResult``: the flows as an Arrow table (``FLOW_FIELDS`` plus the batch
+columns ``capture_sha256``, ``host``, ``seq``, ``role``, ``night``), the alerts
+(EVE dicts), the scan's ``stats`` and error lines.  It writes nothing: the
+coordinator stores results, so workers may run on other machines (they need
+the same paths for captures, site file and signatures) and a killed worker
+loses nothing.
+
+Pure and deterministic: the same capture bytes and settings give the same
+result, wherever it runs.  Heavy settings (site, geo data, signatures, rules)
+are built once per worker process and reused.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import threading
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+
+import pyarrow as pa
+
+BATCH_COLUMNS = ("capture_sha256", "host", "seq", "role", "night")
+_BATCH_TYPES = {"capture_sha256": pa.string(), "host": pa.string(), "seq": pa.int64(), "role": pa.string(),
+                "night": pa.date32()}
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Everything a worker needs to process a capture; plain values (picklable, hashable)."""
+    site: str | None = None            # site file (YAML)
+    geoip: str | None = None
+    asn_db: str | None = None
+    signatures: str | None = None
+    hash_salt: str | None = None
+    rules: str | None = None           # policy rules (inspector.policy.load_rules); None: the default rules
+    policy: bool = True                # run the policy engine when inspector.policy is importable
+    max_flows: int = 1_000_000
+    tz: str = "UTC"                    # nights are calendar dates in this time zone
+
+
+@dataclass
+class CaptureResult:
+    sha256: str
+    path: str
+    host: str
+    rel: str
+    size: int
+    status: str = "done"               # done | error (not a capture, unreadable: recorded) | failed (retried)
+    error: str | None = None
+    flows: pa.Table | None = None
+    alerts: list = field(default_factory=list)
+    daily: list = field(default_factory=list)        # per-night aggregates (DAILY_COLUMNS rows)
+    stats: dict = field(default_factory=dict)
+    errors: list = field(default_factory=list)
+    policy: bool = False               # whether the policy engine ran
+    elapsed: float = 0.0
+
+
+# ----------------------------------------------------------------------------------------------
+# per-process state
+# ----------------------------------------------------------------------------------------------
+
+_STATE: dict = {}
+_LOCK = threading.Lock()
+
+
+class _State:
+    def __init__(self, settings: WorkerSettings):
+        from ..settings import build_content, build_enricher
+        from ..site import Site, load_site
+        self.site = load_site(settings.site) if settings.site else Site.default()
+        self.enricher = build_enricher(self.site, settings.geoip, settings.asn_db, settings.signatures)
+        self.content = build_content(self.site, settings.signatures, False, settings.hash_salt)
+        self.tz = tz_of(settings.tz)
+        self.rules = None
+        self.policy_cls = None
+        if settings.policy:
+            try:
+                from ..policy import PolicyEngine, load_rules
+            except ImportError:
+                PolicyEngine = load_rules = None
+            if PolicyEngine is not None:
+                self.rules = load_rules(settings.rules) if settings.rules else load_rules()
+                self.policy_cls = PolicyEngine
+
+    def new_engine(self):
+        if self.policy_cls is None:
+            return None
+        return _make_engine(self.policy_cls, self.rules, self.site)
+
+
+def _make_engine(cls, rules, site):
+    """PolicyEngine(rules, site=...) with whatever keyword the engine takes."""
+    import inspect
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if "site" in params:
+        return cls(rules, site=site)
+    return cls(rules)
+
+
+def state(settings: WorkerSettings) -> _State:
+    st = _STATE.get(settings)
+    if st is None:
+        with _LOCK:
+            st = _STATE.get(settings)
+            if st is None:
+                st = _STATE[settings] = _State(settings)
+    return st
+
+
+def tz_of(name: str):
+    if name in (None, "", "UTC", "utc", "Z"):
+        return _dt.timezone.utc
+    from zoneinfo import ZoneInfo
+    return ZoneInfo(name)
+
+
+def night_of(ts: float, tz) -> _dt.date:
+    return _dt.datetime.fromtimestamp(ts, tz).date()
+
+
+# ----------------------------------------------------------------------------------------------
+# flows -> Arrow
+# ----------------------------------------------------------------------------------------------
+
+def flow_schema() -> pa.Schema:
+    from ..output import FLOW_TYPES, schema
+    from ..scan import FLOW_FIELDS
+    base = schema(FLOW_FIELDS, FLOW_TYPES)
+    for name in BATCH_COLUMNS:
+        base = base.append(pa.field(name, _BATCH_TYPES[name]))
+    return base
+
+
+def local_side(rec: dict):
+    """The address inside the site: the responder of inbound connections, else the originator."""
+    if rec.get("direction") == "inbound":
+        return rec.get("id.resp_h")
+    if rec.get("local_orig") or rec.get("direction") in ("outbound", "internal"):
+        return rec.get("id.orig_h")
+    if rec.get("local_resp"):
+        return rec.get("id.resp_h")
+    return None
+
+
+class FlowCollector:
+    """``on_flows`` callback: flow records -> Arrow record batches with the batch columns."""
+
+    def __init__(self, sha256: str, host: str, site, tz, engine=None):
+        from ..output import FLOW_TYPES, schema
+        from ..scan import FLOW_FIELDS
+        self.fields = FLOW_FIELDS
+        self.flow_schema = schema(FLOW_FIELDS, FLOW_TYPES)
+        self.schema = flow_schema()
+        self.sha256, self.host, self.site, self.tz = sha256, host, site, tz
+        self.engine = engine
+        self.batches: list = []
+        self.seq = 0
+        self._nights: dict = {}
+        self.first_ts = None
+        self.last_ts = None
+        self.daily: dict = {}          # DAILY_KEY -> [flows, bytes_out, bytes_in, packets_out, cust, ship, t0, t1]
+
+    def _night(self, ts):
+        if ts is None:
+            return None
+        key = int(ts // 900)           # time zones are offset by multiples of 15 minutes
+        n = self._nights.get(key)
+        if n is None:
+            n = self._nights[key] = night_of(ts, self.tz)
+        return n
+
+    def __call__(self, recs) -> None:
+        recs = list(recs)
+        if not recs:
+            return
+        if self.engine is not None:
+            for r in recs:
+                self.engine.observe_flow(r)
+        cols = {f: [r.get(f) for r in recs] for f in self.fields}
+        n = len(recs)
+        roles = []
+        for r in recs:
+            addr = local_side(r)
+            roles.append(self.site.role(addr) if addr else None)
+        ts = cols["ts"]
+        for t in ts:
+            if t is not None:
+                self.first_ts = t if self.first_ts is None else min(self.first_ts, t)
+                self.last_ts = t if self.last_ts is None else max(self.last_ts, t)
+        nights = [self._night(t) for t in ts]
+        for r, role, night in zip(recs, roles, nights):
+            self._aggregate(r, role, night)
+        extra = {"capture_sha256": [self.sha256] * n, "host": [self.host] * n,
+                 "seq": list(range(self.seq, self.seq + n)), "role": roles, "night": nights}
+        self.seq += n
+        cols.update(extra)
+        self.batches.append(pa.RecordBatch.from_pydict(cols, schema=self.schema))
+
+    def _aggregate(self, r: dict, role, night) -> None:
+        if night is None:
+            return
+        direction = r.get("direction") or ""
+        inbound = direction == "inbound"
+        ob, rb = r.get("orig_bytes") or 0, r.get("resp_bytes") or 0
+        op, rp = r.get("orig_pkts") or 0, r.get("resp_pkts") or 0
+        out_b, in_b, out_p = (rb, ob, rp) if inbound else (ob, rb, op)
+        recs = r.get("records") or {}
+        key = (night, self.host, role or "", direction, destination_org(r), r.get("dst_country") or "")
+        ts = r.get("ts") or 0.0
+        a = self.daily.get(key)
+        if a is None:
+            self.daily[key] = [1, out_b, in_b, out_p, recs.get("customer") or 0, recs.get("shipment") or 0, ts, ts]
+        else:
+            a[0] += 1
+            a[1] += out_b
+            a[2] += in_b
+            a[3] += out_p
+            a[4] += recs.get("customer") or 0
+            a[5] += recs.get("shipment") or 0
+            if ts < a[6]:
+                a[6] = ts
+            if ts > a[7]:
+                a[7] = ts
+
+    def daily_rows(self) -> list:
+        """Per-night aggregates of this capture, DAILY_COLUMNS order, sorted by key."""
+        return [list(k) + v for k, v in sorted(self.daily.items())]
+
+    def table(self) -> pa.Table:
+        return pa.Table.from_batches(self.batches, schema=self.schema)
+
+
+#: The per-night aggregate columns (the ``daily`` table; the first six are its key).
+DAILY_KEY = ("night", "host", "role", "direction", "dst_org", "dst_country")
+DAILY_COLUMNS = DAILY_KEY + ("flows", "bytes_out", "bytes_in", "packets_out", "records_customer",
+                             "records_shipment", "first_ts", "last_ts")
+
+
+def destination_org(r: dict) -> str:
+    """The destination organisation, as the policy engine groups it: the AS organisation, else the
+    destination group, else the registered domain of the destination name; '' when none is known
+    (internal connections, unnamed reserved addresses)."""
+    if r.get("direction") == "internal":
+        return ""
+    org = r.get("dst_org") or r.get("dst_group")
+    if org:
+        return org
+    name = r.get("dst_name")
+    if name and isinstance(name, str) and not name.replace(".", "").replace(":", "").isdigit():
+        from ..content.decoding import registered_domain
+        try:
+            return registered_domain(name.strip().lower().rstrip(".")) or ""
+        except Exception:
+            return ""
+    return ""
+
+
+def result_from_records(records: list, sha256: str, host: str, site=None, tz="UTC", alerts=(),
+                        path: str | None = None) -> CaptureResult:
+    """A ``CaptureResult`` from flow records (dicts, FLOW_FIELDS): what a worker would return for a
+    capture holding these flows.  For tests, imports from other tools and synthetic history."""
+    from ..site import Site
+    coll = FlowCollector(sha256, host, site if site is not None else Site.default(),
+                         tz_of(tz) if isinstance(tz, str) or tz is None else tz)
+    coll(records)
+    res = CaptureResult(sha256=sha256, path=path or f"<records:{sha256[:12]}>", host=host,
+                        rel=path or f"<records:{sha256[:12]}>", size=0)
+    res.flows = coll.table()
+    res.daily = coll.daily_rows()
+    res.alerts = list(alerts)
+    res.stats = {"flows": len(records), "first_ts": coll.first_ts, "last_ts": coll.last_ts}
+    return res
+
+
+# ----------------------------------------------------------------------------------------------
+# the unit of work
+# ----------------------------------------------------------------------------------------------
+
+def process_capture(task: dict, settings: WorkerSettings) -> CaptureResult:
+    """Scan one capture.  ``task``: ``{sha256, path, host, rel, size}`` (see ``discover.Capture``).
+
+    Never raises for a problem with the capture: ``status`` is ``error`` for a file that is not a
+    readable capture (recorded, not retried), ``failed`` for anything else (not recorded, retried by
+    the next run).
+    """
+    from ..scan import run_scan
+    from .discover import file_sha256
+    started = time.monotonic()
+    res = CaptureResult(sha256=task["sha256"], path=task["path"], host=task["host"], rel=task["rel"],
+                        size=task.get("size", 0))
+    try:
+        st = state(settings)
+        actual = file_sha256(task["path"])
+        if actual != task["sha256"]:
+            res.status, res.error = "failed", f"{task['path']}: changed since it was hashed (retried next run)"
+            return res
+        engine = st.new_engine()
+        coll = FlowCollector(task["sha256"], task["host"], st.site, st.tz, engine)
+        sink = (lambda name, rec: engine.observe_log(name, rec)) if engine is not None else (lambda n, r: None)
+        scan = run_scan([task["path"]], site=st.site, max_flows=settings.max_flows, on_flows=coll,
+                        enricher=st.enricher, log_sink=sink, content=st.content)
+        res.errors = list(scan.errors)
+        stats = dict(scan.stats)
+        stats.pop("files", None)
+        stats.pop("inputs_failed", None)
+        stats["first_ts"], stats["last_ts"] = coll.first_ts, coll.last_ts
+        res.stats = stats
+        if scan.inputs_ok == 0:
+            res.status = "error"
+            res.error = scan.errors[0] if scan.errors else f"{task['path']}: not readable"
+            res.flows = coll.table().slice(0, 0)
+            return res
+        res.flows = coll.table()
+        res.daily = coll.daily_rows()
+        if engine is not None:
+            res.alerts = [a for a in (engine.flush(final=True) or ()) if a]
+            res.policy = True
+    except Exception as e:   # a bug or an unexpected environment problem: retried next run
+        res.status = "failed"
+        res.error = f"{task['path']}: {type(e).__name__}: {e}"
+        res.errors.append(traceback.format_exc(limit=6))
+        res.flows = None
+    finally:
+        res.elapsed = time.monotonic() - started
+    return res
+
+
+def settings_dict(settings: WorkerSettings) -> dict:
+    return asdict(settings)

@@ -1,0 +1,246 @@
+"""Alert records, Suricata EVE style, and the evidence they carry.
+
+One alert per finding (``alerts.jsonl``, one JSON object per line)::
+
+    {"timestamp": "2025-11-25T09:30:00.000000+0000", "event_type": "alert",
+     "src_ip": "172.20.1.10", "src_port": 36083, "dest_ip": "192.0.2.80", "dest_port": 80,
+     "proto": "TCP", "app_proto": "http", "community_id": "1:2j6W...",
+     "uids": ["CGtfVK4Bh9r2i7ByEg"],
+     "alert": {"action": "allowed", "gid": 1, "signature_id": 1000001, "rev": 1,
+               "signature": "...", "category": "...", "severity": 2,
+               "metadata": {"severity_name": ["high"], "rule": ["customer-records-to-unlisted"], ...}},
+     "destination": {"name", "address", "country", "asn", "org", "group", "category", "allowed"},
+     "data": {"email": 120, ...}, "records": {"customer": 120, "shipment": 120},
+     "bytes_out": 59224, "bytes_in": 171, "flows": 1,
+     "evidence": {"samples": {"email": ["a***@e***.org", ...]}, ...},
+     "site": "dc-north"}
+
+* ``src_*`` is the local side (the host data left from), ``dest_*`` the remote
+  side, whichever side opened the connection.  For findings over several
+  flows the addresses, ports and ``community_id`` are those of the most recent
+  flow; ``uids`` lists every flow the finding covers, ``flows`` counts them and
+  ``window`` (``start``, ``end``, ``group``) says which window and group key.
+* ``data`` and ``records`` are the content fields of the covered flows, summed
+  over flows (a per-flow distinct count, summed).
+* ``evidence.samples`` are the masked samples of ``content.jsonl`` for the
+  covered flows (at most 3 per class), masked again here so that raw values
+  never reach an alert, even when ``--show-raw`` wrote them to content.jsonl.
+  Detectors add their own figures (``evidence.dns``, ``evidence.beacon``,
+  ``evidence.icmp``); DNS query names are shown with their encoded labels
+  masked.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+__all__ = ["iso_timestamp", "Cover", "build_alert", "mask_samples", "APP_PROTO", "MAX_UIDS", "SAMPLES_PER_CLASS"]
+
+SAMPLES_PER_CLASS = 3
+MAX_UIDS = 1000          # uids kept per finding; alert["uids_truncated"] counts the rest
+MAX_DESTINATIONS = 1000
+
+#: Zeek service names -> Suricata app_proto names.
+APP_PROTO = {"ssl": "tls", "http": "http", "http2": "http2", "dns": "dns", "smtp": "smtp", "ftp": "ftp",
+             "ftp-data": "ftp-data", "ssh": "ssh", "quic": "quic", "ntp": "ntp", "dhcp": "dhcp", "snmp": "snmp",
+             "syslog": "syslog", "mqtt": "mqtt", "smb": "smb", "gquic": "quic", "doh": "http2"}
+
+
+def iso_timestamp(t: float | None) -> str | None:
+    """Epoch seconds -> ``2025-11-25T09:30:00.123456+0000`` (UTC; Suricata's EVE layout)."""
+    if t is None:
+        return None
+    sec = int(t // 1)
+    usec = int(round((t - sec) * 1_000_000))
+    if usec >= 1_000_000:
+        sec, usec = sec + 1, usec - 1_000_000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{usec:06d}+0000"
+
+
+def mask_samples(samples) -> dict:
+    """``{class: [values]}`` -> the same, every value masked (idempotent on masked values)."""
+    from ..content.identifiers import mask
+    out = {}
+    if not isinstance(samples, dict):
+        return out
+    for cls, vals in samples.items():
+        if not isinstance(vals, (list, tuple)):
+            continue
+        masked = []
+        for v in vals:
+            if v is None:
+                continue
+            m = mask(str(cls), str(v))
+            if m not in masked:
+                masked.append(m)
+            if len(masked) >= SAMPLES_PER_CLASS:
+                break
+        if masked:
+            out[str(cls)] = masked
+    return out
+
+
+def app_proto(fv) -> str | None:
+    if fv is None:
+        return None
+    for s in fv.services:
+        p = APP_PROTO.get(s)
+        if p:
+            return p
+    return fv.services[0] if fv.services else None
+
+
+class Cover:
+    """The flows one finding covers: uids, totals, content evidence, the representative (latest) flow."""
+
+    __slots__ = ("uids", "n_uids", "_uid_set", "flows", "bytes_out", "bytes_in", "packets_out", "packets_in",
+                 "duration", "edm_rows", "data", "records", "samples", "edi", "first_ts", "last_ts", "rep", "dsts",
+                 "extra")
+
+    def __init__(self):
+        self.uids: list = []
+        self._uid_set: set = set()
+        self.n_uids = 0
+        self.flows = 0
+        self.bytes_out = 0
+        self.bytes_in = 0
+        self.packets_out = 0
+        self.packets_in = 0
+        self.duration = 0.0
+        self.edm_rows = 0
+        self.data: Counter = Counter()
+        self.records: Counter = Counter()
+        self.samples: dict = {}
+        self.edi: Counter = Counter()
+        self.first_ts = None
+        self.last_ts = None
+        self.rep = None
+        self.dsts: set = set()
+        self.extra: dict = {}
+
+    def add_uid(self, uid) -> None:
+        if uid is None or uid in self._uid_set:
+            return
+        self.n_uids += 1
+        if len(self.uids) < MAX_UIDS:
+            self.uids.append(uid)
+            self._uid_set.add(uid)
+
+    def add_time(self, ts: float) -> None:
+        if self.first_ts is None or ts < self.first_ts:
+            self.first_ts = ts
+        if self.last_ts is None or ts > self.last_ts:
+            self.last_ts = ts
+
+    def add_flow(self, fv, content: dict | None = None) -> None:
+        self.flows += 1
+        self.add_uid(fv.uid)
+        self.add_time(fv.ts)
+        if self.rep is None or fv.ts >= self.rep.ts:
+            self.rep = fv
+        self.bytes_out += fv.bytes_out
+        self.bytes_in += fv.bytes_in
+        self.packets_out += fv.packets_out
+        self.packets_in += fv.packets_in
+        self.duration += fv.duration
+        self.edm_rows += int(sum(v for v in fv.edm.values() if isinstance(v, (int, float))))
+        for k, v in fv.data.items():
+            if isinstance(v, (int, float)) and v:
+                self.data[k] += int(v)
+        for k in ("customer", "shipment"):
+            v = fv.records.get(k)
+            if isinstance(v, (int, float)):
+                self.records[k] += int(v)
+        if len(self.dsts) < MAX_DESTINATIONS and fv.dst is not None:
+            self.dsts.add(fv.dst)
+        if content:
+            self.add_content(content)
+
+    def add_content_totals(self, content: dict) -> None:
+        """Count a content record's ``data``/``records`` for a flow whose flow record is not at hand."""
+        for k, v in (content.get("data") or {}).items():
+            if isinstance(v, (int, float)) and v:
+                self.data[k] += int(v)
+        for k in ("customer", "shipment"):
+            v = (content.get("records") or {}).get(k)
+            if isinstance(v, (int, float)):
+                self.records[k] += int(v)
+        self.add_content(content)
+
+    def add_content(self, content: dict) -> None:
+        """Merge a cached content summary (already masked: see ``engine.content_summary``)."""
+        for cls, vals in (content.get("samples") or {}).items():
+            have = self.samples.setdefault(cls, [])
+            for v in vals:
+                if len(have) >= SAMPLES_PER_CLASS:
+                    break
+                if v not in have:
+                    have.append(v)
+        for k, v in (content.get("edi_counts") or {}).items():
+            self.edi[k] += v
+
+    def evidence(self) -> dict:
+        ev = {}
+        if self.samples:
+            ev["samples"] = mask_samples(self.samples)
+        if self.edi:
+            ev["edi"] = dict(sorted(self.edi.items()))
+        ev.update(self.extra)
+        return ev
+
+
+def build_alert(rule, cover: Cover, *, ts: float | None = None, site_name: str | None = None,
+                src_ip=None, src_port=None, dest_ip=None, dest_port=None, proto=None, app=None,
+                destination: dict | None = None, window: dict | None = None, thresholds: dict | None = None) -> dict:
+    """One EVE alert record for ``rule`` over ``cover``; keyword overrides win over the representative flow."""
+    rep = cover.rep
+    t = ts if ts is not None else (cover.last_ts if cover.last_ts is not None else (rep.ts if rep else None))
+    dest = destination if destination is not None else (rep.destination() if rep is not None else
+                                                        {"name": None, "address": dest_ip, "country": None,
+                                                         "asn": None, "org": None, "group": None,
+                                                         "category": None, "allowed": False})
+    p = proto if proto is not None else (rep.proto if rep is not None else None)
+    meta = {"severity_name": [rule.severity_name]}
+    if rule.name:
+        meta["rule"] = [rule.name]
+    if rule.references:
+        meta["references"] = list(rule.references)
+    alert = {
+        "timestamp": iso_timestamp(t),
+        "event_type": "alert",
+        "src_ip": src_ip if src_ip is not None else (rep.src if rep else None),
+        "src_port": src_port if src_port is not None else (rep.src_port if rep else None),
+        "dest_ip": dest_ip if dest_ip is not None else (rep.dst if rep else None),
+        "dest_port": dest_port if dest_port is not None else (rep.dst_port if rep else None),
+        "proto": p.upper() if isinstance(p, str) else p,
+        "app_proto": app if app is not None else app_proto(rep),
+        "community_id": rep.community_id if rep is not None else None,
+        "uids": list(cover.uids),
+        "alert": {
+            "action": "allowed",
+            "gid": 1,
+            "signature_id": rule.id,
+            "rev": rule.rev,
+            "signature": rule.message,
+            "category": rule.category,
+            "severity": rule.severity,
+            "metadata": meta,
+        },
+        "destination": dest,
+        "data": dict(sorted(cover.data.items())),
+        "records": {"customer": int(cover.records.get("customer", 0)),
+                    "shipment": int(cover.records.get("shipment", 0))},
+        "bytes_out": int(cover.bytes_out),
+        "bytes_in": int(cover.bytes_in),
+        "flows": cover.flows,
+        "evidence": cover.evidence(),
+    }
+    if cover.n_uids > len(cover.uids):
+        alert["uids_truncated"] = cover.n_uids - len(cover.uids)
+    if thresholds:
+        alert["evidence"]["thresholds"] = thresholds
+    if window is not None:
+        alert["window"] = window
+    if site_name is not None:
+        alert["site"] = site_name
+    return alert
