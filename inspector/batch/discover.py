@@ -26,7 +26,7 @@ HASH_CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class Capture:
-    path: str            # as found (joined onto the DIR argument)
+    path: str            # absolute (workers may run elsewhere, in another directory)
     host: str            # site host: the first-level sub-folder under DIR
     rel: str             # path relative to DIR ("wms01/2025-11-24.pcap")
     size: int
@@ -69,7 +69,7 @@ def discover(dirs: list[str], exclude: list[str] = ()) -> tuple[list[Capture], l
         if not os.path.isfile(path) or not looks_like_capture(path):
             return
         seen.add(real)
-        found.append(Capture(path=path, host=host, rel=rel, size=st.st_size, mtime_ns=st.st_mtime_ns))
+        found.append(Capture(path=os.path.abspath(path), host=host, rel=rel, size=st.st_size, mtime_ns=st.st_mtime_ns))
 
     for d in dirs:
         if os.path.isfile(d):

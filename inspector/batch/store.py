@@ -266,7 +266,8 @@ class Store:
 
     def cached_hashes(self) -> dict:
         """path -> (size, mtime_ns, sha256) from earlier runs."""
-        return {p: (s, m, h) for p, s, m, h in self.con.execute("SELECT path, size, mtime_ns, sha256 FROM files")}
+        return {p: (s, m, h) for p, s, m, h in
+                self.con.execute("SELECT path, size, mtime_ns, sha256 FROM files").fetchall()}
 
     def remember_hashes(self, rows: list) -> None:
         """Cache ``(path, size, mtime_ns, sha256)``; a cache only, so outside the capture transactions."""

@@ -171,8 +171,8 @@ def svg_hbars(chart_id: str, title: str, rows: Sequence[Tuple[str, Sequence[Tupl
     for i, (label, segs, vtext, tip) in enumerate(rows):
         y = top + i * row_h
         out.append(f'<g class="row"><title>{esc(tip)}</title>')
-        out.append(f'<text class="lbl" x="{label_w - 8}" y="{y + 16}" text-anchor="end">{esc(_fit(clean(label), chars))}'
-                   f'</text>')
+        out.append(f'<text class="lbl" x="{label_w - 8}" y="{y + 16}" text-anchor="end">'
+                   f'{esc(_fit(clean(label), chars))}</text>')
         out.append(f'<rect class="track" x="{label_w}" y="{y + 4}" width="{bar_w}" height="{row_h - 8}" rx="3"/>')
         x = float(label_w)
         for v, cls in segs:
@@ -439,33 +439,40 @@ def _two_lines(ts_text: str) -> str:
     return f"{esc(date)}{_muted(esc(rest))}" if rest else esc(ts_text)
 
 
+def _code(value: Any, limit: int) -> str:
+    text = value if not isinstance(value, (dict, list, tuple)) else json.dumps(value, default=str, ensure_ascii=False)
+    return f"<code>{esc(text, limit)}</code>"
+
+
+def _more(n: int) -> str:
+    return f'<span class="muted"> +{n} more</span>' if n > 0 else ""
+
+
 def _evidence(ev: Any, depth: int = 0) -> str:
     """Masked evidence as it comes: a mapping of class -> samples, a list, or text."""
     if ev is None or ev == {} or ev == []:
-        return '<span class="muted">-</span>'
-    if depth > 2:
-        return f"<code>{esc(json.dumps(ev, default=str, ensure_ascii=False), 300)}</code>"
+        return _dash()
+    if depth > 2 or not isinstance(ev, (dict, list, tuple)):
+        return _code(ev, 500 if depth == 0 else 300)
+    parts = []
     if isinstance(ev, dict):
         items = list(ev.items())
-        parts = []
         for k, v in items[:24]:
             if isinstance(v, (list, tuple)):
-                vals = "".join(f"<code>{esc(x if not isinstance(x, (dict, list)) else json.dumps(x, default=str, ensure_ascii=False), 120)}</code>"
-                               for x in list(v)[:8]) + (f'<span class="muted"> +{len(v) - 8}</span>' if len(v) > 8 else "")
+                vals = "".join(_code(x, 120) for x in list(v)[:8]) + _more(len(v) - 8)
             elif isinstance(v, dict):
                 vals = _evidence(v, depth + 1)
             else:
-                vals = f"<code>{esc(v, 200)}</code>"
+                vals = _code(v, 200)
             parts.append(f'<div class="ev"><span class="ev-k">{esc(k, 40)}</span> {vals}</div>')
-        if len(items) > 24:
-            parts.append(f'<div class="muted">+{len(items) - 24} more</div>')
-    elif isinstance(ev, (list, tuple)):
-        parts = [f'<div class="ev">{_evidence(x, depth + 1) if isinstance(x, (dict, list)) else f"<code>{esc(x, 200)}</code>"}</div>'
-                 for x in list(ev)[:24]]
-        if len(ev) > 24:
-            parts.append(f'<div class="muted">+{len(ev) - 24} more</div>')
+        extra = len(items) - 24
     else:
-        return f"<code>{esc(ev, 500)}</code>"
+        for x in list(ev)[:24]:
+            inner = _evidence(x, depth + 1) if isinstance(x, (dict, list, tuple)) else _code(x, 200)
+            parts.append(f'<div class="ev">{inner}</div>')
+        extra = len(ev) - 24
+    if extra > 0:
+        parts.append(f"<div>{_more(extra)}</div>")
     if depth == 0 and len(parts) > 3:
         return "".join(parts[:3]) + f'<details><summary>{len(parts) - 3} more</summary>{"".join(parts[3:])}</details>'
     return "".join(parts)
@@ -499,15 +506,16 @@ def _alerts_section(alerts: list) -> str:
         tnum, ttext = _alert_time(a)
         cust, ship = _num(recs.get("customer")), _num(recs.get("shipment"))
         dname = dest.get("name") or a.get("dest_ip")
-        dsub = " \u00b7 ".join(clean(x) for x in (dest.get("org"), _cc(dest.get("country")) if dest.get("country") else None,
-                                                  dest.get("group"), f"AS{clean(dest.get('asn'))}" if dest.get("asn") else None)
-                               if x)
+        dparts = (dest.get("org"), _cc(dest.get("country")) if dest.get("country") else None, dest.get("group"),
+                  f"AS{clean(dest.get('asn'))}" if dest.get("asn") else None)
+        dsub = MIDDOT.join(clean(x) for x in dparts if x)
         dport = a.get("dest_port")
         proto = " ".join(clean(x) for x in (a.get("proto"), a.get("app_proto")) if x)
         uids = a.get("uids") if isinstance(a.get("uids"), list) else []
-        ids = " ".join(clean(u) for u in uids[:4]) + (" \u2026" if len(uids) > 4 else "")
-        sig_meta = " \u00b7 ".join(x for x in (f"sid {clean(al.get('signature_id'))}" if al.get("signature_id") is not None
-                                               else "", clean(al.get("category"))) if x)
+        ids = " ".join(clean(u) for u in uids[:4]) + (" " + ELLIPSIS if len(uids) > 4 else "")
+        sid = al.get("signature_id")
+        sig_meta = MIDDOT.join(x for x in (f"sid {clean(sid)}" if sid is not None else "", clean(al.get("category")))
+                               if x)
         src = esc(a.get("src_ip")) + (":" + esc(a.get("src_port")) if a.get("src_port") is not None else "")
         dline = esc(dname, 120) + (":" + esc(dport) if dport is not None else "")
         pline = esc(proto) + ((MIDDOT + esc(ids)) if ids else "")
@@ -601,7 +609,8 @@ def _org_table(agg: Aggregates, top: int) -> str:
     if not rows:
         return ""
     return ('<div class="tablewrap"><table class="sortable data" id="orgs-table"><thead><tr>'
-            '<th data-sort="text">Organisation</th><th data-sort="text">Countries</th><th data-sort="text">Category</th>'
+            '<th data-sort="text">Organisation</th><th data-sort="text">Countries</th>'
+            '<th data-sort="text">Category</th>'
             '<th data-sort="num">Conns</th><th data-sort="num">Bytes out</th><th data-sort="num">Customer</th>'
             '<th data-sort="num">Shipment</th><th data-sort="text">Allow list</th><th>Destinations</th></tr></thead>'
             '<tbody>' + "".join(rows) + "</tbody></table></div>")
@@ -1013,7 +1022,8 @@ def _inputs(stats: dict, agg: Aggregates) -> str:
     files = stats.get("files") or []
     if files:
         rows = "".join(f'<tr><td><code>{esc(f.get("path"), 160)}</code></td><td>{esc(f.get("format"))}</td>'
-                       f'{_td_num(_num(f.get("packets_read")))}{_td_num(_num(f.get("bytes_read")), fmt_bytes(f.get("bytes_read")))}</tr>'
+                       f'{_td_num(_num(f.get("packets_read")))}'
+                       f'{_td_num(_num(f.get("bytes_read")), fmt_bytes(f.get("bytes_read")))}</tr>'
                        for f in files[:200] if isinstance(f, dict))
         parts.append('<div class="tablewrap"><table class="sortable data" id="files-table"><thead><tr>'
                      '<th data-sort="text">Capture</th><th data-sort="text">Format</th><th data-sort="num">Packets</th>'
