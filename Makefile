@@ -18,15 +18,24 @@ $(STAMP): setup.cfg pyproject.toml
 
 venv: $(STAMP)
 
-# tshark backs pyshark and the cross-check tests; install it when we can (root), else those tests skip.
+# System packages the tests use for real: tshark (behind pyshark, cross-checks), libpcap (live capture),
+# iproute2 and tcpreplay (namespaces, veth pairs and replay for the live tests), chromium (the HTML report
+# is rendered headless).  Installed through apt when run as root; otherwise those tests skip.
 system-deps:
-	@if ! command -v tshark >/dev/null 2>&1; then \
+	@missing=""; \
+	command -v tshark >/dev/null 2>&1 || missing="$$missing tshark"; \
+	command -v tcpreplay >/dev/null 2>&1 || missing="$$missing tcpreplay"; \
+	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	ldconfig -p 2>/dev/null | grep -q libpcap.so || missing="$$missing libpcap0.8"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing tshark (apt)"; \
+	    echo "installing through apt:$$missing"; \
 	    apt-get update -qq >/dev/null && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || \
+	    echo "apt could not install:$$missing (the tests that need them will skip)"; \
 	  else \
-	    echo "tshark not found and not root: tshark-based tests will be skipped"; \
+	    echo "missing and not root:$$missing (the tests that need them will skip)"; \
 	  fi; \
 	fi
 

@@ -7,7 +7,8 @@
 Two network namespaces joined by a veth pair (no addresses, no routes, IPv6
 and forwarding off: the frames stay on the pair).  For each trial a fresh
 ``inspector live`` captures on one end and ``tcpreplay --pps R`` (or ``--mbps``)
-replays the capture, looped to last ``--seconds``, into the other.  A trial
+replays ``--seconds`` worth of the capture (the first packets, looped when the
+capture is too short) into the other.  A trial
 passes when every packet sent was read, the inspector's stats show no kernel
 drop (pcap ps_drop), no interface drop (ps_ifdrop, sysfs rx_dropped), and the
 analysis caught up within ``--max-lag`` seconds of the end of the replay (a
@@ -36,7 +37,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CAPTURE = REPO / "bench" / "data" / "live.pcap"
+DEFAULT_CAPTURE = REPO / "bench" / "data" / "large.pcap"   # the capture bench_scan.py uses
 # Run in each new namespace before the veth ends arrive: no IPv6 (no router solicitations, DAD or MLD
 # on the link), no forwarding.  Knobs the kernel does not have are skipped.
 ISOLATE = ("for f in /proc/sys/net/ipv6/conf/all/disable_ipv6 /proc/sys/net/ipv6/conf/default/disable_ipv6; do "
@@ -106,7 +107,8 @@ def trial(veth: Veth, capture: Path, n_pkts: int, n_bytes: int, rate: float, uni
     """One replay at ``rate`` (packets/s or Mbit/s) into a fresh inspector; the measurements."""
     out = Path(tempfile.mkdtemp(prefix="live-", dir=workdir))
     pps = rate if unit == "pps" else rate * 1e6 / 8 / (n_bytes / n_pkts)
-    loops = max(1, math.ceil(pps * seconds / n_pkts))
+    to_send = max(1, math.ceil(pps * seconds))
+    loops = max(1, math.ceil(to_send / n_pkts))
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     cmd = ["ip", "netns", "exec", veth.rx, *args.inspector, "-i", "vB", "--out", str(out), "-q",
            "--stats-interval", "0.5", "--buffer-mb", str(args.buffer_mb), *args.live_arg]
@@ -120,7 +122,8 @@ def trial(veth: Veth, capture: Path, n_pkts: int, n_bytes: int, rate: float, uni
             time.sleep(0.1)
         tx0 = veth.tx_dropped()
         opt = f"--pps={rate:g}" if unit == "pps" else f"--mbps={rate:g}"
-        r = sh(["tcpreplay", opt, f"--loop={loops}", "-i", "vA", capture], ns=veth.tx, check=False)
+        r = sh(["tcpreplay", opt, f"--loop={loops}", f"--limit={to_send}", "-i", "vA", capture], ns=veth.tx,
+               check=False)
         t1 = time.monotonic()
         if r.returncode != 0:
             raise RuntimeError(f"tcpreplay failed: {(r.stderr or r.stdout).strip()}")
@@ -195,8 +198,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--capture", type=Path, help=f"capture to replay (default: {DEFAULT_CAPTURE.relative_to(REPO)}, "
                                                  "generated with bench/gen_capture.py when missing)")
-    ap.add_argument("--packets", type=int, default=200_000, help="packets when generating (default 200,000)")
-    ap.add_argument("--flows", type=int, default=8_000, help="TCP flows when generating (default 8,000)")
+    ap.add_argument("--packets", type=int, default=1_000_000, help="packets when generating (default 1,000,000)")
+    ap.add_argument("--flows", type=int, default=40_000, help="TCP flows when generating (default 40,000)")
     ap.add_argument("--mbps", action="store_true", help="rates in Mbit/s (tcpreplay --mbps) instead of packets/s")
     ap.add_argument("--start", type=float, help="first rate (default 5,000 pps or 20 Mbit/s)")
     ap.add_argument("--max", type=float, default=5_000_000, help="never try above this rate")
@@ -226,7 +229,7 @@ def main(argv=None) -> int:
             capture.parent.mkdir(parents=True, exist_ok=True)
             print(f"generating {capture.relative_to(REPO)} ({args.packets:,} packets, {args.flows:,} flows)")
             subprocess.run([sys.executable, str(REPO / "bench" / "gen_capture.py"), "--packets", str(args.packets),
-                            "--flows", str(args.flows), "--duration", "60", "--out", str(capture)], check=True)
+                            "--flows", str(args.flows), "--out", str(capture)], check=True)
     n_pkts, n_bytes = capture_info(capture)
     unit = "mbps" if args.mbps else "pps"
     rate = args.start or (20.0 if args.mbps else 5000.0)

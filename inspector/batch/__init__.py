@@ -189,19 +189,26 @@ def _run_local(tasks: list, settings, workers: int, on_result) -> None:
         ex.shutdown(wait=True, cancel_futures=True)
 
 
+class _DaskUnavailable(Exception):
+    pass
+
+
 def _run_dask(tasks: list, settings, address: str, on_result) -> None:
     import uuid
 
     from distributed import Client, as_completed
 
     from .worker import process_capture
-    client = Client(address, timeout="20s", set_as_default=False)
+    try:
+        client = Client(address, timeout="20s", set_as_default=False)
+    except (OSError, ValueError) as e:       # unreachable, timed out, a malformed address
+        raise _DaskUnavailable(f"cannot reach the Dask scheduler at {address}: {str(e).splitlines()[0]}") from None
     run_id = uuid.uuid4().hex[:8]
     try:
         futs = [client.submit(process_capture, t, settings, key=f"inspector-batch-{run_id}-{t['sha256'][:16]}",
                               pure=False, retries=1) for t in tasks]
         by_key = {f.key: t for f, t in zip(futs, tasks)}
-        for fut in as_completed(futs):
+        for fut in as_completed(futs, loop=client.loop):
             t = by_key[fut.key]
             try:
                 res = fut.result()
@@ -293,9 +300,9 @@ def run_batch(dirs: list, db: str, settings=None, cfg=None, workers: int | None 
             if sha in seen:
                 n_dup += 1
                 if not quiet:
-                    say(f"duplicate {c.host}/{c.rel}: same content as {seen[sha]}")
+                    say(f"duplicate {c.rel}: same content as {seen[sha]}")
                 continue
-            seen[sha] = f"{c.host}/{c.rel}"
+            seen[sha] = c.rel
             tasks.append({"sha256": sha, "path": c.path, "host": c.host, "rel": c.rel, "size": c.size})
         tasks.sort(key=lambda t: (-t["size"], t["host"], t["rel"]))     # long ones first
         if dask:
@@ -314,7 +321,7 @@ def run_batch(dirs: list, db: str, settings=None, cfg=None, workers: int | None 
         def on_result(res) -> None:
             if commit_error:
                 return
-            name = f"{res.host}/{res.rel}"
+            name = res.rel
             if res.status == "failed":
                 counts["failed"] += 1
                 complain(f"inspector batch: failed {name}: {res.error}")
@@ -349,12 +356,12 @@ def run_batch(dirs: list, db: str, settings=None, cfg=None, workers: int | None 
                     _run_dask(tasks, settings, dask, on_result)
                 else:
                     _run_local(tasks, settings, workers, on_result)
-            except OSError as e:
+            except (OSError, _DaskUnavailable) as e:
                 complain(f"inspector batch: error: {e}")
                 return 2
         if commit_error:
             return 1
-        nights, n_alerts = run_baselines(store, cfg, everything=rebaseline)
+        nights, n_alerts = run_baselines(store, cfg, everything=rebaseline, site_name=_site_name(settings))
         if nights:
             say(f"baselines: {nights} night{'s' if nights != 1 else ''} recomputed, {n_alerts} batch alert"
                 f"{'s' if n_alerts != 1 else ''}")
@@ -364,6 +371,13 @@ def run_batch(dirs: list, db: str, settings=None, cfg=None, workers: int | None 
         return 1 if counts["failed"] else 0
     finally:
         store.close()
+
+
+def _site_name(settings):
+    if not settings.site:
+        return None
+    from ..site import load_site
+    return load_site(settings.site).name
 
 
 def _replace(settings, **kw):

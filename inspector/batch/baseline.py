@@ -37,13 +37,19 @@ SID_FIRST_COUNTRY = 3000002
 SID_VOLUME_BYTES = 3000011
 SID_VOLUME_RECORDS = 3000012
 
+#: sid -> (slug, message, category, severity); severities as the policy engine's: 1 critical .. 4 low.
 SIGNATURES = {
-    SID_FIRST_ORG: ("INSPECTOR BATCH first-seen destination organisation", "Potentially Bad Traffic", 3),
-    SID_FIRST_COUNTRY: ("INSPECTOR BATCH first-seen destination country", "Potentially Bad Traffic", 2),
-    SID_VOLUME_BYTES: ("INSPECTOR BATCH bytes sent far above baseline", "Potential Corporate Privacy Violation", 2),
-    SID_VOLUME_RECORDS: ("INSPECTOR BATCH customer/shipment records sent far above baseline",
-                         "Potential Corporate Privacy Violation", 1),
+    SID_FIRST_ORG: ("batch-first-seen-org", "First-seen destination organisation for this host",
+                    "New destination", 4),
+    SID_FIRST_COUNTRY: ("batch-first-seen-country", "First-seen destination country for this host",
+                        "New destination", 3),
+    SID_VOLUME_BYTES: ("batch-bytes-above-baseline", "Bytes sent far above this host's baseline",
+                       "Possible exfiltration", 3),
+    SID_VOLUME_RECORDS: ("batch-records-above-baseline",
+                         "Customer and shipment records sent far above this host's baseline",
+                         "Possible exfiltration", 2),
 }
+SEVERITY_NAMES = {1: "critical", 2: "high", 3: "medium", 4: "low"}
 MAD_SCALE = 1.4826      # MAD -> standard deviation for normal data
 NO_ROLE = "(none)"
 
@@ -92,16 +98,18 @@ class History:
         ent = "host" if by == "host" else "role"
         rows = con.execute(f"""
             SELECT night, {ent} AS entity, direction, dst_org, dst_country, sum(flows), sum(bytes_out),
-                   sum(records_customer), sum(records_shipment), min(first_ts), max(last_ts)
+                   sum(records_customer), sum(records_shipment), min(first_ts), max(last_ts), sum(bytes_in)
             FROM daily GROUP BY ALL ORDER BY ALL""").fetchall()
         self.by = by
         self.observed = defaultdict(set)                  # entity -> nights with any traffic
-        self.volume = defaultdict(lambda: defaultdict(lambda: [0, 0, 0, 0, None]))  # ent -> night -> [bytes, cust, ship, flows, last_ts]
-        self.dest = defaultdict(lambda: defaultdict(lambda: [0, 0, 0, 0, None]))    # (ent, night) -> (org, cc) -> [...]
+        # entity -> night -> [bytes_out, customer, shipment, flows, last_ts, bytes_in]
+        self.volume = defaultdict(lambda: defaultdict(lambda: [0, 0, 0, 0, None, 0]))
+        # (entity, night) -> (org, country) -> [bytes_out, customer, shipment, flows, first_ts, bytes_in]
+        self.dest = defaultdict(lambda: defaultdict(lambda: [0, 0, 0, 0, None, 0]))
         self.first_org = {}                               # (entity, org) -> first night
         self.first_cc = {}
         self.first_ts = {}                                # (entity, night, kind, value) -> first flow start
-        for night, entity, direction, org, cc, flows, b_out, cust, ship, t0, t1 in rows:
+        for night, entity, direction, org, cc, flows, b_out, cust, ship, t0, t1, b_in in rows:
             if by == "role" and not entity:
                 entity = NO_ROLE
             self.observed[entity].add(night)
@@ -113,12 +121,14 @@ class History:
             v[2] += ship or 0
             v[3] += flows or 0
             v[4] = t1 if v[4] is None else max(v[4], t1)
+            v[5] += b_in or 0
             d = self.dest[(entity, night)][(org, cc)]
             d[0] += b_out or 0
             d[1] += cust or 0
             d[2] += ship or 0
             d[3] += flows or 0
             d[4] = t0 if d[4] is None else min(d[4], t0)
+            d[5] += b_in or 0
             if direction != "outbound":
                 continue
             for kind, value, first in (("org", org, self.first_org), ("country", cc, self.first_cc)):
@@ -139,22 +149,39 @@ def _dest_obj(org, cc) -> dict:
             "category": None, "allowed": None}
 
 
-def _eve(sid: int, ts: float, night, entity: str, by: str, dest: dict, extra: dict) -> dict:
-    sig, cat, sev = SIGNATURES[sid]
-    eve = {"timestamp": eve_time(ts), "event_type": "alert", "night": night.isoformat(),
-           "host": entity if by == "host" else None, "role": entity if by == "role" else None,
-           "alert": {"action": "allowed", "gid": 1, "signature_id": sid, "rev": 1, "signature": sig,
-                     "category": cat, "severity": sev,
-                     "metadata": {"source": ["inspector-batch"], "baseline_by": [by]}},
-           "destination": dest}
-    eve.update(extra)
+def _eve(sid: int, ts: float, night, entity: str, cfg: "BaselineConfig", dest: dict, figures: dict,
+         evidence: dict, group: dict, site_name=None, tz=None) -> dict:
+    """A batch alert in the policy engine's EVE shape (``inspector.policy.alerts.build_alert``): no single
+    flow, so the connection fields are null; the night is the ``window``; the figures are in ``evidence``."""
+    slug, message, category, sev = SIGNATURES[sid]
+    if tz is None:
+        tz = _dt.timezone.utc
+    start = _dt.datetime.combine(night, _dt.time(0), tzinfo=tz)
+    by = cfg.by
+    eve = {"timestamp": eve_time(ts), "event_type": "alert",
+           "src_ip": None, "src_port": None, "dest_ip": None, "dest_port": None, "proto": None, "app_proto": None,
+           "community_id": None, "uids": [],
+           "alert": {"action": "allowed", "gid": 1, "signature_id": sid, "rev": 1, "signature": message,
+                     "category": category, "severity": sev,
+                     "metadata": {"severity_name": [SEVERITY_NAMES[sev]], "rule": [slug],
+                                  "night": [night.isoformat()], by: [entity]}},
+           "destination": dest, "data": {}}
+    eve.update(figures)
+    eve["evidence"] = evidence
+    eve["window"] = {"start": eve_time(start.timestamp()), "seconds": int(
+        (_dt.datetime.combine(night + _dt.timedelta(days=1), _dt.time(0), tzinfo=tz) - start).total_seconds()),
+        "group": {by: entity, **group}}
+    eve["night"] = night.isoformat()
+    eve["host"] = entity if by == "host" else None
+    eve["role"] = entity if by == "role" else None
+    if site_name is not None:
+        eve["site"] = site_name
     return eve
 
 
-def night_alerts(hist: History, night: _dt.date, cfg: BaselineConfig) -> list:
+def night_alerts(hist: History, night: _dt.date, cfg: BaselineConfig, site_name=None, tz=None) -> list:
     """The batch alerts of one night (EVE dicts), deterministic order."""
     out = []
-    by = cfg.by
     entities = sorted(e for e, nights in hist.observed.items() if night in nights)
     for entity in entities:
         window_all = hist.history_nights(entity, night)
@@ -181,11 +208,13 @@ def night_alerts(hist: History, night: _dt.date, cfg: BaselineConfig) -> list:
                     orgs = sorted({k[0] for k, _ in rows if k[0]})
                     dest = _dest_obj(orgs[0] if len(orgs) == 1 else None, value)
                 ts = hist.first_ts.get((entity, night, kind, value)) or 0.0
-                out.append(_eve(sid, ts, night, entity, by, dest, {
-                    "bytes_out": b, "flows": flows, "records": {"customer": cust, "shipment": ship},
-                    "baseline": {"metric": f"first_seen_{kind}", "value": value, "nights": len(window_all),
-                                 "first_night": window_all[0].isoformat(),
-                                 "last_night": window_all[-1].isoformat()}}))
+                out.append(_eve(sid, ts, night, entity, cfg, dest,
+                                {"records": {"customer": cust, "shipment": ship}, "bytes_out": b,
+                                 "bytes_in": sum(v[5] for _, v in rows), "flows": flows},
+                                {"baseline": {"metric": f"first_seen_{kind}", "value": value,
+                                              "nights": len(window_all), "first_night": window_all[0].isoformat(),
+                                              "last_night": window_all[-1].isoformat()}},
+                                {"dst_org" if kind == "org" else "dst_country": value}, site_name, tz))
         # volume above baseline
         vol = hist.volume.get(entity, {})
         today = vol.get(night)
@@ -201,25 +230,28 @@ def night_alerts(hist: History, night: _dt.date, cfg: BaselineConfig) -> list:
                 continue
             top = sorted(((value_of(v), k) for k, v in dests.items() if value_of(v) > 0), key=lambda t: (-t[0], t[1]))
             dest = _dest_obj(*top[0][1]) if top else _dest_obj(None, None)
-            out.append(_eve(sid, today[4] or 0.0, night, entity, by, dest, {
-                "bytes_out": today[0], "flows": today[3], "records": {"customer": today[1], "shipment": today[2]},
-                "baseline": {"metric": metric, "value": value, "median": med, "mad": mad, "scale": scale,
-                             "threshold": thr, "k": cfg.k, "ratio": (value / med) if med else None,
-                             "nights": len(window), "first_night": window[0].isoformat(),
-                             "last_night": window[-1].isoformat(), "history": series},
-                "top_destinations": [{"org": k[0] or None, "country": k[1] or None, "value": v}
-                                     for v, k in top[:5]]}))
+            out.append(_eve(sid, today[4] or 0.0, night, entity, cfg, dest,
+                            {"records": {"customer": today[1], "shipment": today[2]}, "bytes_out": today[0],
+                             "bytes_in": today[5], "flows": today[3]},
+                            {"baseline": {"metric": metric, "value": value, "median": med, "mad": mad,
+                                          "scale": scale, "threshold": thr, "k": cfg.k,
+                                          "ratio": round(value / med, 3) if med else None, "nights": len(window),
+                                          "first_night": window[0].isoformat(), "last_night": window[-1].isoformat(),
+                                          "history": series},
+                             "top_destinations": [{"org": k[0] or None, "country": k[1] or None, "value": v}
+                                                  for v, k in top[:5]]},
+                            {}, site_name, tz))
     return out
 
 
 def _alert_id(eve: dict, entity: str, by: str) -> str:
     sid = eve["alert"]["signature_id"]
-    b = eve["baseline"]
+    b = eve["evidence"]["baseline"]
     what = b["value"] if str(b["metric"]).startswith("first_seen") else b["metric"]
     return f"batch:{eve['night']}:{sid}:{by}={entity}:{what}"
 
 
-def run_baselines(store, cfg: BaselineConfig, everything: bool = False) -> tuple:
+def run_baselines(store, cfg: BaselineConfig, everything: bool = False, site_name: str | None = None) -> tuple:
     """Recompute batch alerts from the earliest pending night on.  Returns (nights, alerts)."""
     con = store.con
     if everything:
@@ -233,9 +265,11 @@ def run_baselines(store, cfg: BaselineConfig, everything: bool = False) -> tuple
         con.execute("DELETE FROM baseline_pending")
         return 0, 0
     hist = History(con, by=cfg.by)
+    from .worker import tz_of
+    tz = tz_of(store.meta("tz") or "UTC")
     total = 0
     for i, night in enumerate(nights):
-        alerts = night_alerts(hist, night, cfg)
+        alerts = night_alerts(hist, night, cfg, site_name=site_name, tz=tz)
         rows = []
         for eve in alerts:
             entity = eve["host"] if cfg.by == "host" else eve["role"]

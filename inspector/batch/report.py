@@ -16,7 +16,7 @@ import os
 import re
 from collections import defaultdict
 
-SEVERITY = {1: "high", 2: "medium", 3: "low"}
+SEVERITY = {1: "critical", 2: "high", 3: "medium", 4: "low"}   # the policy engine's scale (EVE alert.severity)
 _UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 
 
@@ -239,7 +239,8 @@ th{background:#f4f6fa;font-weight:600} td.n{text-align:right;font-variant-numeri
 .cards{display:flex;flex-wrap:wrap;gap:12px} .card{border:1px solid #dde;border-radius:6px;padding:8px 12px;min-width:150px}
 .card .v{font-size:20px;font-weight:600} .card .d{font-size:12px;color:#667}
 .up{color:#b3261e;font-weight:600} .new{background:#fde7c8;border-radius:3px;padding:0 4px;font-size:11px}
-.sev1{background:#b3261e;color:#fff} .sev2{background:#e8a317;color:#000} .sev3{background:#4a7ab8;color:#fff}
+.sev1{background:#7a1010;color:#fff} .sev2{background:#b3261e;color:#fff} .sev3{background:#e8a317;color:#000}
+.sev4{background:#4a7ab8;color:#fff}
 .sev{border-radius:3px;padding:1px 6px;font-size:11px;font-weight:600}
 svg .bar{fill:#9fb3d1} svg .bar.now{fill:#2f5d9e} svg .axis{stroke:#99a} svg .median{stroke:#b3261e;stroke-dasharray:4 3}
 svg .tick,svg .lab{font-size:10px;fill:#556} svg .ctitle{font-size:12px;font-weight:600;fill:#1d2330}
@@ -260,7 +261,8 @@ def _ratio(value, history) -> tuple:
 
 def _alert_detail(a: dict) -> str:
     eve = a["eve"]
-    b = eve.get("baseline") or {}
+    ev = eve.get("evidence") if isinstance(eve.get("evidence"), dict) else {}
+    b = ev.get("baseline") or {}
     rec = eve.get("records") or {}
     bits = []
     if b.get("metric") in ("bytes_out", "records"):

@@ -101,7 +101,8 @@ SCHEMA = [
   parquet VARCHAR,                  -- relative to the database directory
   policy BOOLEAN,                   -- whether policy alerts were computed
   stats VARCHAR,                    -- the scan's stats (JSON)
-  elapsed_s DOUBLE, processed_at TIMESTAMP
+  elapsed_s DOUBLE, processed_at TIMESTAMP,
+  worker VARCHAR                    -- host:pid that scanned it
 )""",
     """CREATE TABLE IF NOT EXISTS alerts (
   alert_id VARCHAR PRIMARY KEY,
@@ -357,7 +358,7 @@ class Store:
                flows.num_rows if flows is not None else 0, len(alerts), st.get("packets_read"),
                st.get("bytes_read"), st.get("first_ts"), st.get("last_ts"), parquet_rel, bool(res.policy),
                json.dumps(st, sort_keys=True, default=str), round(res.elapsed, 3),
-               _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)]
+               _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None), res.worker or None]
         registered = []
         con.execute("BEGIN")
         try:

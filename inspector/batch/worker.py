@@ -18,6 +18,8 @@ are built once per worker process and reused.
 from __future__ import annotations
 
 import datetime as _dt
+import os
+import socket
 import threading
 import time
 import traceback
@@ -60,6 +62,7 @@ class CaptureResult:
     errors: list = field(default_factory=list)
     policy: bool = False               # whether the policy engine ran
     elapsed: float = 0.0
+    worker: str = ""                   # host:pid of the process that scanned it
 
 
 # ----------------------------------------------------------------------------------------------
@@ -83,28 +86,25 @@ class _State:
         if settings.policy:
             try:
                 from ..policy import PolicyEngine, load_rules
-            except ImportError:
+            except ImportError:          # the policy stage is optional: flows and baselines work without it
                 PolicyEngine = load_rules = None
             if PolicyEngine is not None:
-                self.rules = load_rules(settings.rules) if settings.rules else load_rules()
+                self.rules = load_rules(settings.rules or _default_rules(settings.signatures))
                 self.policy_cls = PolicyEngine
 
     def new_engine(self):
         if self.policy_cls is None:
             return None
-        return _make_engine(self.policy_cls, self.rules, self.site)
+        return self.policy_cls(self.rules, site=self.site)
 
 
-def _make_engine(cls, rules, site):
-    """PolicyEngine(rules, site=...) with whatever keyword the engine takes."""
-    import inspect
+def _default_rules(signatures):
+    """The rules ``scan`` uses: ``<signatures dir>/rules`` when it exists, else the shipped default policy."""
     try:
-        params = inspect.signature(cls).parameters
-    except (TypeError, ValueError):
-        params = {}
-    if "site" in params:
-        return cls(rules, site=site)
-    return cls(rules)
+        from ..policy import rules_dir
+    except ImportError:
+        return None
+    return rules_dir(signatures)
 
 
 def state(settings: WorkerSettings) -> _State:
@@ -163,6 +163,7 @@ class FlowCollector:
         self.schema = flow_schema()
         self.sha256, self.host, self.site, self.tz = sha256, host, site, tz
         self.engine = engine
+        self.alerts: list = []         # per-flow policy alerts, as the flows end
         self.batches: list = []
         self.seq = 0
         self._nights: dict = {}
@@ -185,7 +186,7 @@ class FlowCollector:
             return
         if self.engine is not None:
             for r in recs:
-                self.engine.observe_flow(r)
+                self.alerts.extend(self.engine.observe_flow(r) or ())
         cols = {f: [r.get(f) for r in recs] for f in self.fields}
         n = len(recs)
         roles = []
@@ -297,7 +298,7 @@ def process_capture(task: dict, settings: WorkerSettings) -> CaptureResult:
     from .discover import file_sha256
     started = time.monotonic()
     res = CaptureResult(sha256=task["sha256"], path=task["path"], host=task["host"], rel=task["rel"],
-                        size=task.get("size", 0))
+                        size=task.get("size", 0), worker=f"{socket.gethostname()}:{os.getpid()}")
     try:
         st = state(settings)
         actual = file_sha256(task["path"])
@@ -306,7 +307,12 @@ def process_capture(task: dict, settings: WorkerSettings) -> CaptureResult:
             return res
         engine = st.new_engine()
         coll = FlowCollector(task["sha256"], task["host"], st.site, st.tz, engine)
-        sink = (lambda name, rec: engine.observe_log(name, rec)) if engine is not None else (lambda n, r: None)
+        if engine is not None:
+            def sink(name, rec):
+                coll.alerts.extend(engine.observe_log(name, rec) or ())
+        else:
+            def sink(name, rec):
+                return None
         scan = run_scan([task["path"]], site=st.site, max_flows=settings.max_flows, on_flows=coll,
                         enricher=st.enricher, log_sink=sink, content=st.content)
         res.errors = list(scan.errors)
@@ -323,7 +329,7 @@ def process_capture(task: dict, settings: WorkerSettings) -> CaptureResult:
         res.flows = coll.table()
         res.daily = coll.daily_rows()
         if engine is not None:
-            res.alerts = [a for a in (engine.flush(final=True) or ()) if a]
+            res.alerts = [a for a in coll.alerts + list(engine.flush(final=True) or ()) if a]
             res.policy = True
     except Exception as e:   # a bug or an unexpected environment problem: retried next run
         res.status = "failed"

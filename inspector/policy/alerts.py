@@ -32,8 +32,6 @@ One alert per finding (``alerts.jsonl``, one JSON object per line)::
 from __future__ import annotations
 
 import time
-from collections import Counter
-
 __all__ = ["iso_timestamp", "Cover", "build_alert", "mask_samples", "APP_PROTO", "MAX_UIDS", "SAMPLES_PER_CLASS"]
 
 SAMPLES_PER_CLASS = 3
@@ -108,10 +106,10 @@ class Cover:
         self.packets_in = 0
         self.duration = 0.0
         self.edm_rows = 0
-        self.data: Counter = Counter()
-        self.records: Counter = Counter()
+        self.data: dict = {}
+        self.records: dict = {}
         self.samples: dict = {}
-        self.edi: Counter = Counter()
+        self.edi: dict = {}
         self.first_ts = None
         self.last_ts = None
         self.rep = None
@@ -143,28 +141,30 @@ class Cover:
         self.packets_out += fv.packets_out
         self.packets_in += fv.packets_in
         self.duration += fv.duration
-        self.edm_rows += int(sum(v for v in fv.edm.values() if isinstance(v, (int, float))))
-        for k, v in fv.data.items():
-            if isinstance(v, (int, float)) and v:
-                self.data[k] += int(v)
-        for k in ("customer", "shipment"):
-            v = fv.records.get(k)
-            if isinstance(v, (int, float)):
-                self.records[k] += int(v)
+        if fv.edm:
+            self.edm_rows += int(sum(v for v in fv.edm.values() if isinstance(v, (int, float))))
+        rec = fv.records
+        if fv.data or rec.get("customer") or rec.get("shipment"):
+            self._add_counts(fv.data, rec)
         if len(self.dsts) < MAX_DESTINATIONS and fv.dst is not None:
             self.dsts.add(fv.dst)
         if content:
             self.add_content(content)
 
+    def _add_counts(self, data: dict, records: dict) -> None:
+        d = self.data
+        for k, v in data.items():
+            if isinstance(v, (int, float)) and v:
+                d[k] = d.get(k, 0) + int(v)
+        r = self.records
+        for k in ("customer", "shipment"):
+            v = (records or {}).get(k)
+            if isinstance(v, (int, float)) and v:
+                r[k] = r.get(k, 0) + int(v)
+
     def add_content_totals(self, content: dict) -> None:
         """Count a content record's ``data``/``records`` for a flow whose flow record is not at hand."""
-        for k, v in (content.get("data") or {}).items():
-            if isinstance(v, (int, float)) and v:
-                self.data[k] += int(v)
-        for k in ("customer", "shipment"):
-            v = (content.get("records") or {}).get(k)
-            if isinstance(v, (int, float)):
-                self.records[k] += int(v)
+        self._add_counts(content.get("data") or {}, content.get("records") or {})
         self.add_content(content)
 
     def add_content(self, content: dict) -> None:
@@ -177,7 +177,8 @@ class Cover:
                 if v not in have:
                     have.append(v)
         for k, v in (content.get("edi_counts") or {}).items():
-            self.edi[k] += v
+            if isinstance(v, (int, float)):
+                self.edi[k] = self.edi.get(k, 0) + int(v)
 
     def evidence(self) -> dict:
         ev = {}

@@ -238,8 +238,7 @@ class DnsTunnel(Detector):
                 if content:
                     flows.add_content_totals(content)
                 else:
-                    for k, v in fv.data.items():
-                        flows.data[k] += int(v or 0)
+                    flows._add_counts(fv.data, fv.records)
             elif content:
                 flows.add_content_totals(content)
         last = st.last or {}

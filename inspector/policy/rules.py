@@ -156,6 +156,22 @@ def parse_duration(value: Union[int, float, str]) -> float:
 # compiled rules
 # --------------------------------------------------------------------------
 
+def _compile(checks) -> Any:
+    """All of ``checks`` (callables of a FlowView) as one predicate."""
+    checks = tuple(checks)
+    if not checks:
+        return lambda fv: True
+    if len(checks) == 1:
+        return checks[0]
+
+    def all_hold(fv, checks=checks):
+        for c in checks:
+            if not c(fv):
+                return False
+        return True
+    return all_hold
+
+
 @dataclass(frozen=True)
 class DestinationMatch:
     allowed: Optional[bool] = None
@@ -168,36 +184,47 @@ class DestinationMatch:
     names: Optional[Tuple[Any, ...]] = None
     hosts: Optional[Tuple[Any, ...]] = None       # networks
 
-    def matches(self, fv) -> bool:
-        if self.allowed is not None and fv.dst_allowed != self.allowed:
-            return False
-        if self.known is not None and (fv.dst_group is not None) != self.known:
-            return False
-        if self.groups is not None and fv.dst_group not in self.groups:
-            return False
-        if self.categories is not None and fv.dst_category not in self.categories:
-            return False
-        if self.countries is not None and (fv.dst_country or "").upper() not in self.countries:
-            return False
-        if self.asns is not None and fv.dst_asn not in self.asns:
-            return False
+    def __post_init__(self) -> None:
+        c = []
+        if self.allowed is not None:
+            allowed = self.allowed
+            c.append(lambda fv: fv.dst_allowed == allowed)
+        if self.known is not None:
+            known = self.known
+            c.append(lambda fv: (fv.dst_group is not None) == known)
+        if self.groups is not None:
+            groups = self.groups
+            c.append(lambda fv: fv.dst_group in groups)
+        if self.categories is not None:
+            cats = self.categories
+            c.append(lambda fv: fv.dst_category in cats)
+        if self.countries is not None:
+            countries = self.countries
+            c.append(lambda fv: (fv.dst_country or "").upper() in countries)
+        if self.asns is not None:
+            asns = self.asns
+            c.append(lambda fv: fv.dst_asn in asns)
         if self.orgs is not None:
-            org = fv.dst_org or ""
-            if not any(p.match(org) for p in self.orgs):
-                return False
+            orgs = self.orgs
+            c.append(lambda fv: any(p.match(fv.dst_org or "") for p in orgs))
         if self.names is not None:
-            name = (fv.dst_name or "").lower().rstrip(".")
-            if not any(p.match(name) for p in self.names):
-                return False
+            names = self.names
+            c.append(lambda fv: any(p.match((fv.dst_name or "").lower().rstrip(".")) for p in names))
         if self.hosts is not None:
-            import ipaddress
-            try:
-                addr = ipaddress.ip_address(fv.dst)
-            except (TypeError, ValueError):
-                return False
-            if not any(addr.version == n.version and addr in n for n in self.hosts):
-                return False
-        return True
+            hosts = self.hosts
+
+            def in_hosts(fv, hosts=hosts):
+                import ipaddress
+                try:
+                    addr = ipaddress.ip_address(fv.dst)
+                except (TypeError, ValueError):
+                    return False
+                return any(addr.version == n.version and addr in n for n in hosts)
+            c.append(in_hosts)
+        object.__setattr__(self, "matches", _compile(c))
+
+    def matches(self, fv) -> bool:            # replaced per instance by the compiled predicate
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)
@@ -213,30 +240,41 @@ class Match:
     any: Tuple["Match", ...] = ()
     not_: Optional["Match"] = None
 
-    def matches(self, fv) -> bool:
-        if self.directions is not None and fv.direction not in self.directions:
-            return False
-        if self.protos is not None and fv.proto not in self.protos:
-            return False
-        if self.services is not None and not self.services.intersection(fv.services):
-            return False
-        if self.payload_types is not None and not self.payload_types.intersection(fv.payload_types):
-            return False
+    def __post_init__(self) -> None:
+        c = []
+        if self.directions is not None:
+            directions = self.directions
+            c.append(lambda fv: fv.direction in directions)
+        if self.protos is not None:
+            protos = self.protos
+            c.append(lambda fv: fv.proto in protos)
+        if self.services is not None:
+            services = self.services
+            c.append(lambda fv: not services.isdisjoint(fv.services))
+        if self.payload_types is not None:
+            pts = self.payload_types
+            c.append(lambda fv: not pts.isdisjoint(fv.payload_types))
         if self.data is not None:
-            d = fv.data
-            if not any(d.get(c) for c in self.data):
-                return False
-        if self.dst_ports is not None and fv.dst_port not in self.dst_ports:
-            return False
-        if self.src_roles is not None and fv.src_role not in self.src_roles:
-            return False
-        if self.destination is not None and not self.destination.matches(fv):
-            return False
-        if self.any and not any(m.matches(fv) for m in self.any):
-            return False
-        if self.not_ is not None and self.not_.matches(fv):
-            return False
-        return True
+            classes = frozenset(self.data)
+            c.append(lambda fv: any(v and k in classes for k, v in fv.data.items()) if fv.data else False)
+        if self.dst_ports is not None:
+            ports = self.dst_ports
+            c.append(lambda fv: fv.dst_port in ports)
+        if self.src_roles is not None:
+            roles = self.src_roles
+            c.append(lambda fv: fv.src_role in roles)
+        if self.destination is not None:
+            c.append(self.destination.matches)
+        if self.any:
+            subs = tuple(m.matches for m in self.any)
+            c.append(lambda fv: any(m(fv) for m in subs))
+        if self.not_ is not None:
+            neg = self.not_.matches
+            c.append(lambda fv: not neg(fv))
+        object.__setattr__(self, "matches", _compile(c))
+
+    def matches(self, fv) -> bool:            # replaced per instance by the compiled predicate
+        raise NotImplementedError
 
     @property
     def empty(self) -> bool:
@@ -287,6 +325,8 @@ class Rule:
         """The flow meets the rule's ``match`` and its per-flow ``threshold``."""
         if not self.match.matches(fv):
             return False
+        if not self.threshold:
+            return True
         return thresholds_met(self.threshold, lambda m: metric_value(fv, m, self.match.data))
 
 

@@ -355,7 +355,7 @@ def svg_sankey(agg: Aggregates, width: int = 960) -> str:
         out.append(f'<g class="node" data-node="l{lidx[x]}"><title>{esc(label)}: {esc(fmt_bytes(ltot[x]))} out'
                    f'</title><rect x="{lx}" y="{y:.2f}" width="{nw}" height="{h:.2f}" rx="2" fill="#334155"/>'
                    f'<text class="lbl" x="{lx - 8}" y="{y + h / 2 - 1:.2f}" text-anchor="end">'
-                   f'{esc(_fit(label, 26))}</text><text class="sub" x="{lx - 8}" y="{y + h / 2 + 12:.2f}" '
+                   f'{esc(_fit(label, 24))}</text><text class="sub" x="{lx - 8}" y="{y + h / 2 + 12:.2f}" '
                    f'text-anchor="end">{esc(fmt_bytes(ltot[x]))}</text></g>')
     for x in rnodes:
         y, h = rpos[x]
@@ -493,8 +493,8 @@ def _alerts_section(alerts: list) -> str:
             f'{toggles}<span class="count" id="alert-count">{len(shown)} alerts</span></div>')
     th = ('<thead><tr><th data-sort="num" aria-sort="ascending">Severity</th><th data-sort="num">Time (UTC)</th>'
           '<th data-sort="text">Signature</th><th data-sort="text">Source</th><th data-sort="text">Destination</th>'
-          '<th>Data</th><th data-sort="num">Records<br><span class="muted">cust / ship</span></th>'
-          '<th data-sort="num">Bytes out</th><th>Evidence (masked)</th></tr></thead>')
+          '<th data-sort="num">Records<br><span class="muted">cust / ship</span></th>'
+          '<th data-sort="num">Bytes out</th><th>Data and evidence (masked)</th></tr></thead>')
     body = []
     for a in shown:
         al = a.get("alert") if isinstance(a.get("alert"), dict) else {}
@@ -516,10 +516,15 @@ def _alerts_section(alerts: list) -> str:
         sid = al.get("signature_id")
         sig_meta = MIDDOT.join(x for x in (f"sid {clean(sid)}" if sid is not None else "", clean(al.get("category")))
                                if x)
-        src = esc(a.get("src_ip")) + (":" + esc(a.get("src_port")) if a.get("src_port") is not None else "")
+        src = esc(a.get("src_ip"), 64) + (":" + esc(a.get("src_port"), 8) if a.get("src_port") is not None else "")
         dline = esc(dname, 120) + (":" + esc(dport) if dport is not None else "")
         pline = esc(proto) + ((MIDDOT + esc(ids)) if ids else "")
         recs_text = f"{fmt_int(cust)} / {fmt_int(ship)}" if cust or ship else ""
+        chips = _chips(Counter({k: _num(v) for k, v in data.items()}), 6)
+        chips = f'<div class="chips">{chips}</div>' if chips else ""
+        ev_html = _evidence(a.get("evidence"))
+        if chips and ev_html == _dash():
+            ev_html = ""
         body.append(
             f'<tr data-sev="{rank}">'
             f'<td data-v="{rank}"><span class="sev sev-{sev}">{esc(sev)}</span></td>'
@@ -527,10 +532,9 @@ def _alerts_section(alerts: list) -> str:
             f'<td><div class="sig">{esc(al.get("signature"), 200)}</div>{_muted(esc(sig_meta))}</td>'
             f'<td class="nowrap"><code>{src}</code></td>'
             f'<td><div class="dst">{dline}</div>{_muted(esc(dsub, 160))}{_muted(pline)}</td>'
-            f'<td>{_chips(Counter({k: _num(v) for k, v in data.items()}), 4)}</td>'
             f'{_td_num(cust + ship, recs_text)}'
             f'{_td_num(_num(a.get("bytes_out")), fmt_bytes(a.get("bytes_out")))}'
-            f'<td class="evidence">{_evidence(a.get("evidence"))}</td></tr>')
+            f'<td class="evidence">{chips}{ev_html}</td></tr>')
     more = (f'<p class="muted">{len(rows) - len(shown)} more alerts not shown (see alerts.jsonl).</p>'
             if len(rows) > len(shown) else "")
     table = (f'<div class="tablewrap"><table class="sortable data alerts" id="alerts-table">{th}<tbody>'
@@ -665,7 +669,8 @@ body{margin:0;background:var(--bg);color:var(--ink);font:14px/1.45 system-ui,-ap
 "Helvetica Neue",Arial,"Noto Sans","DejaVu Sans",sans-serif}
 code{font:12px/1.3 ui-monospace,SFMono-Regular,Menlo,Consolas,"DejaVu Sans Mono",monospace;background:#f1f5f9;
 border:1px solid var(--line);border-radius:4px;padding:0 4px;margin:0 3px 2px 0;display:inline-block;
-overflow-wrap:anywhere}
+overflow-wrap:break-word;max-width:100%}
+td.evidence code,td.samples code{overflow-wrap:anywhere}
 header.top{background:linear-gradient(120deg,#0f172a,#134e4a);color:#fff;padding:28px 32px 22px}
 header.top h1{margin:0 0 4px;font-size:24px;font-weight:650;letter-spacing:-.01em}
 header.top .meta{color:#cbd5e1;font-size:13px}
@@ -726,6 +731,7 @@ th[aria-sort=descending]::after{content:" \\25BC";color:var(--accent)}
 .nowrap{white-space:nowrap}
 .muted{color:var(--muted)}.small{font-size:12px}
 .dst{font-weight:600;overflow-wrap:anywhere;min-width:12em}
+table.alerts .dst{min-width:15em}
 .sig{font-weight:600}
 .empty{color:var(--muted);font-style:italic}.ok-text{color:var(--ok)}
 .badge{display:inline-block;font-size:11px;font-weight:600;padding:1px 8px;border-radius:999px;white-space:nowrap}
@@ -747,7 +753,8 @@ user-select:none}
 .sevtoggle.sev-low{background:#cffafe;color:#155e75}.sevtoggle.sev-info{background:#f1f5f9;color:#334155}
 .count{color:var(--muted);font-size:12px;margin-left:auto}
 .ev{margin:0 0 2px}.ev-k{font-size:11px;color:var(--muted);margin-right:4px}
-td.evidence{min-width:220px;max-width:420px}
+td.evidence{min-width:240px}
+td.evidence .chips{margin:0 0 4px}
 details summary{cursor:pointer;color:var(--accent);font-size:12px}
 footer{color:var(--muted);font-size:12px;text-align:center;padding:10px 0 30px}
 @media print{

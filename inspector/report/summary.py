@@ -251,13 +251,32 @@ class Timeline:
         return W, [(float(j * W), out.get(j, (0.0, 0.0))[0], out.get(j, (0.0, 0.0))[1]) for j in range(a, b + 1)]
 
 
-def _registered_domain(name: str) -> Optional[str]:
+def _psl_registered_domain(name: str) -> Optional[str]:
     try:
         from ..content.decoding import registered_domain
         return registered_domain(name)
     except Exception:  # pragma: no cover - fall back to the last two labels
         labels = name.split(".")
         return ".".join(labels[-2:]) if len(labels) >= 2 else None
+
+
+_RD_CACHE: Dict[str, Optional[str]] = {}
+_MISSING = object()
+
+
+def _registered_domain(name: str) -> Optional[str]:
+    """The registered domain of ``name``; when its parent domain has one, that one (looked up
+    once per parent, so a flood of unique host names under one domain costs one lookup)."""
+    if name.count(".") < 2:
+        return _psl_registered_domain(name)
+    parent = name.split(".", 1)[1]
+    r = _RD_CACHE.get(parent, _MISSING)
+    if r is _MISSING:
+        r = _psl_registered_domain(parent)
+        if len(_RD_CACHE) > 65536:
+            _RD_CACHE.clear()
+        _RD_CACHE[parent] = r
+    return r if r is not None else _psl_registered_domain(name)
 
 
 class Aggregates:
@@ -275,9 +294,10 @@ class Aggregates:
     """
 
     def __init__(self, role_of: Optional[Callable[[str], Optional[str]]] = None, cap: int = 2000,
-                 timeline_buckets: int = 4096):
+                 timeline_buckets: int = 4096, pending: int = 8192):
         self.role_of = role_of
         self._roles: Dict[str, Optional[str]] = {}
+        self._orgs: Dict[tuple, Tuple[str, str]] = {}
         self.flows = 0
         self.directions: Counter = Counter()
         self.first_ts: Optional[float] = None
@@ -289,21 +309,63 @@ class Aggregates:
         self.out_customer = 0
         self.out_shipment = 0
         self.data: Counter = Counter()           # identifier class -> distinct values (summed over connections)
-        self.payload = TopTable(_WIDTH, cap=256)  # payload type -> row
         rank = (BYTES, CUST, SHIP)
-        self.dst = TopTable(_WIDTH, cap=cap, rank=rank)
-        self.org = TopTable(_WIDTH, cap=cap, rank=rank)
-        self.country = TopTable(_WIDTH, cap=512, rank=rank)
-        self.category = TopTable(_WIDTH, cap=256, rank=rank)
-        self.host = TopTable(_WIDTH, cap=cap, rank=rank)
-        self.edges = TopTable(_WIDTH, cap=cap * 2, rank=rank)
+        self._payload = TopTable(_WIDTH, cap=256, rank=rank)
+        self._dst = TopTable(_WIDTH, cap=cap, rank=rank)
+        self._org = TopTable(_WIDTH, cap=cap, rank=rank)
+        self._country = TopTable(_WIDTH, cap=512, rank=rank)
+        self._category = TopTable(_WIDTH, cap=256, rank=rank)
+        self._host = TopTable(_WIDTH, cap=cap, rank=rank)
+        self._edges = TopTable(_WIDTH, cap=cap * 2, rank=rank)
         self.timeline = Timeline(timeline_buckets)
+        # Flows that share destination, host, payload type and allow-list status are summed here
+        # first (one dict update per flow) and spread over the tables above in batches.
+        self._pending: Dict[tuple, list] = {}
+        self._pending_max = max(16, pending)
+
+    # The tables, up to date (reading one folds the pending sums in)
+
+    @property
+    def dst(self) -> TopTable:
+        self._flush()
+        return self._dst
+
+    @property
+    def org(self) -> TopTable:
+        self._flush()
+        return self._org
+
+    @property
+    def country(self) -> TopTable:
+        self._flush()
+        return self._country
+
+    @property
+    def category(self) -> TopTable:
+        self._flush()
+        return self._category
+
+    @property
+    def payload(self) -> TopTable:
+        self._flush()
+        return self._payload
+
+    @property
+    def host(self) -> TopTable:
+        self._flush()
+        return self._host
+
+    @property
+    def edges(self) -> TopTable:
+        self._flush()
+        return self._edges
 
     # ---- feeding
 
     def add(self, records: Iterable[dict]) -> "Aggregates":
+        add_one = self.add_one
         for f in records:
-            self.add_one(f)
+            add_one(f)
         return self
 
     def _role(self, host: str) -> Optional[str]:
@@ -325,15 +387,17 @@ class Aggregates:
         d = f.get("direction") or "unknown"
         self.directions[d] += 1
         ts = f.get("ts")
-        if isinstance(ts, (int, float)) and math.isfinite(ts):
-            dur = f.get("duration") or 0.0
-            end = ts + (dur if isinstance(dur, (int, float)) and math.isfinite(dur) and dur > 0 else 0.0)
+        dur = 0.0
+        if (ts.__class__ is float or ts.__class__ is int) and math.isfinite(ts):
+            du = f.get("duration")
+            if du and (du.__class__ is float or du.__class__ is int) and du > 0 and math.isfinite(du):
+                dur = du
             if self.first_ts is None or ts < self.first_ts:
                 self.first_ts = ts
-            if self.last_ts is None or end > self.last_ts:
-                self.last_ts = end
+            if self.last_ts is None or ts + dur > self.last_ts:
+                self.last_ts = ts + dur
         else:
-            ts, dur = None, 0.0
+            ts = None
         if d == "outbound":
             host, remote = f.get("id.orig_h"), f.get("id.resp_h")
             sent, recv = f.get("orig_bytes") or 0, f.get("resp_bytes") or 0
@@ -342,12 +406,19 @@ class Aggregates:
             sent, recv = f.get("resp_bytes") or 0, f.get("orig_bytes") or 0
         else:
             return
-        recs = f.get("records") or {}
-        cust = _int(recs.get("customer"))
-        ship = _int(recs.get("shipment"))
-        app = _int(f.get("app_bytes_out"))
-        sent = _int(sent)
-        recv = _int(recv)
+        recs = f.get("records")
+        if recs:
+            cust = _int(recs.get("customer"))
+            ship = _int(recs.get("shipment"))
+        else:
+            cust = ship = 0
+        app = f.get("app_bytes_out") or 0
+        if app.__class__ is not int:
+            app = _int(app)
+        if sent.__class__ is not int:
+            sent = _int(sent)
+        if recv.__class__ is not int:
+            recv = _int(recv)
         allowed = bool(f.get("dst_allowed"))
         self.out_flows += 1
         self.out_bytes += sent
@@ -356,77 +427,114 @@ class Aggregates:
         self.out_shipment += ship
         if allowed:
             self.out_allowed_bytes += sent
-        data = f.get("data")
-        if data:
-            for k, v in data.items():
-                self.data[str(k)] += _int(v)
 
         name = f.get("dst_name")
-        dst_key = str(name) if name else str(remote or "?")
-        org, org_kind = self.org_label(f)
-        cc = f.get("dst_country") or "??"
-        src = self._role(host) or str(host or "?")
-        row_vals = (sent, 1, cust, ship, recv, app)
-
-        r = self.dst.row(dst_key)
-        _acc(r, row_vals)
-        m = self.dst.meta.get(dst_key)
-        if m is None:
-            m = self.dst.meta[dst_key] = {"org": org, "org_kind": org_kind, "country": cc,
-                                          "group": f.get("dst_group"), "category": f.get("dst_category"),
-                                          "addr": remote, "allowed": set(), "hosts": set(), "hosts_more": False,
-                                          "payload": Counter(), "data": Counter(), "first": ts, "last": ts}
-        m["allowed"].add(allowed)
-        if len(m["hosts"]) < 8:
-            m["hosts"].add(str(host))
-        elif str(host) not in m["hosts"]:
-            m["hosts_more"] = True
-        pt = f.get("payload_type")
-        if pt and (pt in m["payload"] or len(m["payload"]) < 8):
-            m["payload"][pt] += 1
-        if data:
-            dm = m["data"]
-            for k, v in data.items():
-                if k in dm or len(dm) < 32:
-                    dm[k] += _int(v)
+        key = (str(name) if name else str(remote or "?"), str(host or "?"), f.get("dst_org"), f.get("dst_group"),
+               f.get("dst_asn"), f.get("dst_country") or "??", f.get("dst_category"), f.get("payload_type"),
+               allowed, remote)
+        r = self._pending.get(key)
+        if r is None:
+            if len(self._pending) >= self._pending_max:
+                self._flush()
+            r = self._pending[key] = [0, 0, 0, 0, 0, 0, ts, ts, None]
+        r[0] += sent
+        r[1] += 1
+        r[2] += cust
+        r[3] += ship
+        r[4] += recv
+        r[5] += app
         if ts is not None:
-            if m["first"] is None or ts < m["first"]:
-                m["first"] = ts
-            if m["last"] is None or ts > m["last"]:
-                m["last"] = ts
-
-        r = self.org.row(org)
-        _acc(r, row_vals)
-        m = self.org.meta.get(org)
-        if m is None:
-            m = self.org.meta[org] = {"kind": org_kind, "countries": Counter(), "allowed": set(),
-                                      "category": f.get("dst_category"), "dsts": set(), "dsts_more": False}
-        if cc in m["countries"] or len(m["countries"]) < 8:
-            m["countries"][cc] += sent
-        m["allowed"].add(allowed)
-        if len(m["dsts"]) < 8:
-            m["dsts"].add(dst_key)
-        elif dst_key not in m["dsts"]:
-            m["dsts_more"] = True
-
-        _acc(self.country.row(cc), row_vals)
-        _acc(self.category.row(f.get("dst_category") or "uncategorised"), row_vals)
-        _acc(self.payload.row(pt or "none"), row_vals)
-
-        r = self.host.row(str(host))
-        _acc(r, row_vals)
-        if str(host) not in self.host.meta:
-            self.host.meta[str(host)] = {"role": self._role(host)}
-
-        ek = (src, org)
-        _acc(self.edges.row(ek), row_vals)
-        em = self.edges.meta.get(ek)
-        if em is None:
-            em = self.edges.meta[ek] = {"allowed": set()}
-        em["allowed"].add(allowed)
-
+            if r[6] is None or ts < r[6]:
+                r[6] = ts
+            if r[7] is None or ts > r[7]:
+                r[7] = ts
+        data = f.get("data")
+        if data:
+            dc = r[8]
+            if dc is None:
+                dc = r[8] = Counter()
+            for k, v in data.items():
+                k = str(k)
+                v = _int(v)
+                self.data[k] += v
+                if k in dc or len(dc) < 32:
+                    dc[k] += v
         if ts is not None and sent:
-            self.timeline.add(ts, dur if dur else 0.0, sent, 0 if allowed else 1)
+            self.timeline.add(ts, dur, sent, 0 if allowed else 1)
+
+    def _flush(self) -> None:
+        """Spread the pending sums over the per-key tables."""
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = {}
+        for (dst_key, host, org_name, grp, asn, cc, cat, pt, allowed, remote), r in pending.items():
+            ok = (org_name, grp, dst_key if dst_key != str(remote or "?") else None, asn)
+            label = self._orgs.get(ok)
+            if label is None:
+                label = Aggregates.org_label({"dst_org": org_name, "dst_group": grp, "dst_name": ok[2],
+                                              "dst_asn": asn})
+                if len(self._orgs) > 65536:
+                    self._orgs.clear()
+                self._orgs[ok] = label
+            org, org_kind = label
+            vals = r[:6]
+            sent, ts0, ts1, data = r[0], r[6], r[7], r[8]
+
+            row = self._dst.row(dst_key)
+            _acc(row, vals)
+            m = self._dst.meta.get(dst_key)
+            if m is None:
+                m = self._dst.meta[dst_key] = {"org": org, "org_kind": org_kind, "country": cc, "group": grp,
+                                               "category": cat, "addr": remote, "allowed": set(), "hosts": set(),
+                                               "hosts_more": False, "payload": {}, "data": {},
+                                               "first": ts0, "last": ts1}
+            m["allowed"].add(allowed)
+            if len(m["hosts"]) < 8:
+                m["hosts"].add(host)
+            elif host not in m["hosts"]:
+                m["hosts_more"] = True
+            mp = m["payload"]
+            if pt and (pt in mp or len(mp) < 8):
+                mp[pt] = mp.get(pt, 0) + r[1]
+            if data:
+                dm = m["data"]
+                for k, v in data.items():
+                    if k in dm or len(dm) < 32:
+                        dm[k] = dm.get(k, 0) + v
+            if ts0 is not None and (m["first"] is None or ts0 < m["first"]):
+                m["first"] = ts0
+            if ts1 is not None and (m["last"] is None or ts1 > m["last"]):
+                m["last"] = ts1
+
+            _acc(self._org.row(org), vals)
+            m = self._org.meta.get(org)
+            if m is None:
+                m = self._org.meta[org] = {"kind": org_kind, "countries": Counter(), "allowed": set(),
+                                           "category": cat, "dsts": set(), "dsts_more": False}
+            if cc in m["countries"] or len(m["countries"]) < 8:
+                m["countries"][cc] += sent
+            m["allowed"].add(allowed)
+            if len(m["dsts"]) < 8:
+                m["dsts"].add(dst_key)
+            elif dst_key not in m["dsts"]:
+                m["dsts_more"] = True
+
+            _acc(self._country.row(cc), vals)
+            _acc(self._category.row(cat or "uncategorised"), vals)
+            _acc(self._payload.row(pt or "none"), vals)
+
+            role = self._role(host)
+            _acc(self._host.row(host), vals)
+            if host not in self._host.meta:
+                self._host.meta[host] = {"role": role}
+
+            ek = (role or host, org)
+            _acc(self._edges.row(ek), vals)
+            em = self._edges.meta.get(ek)
+            if em is None:
+                em = self._edges.meta[ek] = {"allowed": set()}
+            em["allowed"].add(allowed)
 
     @staticmethod
     def org_label(f: dict) -> Tuple[str, str]:
@@ -458,7 +566,9 @@ class Aggregates:
     @property
     def truncated(self) -> bool:
         """True when a bounded table had to let keys go (its long tail is then approximate)."""
-        return any(t.dropped for t in (self.dst, self.org, self.country, self.host, self.edges, self.category))
+        self._flush()
+        return any(t.dropped for t in (self._dst, self._org, self._country, self._host, self._edges, self._category,
+                                       self._payload))
 
     def top_destinations(self, n: int = 20, by: int = BYTES):
         return self.dst.top(by, n)
@@ -532,9 +642,13 @@ def _int(v: Any) -> int:
         return 0
 
 
-def _acc(row: list, vals: tuple) -> None:
-    for i, v in enumerate(vals):
-        row[i] += v
+def _acc(row: list, vals) -> None:
+    row[0] += vals[0]
+    row[1] += vals[1]
+    row[2] += vals[2]
+    row[3] += vals[3]
+    row[4] += vals[4]
+    row[5] += vals[5]
 
 
 def allowed_word(allowed: Iterable[bool]) -> str:
