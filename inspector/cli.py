@@ -43,7 +43,11 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--flows-only", action="store_true",
                    help="connection records only (no protocol, destination or content analysis): Zeek conn.log "
                         "mode, the fastest")
+    from .policy import add_check_parser, severity_arg
+    s.add_argument("--fail-on", type=severity_arg, metavar="SEVERITY",
+                   help="exit 1 when an alert at or above this severity was raised (critical, high, medium, low)")
     s.add_argument("-q", "--quiet", action="store_true", help="no summary on stdout")
+    add_check_parser(sub)
     from .content import edm as _edm
     _edm.add_parser(sub)
     from . import live as _live
@@ -74,6 +78,9 @@ def main(argv=None, env=None) -> int:
     if args.command == "live":
         from . import live
         return live.run(args)
+    if args.command == "signatures":
+        from .policy import run_check
+        return run_check(args)
     return 2
 
 
@@ -108,13 +115,27 @@ def build_content(site, signatures=None, show_raw=False, hash_salt=None):
         raise _UsageError(str(e))
 
 
+def build_policy(site, signatures=None):
+    """The rules a run uses (``<signatures>/rules`` or the shipped default policy) and an engine."""
+    from .errors import ConfigError
+    from .policy import PolicyEngine, load_rules, rules_dir
+    try:
+        rules = load_rules(rules_dir(signatures))
+    except ConfigError as e:
+        raise _UsageError(str(e))
+    return PolicyEngine(rules, site)
+
+
 def _cmd_scan(args) -> int:
     from .output import FlowWriter, LogWriter, write_json, write_jsonl
+    from .policy import exit_status, write_alerts
+    from .report import Aggregates, Progress, print_summary, write_report
     from .scan import FLOW_FIELDS, WEIRD_FIELDS, run_scan
     try:
         site = _load_site(args.site)
         enricher = build_enricher(site, args.geoip, args.asn_db, args.signatures)
         content = build_content(site, args.signatures, args.show_raw, args.hash_salt)
+        policy = build_policy(site, args.signatures)
     except _UsageError as e:
         print(str(e), file=sys.stderr)
         return 2
@@ -124,31 +145,48 @@ def _cmd_scan(args) -> int:
         print(f"inspector: error: cannot create output directory {args.out}: {e.strerror}", file=sys.stderr)
         return 2
     started = time.monotonic()
-    progress = _Progress(enabled=not args.quiet and sys.stderr.isatty())
+    progress = Progress(enabled=False if args.quiet else None)
     writer = FlowWriter(args.out, FLOW_FIELDS)
     logs = LogWriter(args.out)
-    summary = _Summary()
+    agg = Aggregates(role_of=site.role)
+    alerts: list = []
 
     def on_flows(recs):
         writer.write(recs)
-        summary.add(recs)
+        agg.add(recs)
+        alerts.extend(policy.observe_flows(recs))
+
+    def on_log(log, rec):
+        logs(log, rec)
+        if log in ("dns", "content"):
+            alerts.extend(policy.observe_log(log, rec))
+
     res = run_scan(args.paths, site=site, progress=progress, max_flows=args.max_flows, on_flows=on_flows,
-                   enricher=enricher, log_sink=logs, content=content, app=not args.flows_only)
+                   enricher=enricher, log_sink=on_log, content=content, app=not args.flows_only)
     progress.done()
+    alerts.extend(policy.flush(final=True))
     writer.close()
     logs.close()
-    summary.logs = dict(logs.counts)
     for err in res.errors:
         print(f"inspector: {err}", file=sys.stderr)
     if res.inputs_ok == 0:
         print("inspector: error: no readable capture among the inputs", file=sys.stderr)
         return 2
     write_jsonl(os.path.join(args.out, "weird.jsonl"), res.weirds, WEIRD_FIELDS)
+    write_alerts(os.path.join(args.out, "alerts.jsonl"), alerts)
     stats = dict(res.stats)
     stats["site"] = site.name
+    stats["alerts"] = len(alerts)
+    stats["logs"] = dict(logs.counts)
     write_json(os.path.join(args.out, "stats.json"), stats)
+    from .report.html import iter_jsonl
+    content_path = os.path.join(args.out, "content.jsonl")
+    write_report(os.path.join(args.out, "report.html"), agg, alerts, stats, site.name,
+                 content=iter_jsonl(content_path) if os.path.exists(content_path) else None)
     if not args.quiet:
-        _print_summary(res, summary, site, args.out, time.monotonic() - started)
+        print_summary(None, stats, agg, alerts, site.name, args.out, time.monotonic() - started)
+    if args.fail_on is not None:
+        return exit_status(alerts, args.fail_on)
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import importlib.util
 import json
 import os
 import re
@@ -35,11 +36,7 @@ CAPS = REPO / "captures"
 SITE = CAPS / "site-dc-north.yaml"
 PY = sys.executable
 
-try:
-    import inspector.policy  # noqa: F401
-    HAVE_POLICY = True
-except ImportError:
-    HAVE_POLICY = False
+HAVE_POLICY = importlib.util.find_spec("inspector.policy") is not None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -170,22 +167,29 @@ def test_reference_run(reference, tree):
 # ----------------------------------------------------------------------------------------------
 
 def _run_and_kill(cmd) -> list:
-    """Start the batch, SIGKILL it right after its first committed capture; its output lines."""
+    """Start the batch, SIGKILL it right after its first committed capture; its output lines.
+
+    Only the batch process is killed: its worker processes must notice and exit by themselves."""
+    psutil = pytest.importorskip("psutil")
     p = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          start_new_session=True)
     lines = []
+    children = []
     try:
         deadline = time.monotonic() + 90
         for line in p.stdout:
             lines.append(line)
             if line.startswith("committed "):
+                children = psutil.Process(p.pid).children(recursive=True)
                 os.kill(p.pid, signal.SIGKILL)          # the batch process itself, mid-batch
                 break
             assert time.monotonic() < deadline
         p.wait(timeout=30)
+        _, alive = psutil.wait_procs(children, timeout=15)
+        assert not alive, f"worker processes outlived the killed batch: {alive}"
     finally:
         try:
-            os.killpg(p.pid, signal.SIGKILL)            # and its worker processes (same process group)
+            os.killpg(p.pid, signal.SIGKILL)            # clean up whatever is left (our process group)
         except ProcessLookupError:
             pass
         p.stdout.close()
@@ -193,6 +197,7 @@ def _run_and_kill(cmd) -> list:
         if p.poll() is None:
             p.wait(timeout=30)
     assert p.returncode == -signal.SIGKILL, (lines, p.returncode)
+    assert children, "the batch had no worker processes"
     return lines
 
 
@@ -208,7 +213,7 @@ def test_sigkill_and_resume_loses_and_duplicates_nothing(tree, reference, tmp_pa
     caps, info = tree
     _, ref, _ = reference
     db = tmp_path / "db" / "batch.duckdb"
-    cmd = batch_cmd(caps, db, "--workers", 2)
+    cmd = batch_cmd(caps, db, "--workers", 1)           # one worker: less start-up, more left to do when killed
     _run_and_kill(cmd)
     n1 = _committed(db)
     assert 1 <= n1 < info["unique"], n1                 # killed mid-batch

@@ -533,6 +533,25 @@ def test_benign_look_alikes_raise_nothing(rules):
     assert alerts == [], [(a["alert"]["signature_id"], a["dest_ip"]) for a in alerts]
 
 
+def test_flow_records_without_destination_fields_use_the_site_allow_list(rules):
+    # --flows-only records carry no destination enrichment: dst_allowed is null
+    f = flow(dst="198.51.100.7", duration=3 * 3600, ob=10_000, rb=10_000)
+    f["dst_allowed"] = None
+    assert run(rules, flows_only(f)) == []
+    f2 = flow(dst="203.0.113.7", duration=3 * 3600, ob=10_000, rb=10_000)
+    f2["dst_allowed"] = None
+    assert sids(run(rules, flows_only(f2))) == [1000080]
+
+
+def test_evaluate_and_the_live_callable(rules):
+    from inspector.policy import evaluate
+    f = flow(**FOREIGN, payload_type="tls-encrypted", ob=401515, rb=5221)
+    assert sids(evaluate(rules, [f], {"content": [], "dns": []}, SITE)) == [1000030]
+    eng = PolicyEngine(rules, SITE)
+    assert sids(eng([f])) == [1000030]          # LiveSession(policy=engine): callable(flow_records) -> alerts
+    assert eng.stats()["alerts_by_signature"] == {"1000030": 1}
+
+
 def test_disabled_rules_do_not_run():
     rules = loads_rules("- {id: 2000040, message: m, severity: low, match: {direction: outbound}, enabled: false}")
     assert run(rules, flows_only(flow())) == []

@@ -112,13 +112,14 @@ def _check_settings(settings) -> str | None:
                 return f"inspector: error: cannot load geo data: {p}: no such file"
         if settings.rules and not os.path.exists(settings.rules):
             return f"inspector: error: {settings.rules}: no such file"
-        if settings.policy and settings.rules:
+        if settings.policy:
             try:
                 from ..policy import load_rules
             except ImportError:
                 load_rules = None
             if load_rules is not None:
-                load_rules(settings.rules)
+                from .worker import _default_rules
+                load_rules(settings.rules or _default_rules(settings.signatures))
         from .worker import tz_of
         tz_of(settings.tz)
     except ConfigError as e:
@@ -143,7 +144,7 @@ def _run_local(tasks: list, settings, workers: int, on_result) -> None:
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    from .worker import process_capture
+    from .worker import process_capture, watch_parent
     if workers <= 0:
         for t in tasks:
             on_result(process_capture(t, settings))
@@ -151,7 +152,10 @@ def _run_local(tasks: list, settings, workers: int, on_result) -> None:
     ctx = mp.get_context("spawn")
     pending = list(reversed(tasks))
     attempts: dict = {}
-    ex = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    def new_pool():
+        return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=watch_parent,
+                                   initargs=(os.getpid(),))
+    ex = new_pool()
     inflight: dict = {}
     try:
         while pending or inflight:
@@ -184,7 +188,7 @@ def _run_local(tasks: list, settings, workers: int, on_result) -> None:
                     pending.append(t)
                 inflight.clear()
                 ex.shutdown(wait=False, cancel_futures=True)
-                ex = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+                ex = new_pool()
     finally:
         ex.shutdown(wait=True, cancel_futures=True)
 

@@ -27,9 +27,6 @@ import datetime as _dt
 from collections import defaultdict
 from dataclasses import dataclass
 
-import pyarrow as pa
-
-from .store import ALERT_SCHEMA, alert_row, eve_time
 
 BATCH_SID_MIN, BATCH_SID_MAX = 3000000, 3099999
 SID_FIRST_ORG = 3000001
@@ -92,53 +89,54 @@ def robust_threshold(history: list, k: float, rel_floor: float, abs_floor: float
 
 
 class History:
-    """The ``daily`` table folded per entity: nights with traffic, nightly volumes, first nights of destinations."""
+    """The ``daily`` table folded per entity: the nights with traffic and nightly volumes of every entity
+    (entities x nights), the first night of every (entity, destination) (entities x destinations), and the
+    per-destination detail of the nights from ``since`` on (the nights being recomputed)."""
 
-    def __init__(self, con, by: str = "host"):
-        ent = "host" if by == "host" else "role"
-        rows = con.execute(f"""
-            SELECT night, {ent} AS entity, direction, dst_org, dst_country, sum(flows), sum(bytes_out),
-                   sum(records_customer), sum(records_shipment), min(first_ts), max(last_ts), sum(bytes_in)
-            FROM daily GROUP BY ALL ORDER BY ALL""").fetchall()
+    def __init__(self, con, by: str = "host", since=None):
+        ent = "host" if by == "host" else f"coalesce(nullif(role, ''), '{NO_ROLE}')"
+        ext = "direction IN ('outbound', 'inbound')"
         self.by = by
         self.observed = defaultdict(set)                  # entity -> nights with any traffic
         # entity -> night -> [bytes_out, customer, shipment, flows, last_ts, bytes_in]
-        self.volume = defaultdict(lambda: defaultdict(lambda: [0, 0, 0, 0, None, 0]))
-        # (entity, night) -> (org, country) -> [bytes_out, customer, shipment, flows, first_ts, bytes_in]
-        self.dest = defaultdict(lambda: defaultdict(lambda: [0, 0, 0, 0, None, 0]))
-        self.first_org = {}                               # (entity, org) -> first night
-        self.first_cc = {}
-        self.first_ts = {}                                # (entity, night, kind, value) -> first flow start
-        for night, entity, direction, org, cc, flows, b_out, cust, ship, t0, t1, b_in in rows:
-            if by == "role" and not entity:
-                entity = NO_ROLE
+        self.volume = defaultdict(dict)
+        for night, entity, b_out, cust, ship, flows, t1, b_in, any_ext in con.execute(f"""
+                SELECT night, {ent}, sum(bytes_out) FILTER ({ext}), sum(records_customer) FILTER ({ext}),
+                       sum(records_shipment) FILTER ({ext}), sum(flows) FILTER ({ext}), max(last_ts) FILTER ({ext}),
+                       sum(bytes_in) FILTER ({ext}), count(*) FILTER ({ext})
+                FROM daily GROUP BY ALL""").fetchall():
             self.observed[entity].add(night)
-            if direction not in ("outbound", "inbound"):
-                continue
-            v = self.volume[entity][night]
-            v[0] += b_out or 0
-            v[1] += cust or 0
-            v[2] += ship or 0
-            v[3] += flows or 0
-            v[4] = t1 if v[4] is None else max(v[4], t1)
-            v[5] += b_in or 0
-            d = self.dest[(entity, night)][(org, cc)]
-            d[0] += b_out or 0
-            d[1] += cust or 0
-            d[2] += ship or 0
-            d[3] += flows or 0
-            d[4] = t0 if d[4] is None else min(d[4], t0)
-            d[5] += b_in or 0
-            if direction != "outbound":
-                continue
-            for kind, value, first in (("org", org, self.first_org), ("country", cc, self.first_cc)):
-                if not value:
-                    continue
-                key = (entity, value)
-                if key not in first or night < first[key]:
-                    first[key] = night
-                tk = (entity, night, kind, value)
-                self.first_ts[tk] = t0 if tk not in self.first_ts else min(self.first_ts[tk], t0)
+            if any_ext:
+                self.volume[entity][night] = [b_out or 0, cust or 0, ship or 0, flows or 0, t1, b_in or 0]
+        self.first_org = {}                               # (entity, org) -> first night (outbound)
+        self.first_cc = {}
+        for col, first in (("dst_org", self.first_org), ("dst_country", self.first_cc)):
+            for entity, value, night in con.execute(f"""
+                    SELECT {ent}, {col}, min(night) FROM daily WHERE direction = 'outbound' AND {col} <> ''
+                    GROUP BY ALL""").fetchall():
+                first[(entity, value)] = night
+        # (entity, night) -> (org, country) -> [bytes_out, customer, shipment, flows, first_ts, bytes_in]
+        self.dest = defaultdict(dict)
+        self.first_ts = {}                                # (entity, night, kind, value) -> first outbound flow
+        for night, entity, direction, org, cc, b_out, cust, ship, flows, t0, b_in in con.execute(f"""
+                SELECT night, {ent}, direction, dst_org, dst_country, sum(bytes_out), sum(records_customer),
+                       sum(records_shipment), sum(flows), min(first_ts), sum(bytes_in)
+                FROM daily WHERE night >= ? AND {ext} GROUP BY ALL""", [since or _dt.date.min]).fetchall():
+            d = self.dest[(entity, night)].get((org, cc))
+            if d is None:
+                self.dest[(entity, night)][(org, cc)] = [b_out or 0, cust or 0, ship or 0, flows or 0, t0, b_in or 0]
+            else:
+                d[0] += b_out or 0
+                d[1] += cust or 0
+                d[2] += ship or 0
+                d[3] += flows or 0
+                d[4] = min(d[4], t0)
+                d[5] += b_in or 0
+            if direction == "outbound":
+                for kind, value in (("org", org), ("country", cc)):
+                    if value:
+                        tk = (entity, night, kind, value)
+                        self.first_ts[tk] = t0 if tk not in self.first_ts else min(self.first_ts[tk], t0)
 
     def history_nights(self, entity, night) -> list:
         return sorted(n for n in self.observed[entity] if n < night)
@@ -153,6 +151,7 @@ def _eve(sid: int, ts: float, night, entity: str, cfg: "BaselineConfig", dest: d
          evidence: dict, group: dict, site_name=None, tz=None) -> dict:
     """A batch alert in the policy engine's EVE shape (``inspector.policy.alerts.build_alert``): no single
     flow, so the connection fields are null; the night is the ``window``; the figures are in ``evidence``."""
+    from .store import eve_time
     slug, message, category, sev = SIGNATURES[sid]
     if tz is None:
         tz = _dt.timezone.utc
@@ -253,6 +252,9 @@ def _alert_id(eve: dict, entity: str, by: str) -> str:
 
 def run_baselines(store, cfg: BaselineConfig, everything: bool = False, site_name: str | None = None) -> tuple:
     """Recompute batch alerts from the earliest pending night on.  Returns (nights, alerts)."""
+    import pyarrow as pa
+
+    from .store import ALERT_SCHEMA, alert_row
     con = store.con
     if everything:
         con.execute("INSERT INTO baseline_pending SELECT DISTINCT night FROM daily ON CONFLICT DO NOTHING")
@@ -264,7 +266,7 @@ def run_baselines(store, cfg: BaselineConfig, everything: bool = False, site_nam
     if not nights:
         con.execute("DELETE FROM baseline_pending")
         return 0, 0
-    hist = History(con, by=cfg.by)
+    hist = History(con, by=cfg.by, since=nights[0])
     from .worker import tz_of
     tz = tz_of(store.meta("tz") or "UTC")
     total = 0

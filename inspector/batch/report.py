@@ -337,7 +337,7 @@ def render(data: dict) -> str:
             who = esc(a["host"] or "") + (f" / {esc(a['role'])}" if a.get("role") else "")
             w(f"<tr><td>{t}</td><td><span class=\"sev sev{s}\">{esc(SEVERITY.get(s, s))}</span></td>"
               f"<td>{esc(a['signature'], 90)} <span class=\"muted\">[{esc(a['sid'])}, {esc(a['source'])}]</span></td>"
-              f"<td>{who}</td><td>{esc(a['src_ip'])}</td><td>{dest}</td><td>{_alert_detail(a)}</td></tr>")
+              f"<td>{who}</td><td>{esc(a['src_ip']) or '-'}</td><td>{dest}</td><td>{_alert_detail(a)}</td></tr>")
         w("</table>")
 
     # hosts
@@ -366,7 +366,7 @@ def render(data: dict) -> str:
     w("<table><tr><th>organisation</th><th>country</th><th>sent out</th><th>trend (sent)</th><th>records</th>"
       f"<th>flows</th><th>{'hosts' if by == 'host' else 'roles'}</th></tr>")
     for (org, cc), s in dests[:200]:
-        new = ' <span class="new">first seen</span>' if data["first"].get((org, cc)) == night else ""
+        new = ' <span class="new">first seen</span>' if (org or cc) and data["first"].get((org, cc)) == night else ""
         hosts = ", ".join(sorted(s["hosts"]))
         w(f"<tr><td>{esc(org or '(unknown)', 50)}{new}</td><td>{esc(cc or '-')}</td>"
           f"<td class=\"n\">{fmt_bytes(s['bytes'][-1])}</td><td>{spark_bars(s['bytes'], labels, fmt_bytes)}</td>"

@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 
@@ -105,6 +105,17 @@ def _default_rules(signatures):
     except ImportError:
         return None
     return rules_dir(signatures)
+
+
+def watch_parent(parent_pid: int, every: float = 1.0) -> None:
+    """Pool initializer: exit when the coordinator is gone (killed with SIGKILL, its workers would otherwise
+    wait forever for work that never comes)."""
+    def run():
+        while True:
+            time.sleep(every)
+            if os.getppid() != parent_pid:
+                os._exit(3)
+    threading.Thread(target=run, name="inspector-batch-parent-watch", daemon=True).start()
 
 
 def state(settings: WorkerSettings) -> _State:
@@ -339,7 +350,3 @@ def process_capture(task: dict, settings: WorkerSettings) -> CaptureResult:
     finally:
         res.elapsed = time.monotonic() - started
     return res
-
-
-def settings_dict(settings: WorkerSettings) -> dict:
-    return asdict(settings)

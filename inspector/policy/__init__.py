@@ -18,13 +18,14 @@ import os
 import sys
 from typing import List, Optional
 
+from .alerts import summary_lines, write_alerts
 from .engine import PolicyEngine, evaluate, exit_status
 from .rules import (ID_RANGES, SEVERITIES, SEVERITY_NAMES, Rule, check_rules, default_rules_dir, load_rules,
                     loads_rules, parse_severity)
 
 __all__ = ["load_rules", "loads_rules", "check", "check_rules", "PolicyEngine", "evaluate", "exit_status",
            "add_check_parser", "run_check", "SEVERITIES", "SEVERITY_NAMES", "ID_RANGES", "Rule",
-           "parse_severity", "severity_arg", "rules_dir", "default_rules_dir"]
+           "parse_severity", "severity_arg", "rules_dir", "default_rules_dir", "write_alerts", "summary_lines"]
 
 
 def severity_arg(text: str) -> int:

@@ -32,7 +32,8 @@ One alert per finding (``alerts.jsonl``, one JSON object per line)::
 from __future__ import annotations
 
 import time
-__all__ = ["iso_timestamp", "Cover", "build_alert", "mask_samples", "APP_PROTO", "MAX_UIDS", "SAMPLES_PER_CLASS"]
+__all__ = ["iso_timestamp", "Cover", "build_alert", "mask_samples", "write_alerts", "summary_lines", "APP_PROTO",
+           "MAX_UIDS", "SAMPLES_PER_CLASS"]
 
 SAMPLES_PER_CLASS = 3
 MAX_UIDS = 1000          # uids kept per finding; alert["uids_truncated"] counts the rest
@@ -245,3 +246,36 @@ def build_alert(rule, cover: Cover, *, ts: float | None = None, site_name: str |
     if site_name is not None:
         alert["site"] = site_name
     return alert
+
+
+def write_alerts(path: str, alerts) -> int:
+    """Write ``alerts.jsonl``: one JSON object per line, atomic (temp file + rename); the file is
+    written (empty) when there is no alert, so that consumers can rely on it."""
+    import os
+
+    import orjson
+    tmp = path + ".tmp"
+    n = 0
+    with open(tmp, "wb") as fh:
+        for a in alerts:
+            fh.write(orjson.dumps(a, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS))
+            n += 1
+    os.replace(tmp, path)
+    return n
+
+
+def summary_lines(alerts) -> list:
+    """Terminal summary: ``alerts N: high 3, medium 1`` then the most frequent signatures."""
+    from collections import Counter
+
+    from .rules import SEVERITY_NAMES
+    alerts = list(alerts)
+    if not alerts:
+        return ["  alerts 0"]
+    by_sev = Counter(a["alert"]["severity"] for a in alerts)
+    lines = [f"  alerts {len(alerts):,}: " + ", ".join(f"{SEVERITY_NAMES.get(s, s)} {n:,}"
+                                                      for s, n in sorted(by_sev.items()))]
+    by_sig = Counter((a["alert"]["severity"], a["alert"]["signature_id"], a["alert"]["signature"]) for a in alerts)
+    for (sev, sid, text), n in sorted(by_sig.items(), key=lambda kv: (kv[0][0], -kv[1], kv[0][1]))[:8]:
+        lines.append(f"    [{SEVERITY_NAMES.get(sev, sev)}] {sid} {text[:70]} ({n:,})")
+    return lines

@@ -164,6 +164,8 @@ class PolicyEngine:
         out.extend(self.flush())
         return out
 
+    __call__ = observe_flows        # the engine is itself a ``LiveSession(policy=...)`` callable
+
     def observe_log(self, log: str, rec: dict) -> list:
         """A protocol log record: ``content`` records (evidence) and ``dns`` records (DNS tunnelling);
         other logs are ignored.  Returns the alerts raised at once (none today: DNS findings are

@@ -368,7 +368,8 @@ class _Collector:
     def is_null(node: Optional[yaml.Node]) -> bool:
         return node is None or (isinstance(node, yaml.ScalarNode) and node.tag == _TAG_NULL)
 
-    def mapping(self, node: yaml.Node, what: str, keys: Sequence[str]) -> Optional[Dict[str, Tuple[yaml.Node, yaml.Node]]]:
+    def mapping(self, node: yaml.Node, what: str,
+                keys: Sequence[str]) -> Optional[Dict[str, Tuple[yaml.Node, yaml.Node]]]:
         """key -> (key node, value node) of a mapping; unknown and duplicate keys are problems."""
         if not isinstance(node, yaml.MappingNode):
             self.problem(node, f"{what} must be a mapping, got {_kind(node)}")

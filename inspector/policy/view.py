@@ -141,7 +141,11 @@ class FlowView:
         self.dst_org = rec.get("dst_org")
         self.dst_group = rec.get("dst_group")
         self.dst_category = rec.get("dst_category")
-        self.dst_allowed = bool(rec.get("dst_allowed"))
+        allowed = rec.get("dst_allowed")
+        if allowed is None and site is not None:
+            # no destination enrichment (--flows-only): the site's CIDR/AS/name allow-list still applies
+            allowed = site.is_allowed(self.dst_name, self.dst, self.dst_asn)
+        self.dst_allowed = bool(allowed)
         self.community_id = rec.get("community_id")
         self.site = site
         self._role = False
