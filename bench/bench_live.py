@@ -28,6 +28,7 @@ import json
 import math
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -122,15 +123,21 @@ def trial(veth: Veth, capture: Path, n_pkts: int, n_bytes: int, rate: float, uni
             time.sleep(0.1)
         tx0 = veth.tx_dropped()
         opt = f"--pps={rate:g}" if unit == "pps" else f"--mbps={rate:g}"
-        r = sh(["tcpreplay", opt, f"--loop={loops}", f"--limit={to_send}", "-i", "vA", capture], ns=veth.tx,
-               check=False)
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        try:
+            r = sh(["tcpreplay", opt, f"--loop={loops}", f"--limit={to_send}", "-i", "vA", capture], ns=veth.tx,
+                   check=False, timeout=seconds * 5 + 120)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError("tcpreplay did not finish in time")
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t1 = time.monotonic()
         if r.returncode != 0:
             raise RuntimeError(f"tcpreplay failed: {(r.stderr or r.stdout).strip()}")
         m = re.search(r"Actual: (\d+) packets \((\d+) bytes\) sent in ([\d.]+) seconds", r.stdout)
         sent, sent_bytes, secs = int(m.group(1)), int(m.group(2)), float(m.group(3))
         failed = re.search(r"Failed packets:\s+(\d+)", r.stdout)
-        res.update(sent=sent, replay_seconds=secs, achieved_pps=round(sent / secs) if secs else None,
+        cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+        res.update(sent=sent, replay_seconds=secs, replay_cpu=round(cpu / secs, 2) if secs else None, achieved_pps=round(sent / secs) if secs else None,
                    achieved_mbps=round(sent_bytes * 8 / secs / 1e6, 1) if secs else None,
                    replay_failed=int(failed.group(1)) if failed else 0, veth_tx_dropped=veth.tx_dropped() - tx0)
         # wait for the analysis to catch up (or to stop making progress)
@@ -171,7 +178,8 @@ def fmt(r: dict) -> str:
     s = (f"  {r['rate']:>12,.0f} {u:<6} sent {r.get('sent', 0):>10,} (achieved {r.get('achieved_pps') or 0:,} pps, "
          f"{r.get('achieved_mbps') or 0:,} Mbit/s)  read {r.get('packets_read') or 0:>10,}  "
          f"drops kernel {r.get('kernel_drops')} iface {r.get('interface_drops')} rx {r.get('rx_dropped')}  "
-         f"catch-up {r.get('catch_up_s')} s  -> {'ok' if r.get('ok') else 'FAIL'}")
+         f"catch-up {r.get('catch_up_s')} s  tcpreplay {r.get('replay_cpu') or 0:.0%} CPU  "
+         f"-> {'ok' if r.get('ok') else 'FAIL'}")
     if r.get("veth_tx_dropped"):
         s += f"  (veth sender dropped {r['veth_tx_dropped']})"
     if r.get("replay_limited"):

@@ -155,6 +155,8 @@ def _cmd_scan(args) -> int:
         writer.write(recs)
         agg.add(recs)
         alerts.extend(policy.observe_flows(recs))
+        if recs:   # windows that closed in packet time fire now, as they do in live mode
+            alerts.extend(policy.flush(now=max((r.get("ts") or 0.0) + (r.get("duration") or 0.0) for r in recs)))
 
     def on_log(log, rec):
         logs(log, rec)

@@ -470,6 +470,11 @@ class LiveSession:
 
     def _log_sink(self, log: str, record: dict) -> None:
         self._pending_logs.setdefault(log, []).append(record)
+        feed = getattr(self.policy, "log", None)
+        if feed is not None:
+            alerts = feed(log, record)
+            if alerts:
+                self.on_alerts(alerts)
 
     def _drain(self) -> None:
         """Write what the Scanner collected: weirds, protocol log records, alerts."""
@@ -571,6 +576,11 @@ class LiveSession:
             return
         self._finished = True
         self.scanner.finish()
+        final = getattr(self.policy, "final", None)
+        if final is not None:
+            alerts = final()
+            if alerts:
+                self.on_alerts(alerts)
         self._drain()
         for w in self._writers():
             w.close()
@@ -688,10 +698,39 @@ def scanner_settings(site, args) -> dict:
     }
 
 
+class PolicyFeed:
+    """Adapts the incremental ``PolicyEngine`` to the live session: flows in, alerts out, as they
+    fire; DNS and content log records feed the detectors that need them; ``final()`` at the end."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def __call__(self, recs: list) -> list:
+        alerts = list(self.engine.observe_flows(recs))
+        last = max((r.get("ts") or 0.0) + (r.get("duration") or 0.0) for r in recs) if recs else None
+        alerts.extend(self.engine.flush(now=last))
+        return alerts
+
+    def log(self, log: str, record: dict) -> list:
+        if log in ("dns", "content"):
+            return list(self.engine.observe_log(log, record))
+        return []
+
+    def final(self) -> list:
+        return list(self.engine.flush(final=True))
+
+
 def _load_policy(args):
-    """The policy stage, once it exists, is built here from the site (and args) and returned as
-    ``callable(flow_records) -> alerts``; None means no policy (no alerts)."""
-    return None
+    """The policy stage (default rules or ``--signatures DIR/rules``), as a ``PolicyFeed``."""
+    from .errors import ConfigError
+    from .policy import PolicyEngine, load_rules, rules_dir
+    from .site import Site, load_site
+    site = load_site(args.site) if getattr(args, "site", None) else Site.default()
+    try:
+        rules = load_rules(rules_dir(getattr(args, "signatures", None)))
+    except ConfigError as e:
+        raise SystemExit(f"inspector: error: {e}")
+    return PolicyFeed(PolicyEngine(rules, site))
 
 
 def run(args, source=None, policy: Callable | None = None) -> int:

@@ -679,6 +679,10 @@ def test_dns_tunnel_encoded_labels_vs_cdn_names():
     many = [f"w{i}.q.example.org" for i in range(320)]
     a = run(rules, [("dns", dns(q, ts=T0 + i)) for i, q in enumerate(many)])
     assert sids(a) == [1000050] and a[0]["evidence"]["dns"]["reasons"] == ["unique_subdomains"]
+    # data in the first label under a private suffix (<data>.ngrok.io) groups by the ICANN domain
+    priv = [q.split(".")[0] + ".ngrok.io" for q in _b32_queries(25)]
+    a = run(rules, [("dns", dns(q, ts=T0 + i)) for i, q in enumerate(priv)])
+    assert sids(a) == [1000050] and a[0]["evidence"]["dns"]["registered_domain"] == "ngrok.io"
     # queries from outside the site (to our own authoritative server) are not ours
     outside = [("dns", dns(q, src="198.18.0.9", dst="172.20.0.53", ts=T0 + i)) for i, q in enumerate(enc)]
     assert run(rules, outside) == []

@@ -121,7 +121,10 @@ def _check_settings(settings) -> str | None:
                 from .worker import _default_rules
                 load_rules(settings.rules or _default_rules(settings.signatures))
         from .worker import tz_of
-        tz_of(settings.tz)
+        try:
+            tz_of(settings.tz)
+        except Exception:
+            return f"inspector batch: error: --tz {settings.tz}: unknown time zone (use an IANA name like Europe/Berlin)"
     except ConfigError as e:
         return str(e)
     except (OSError, ValueError, KeyError) as e:
@@ -249,25 +252,28 @@ def run_batch(dirs: list, db: str, settings=None, cfg=None, workers: int | None 
     except ValueError as e:
         complain(f"inspector batch: error: {e}")
         return 2
+    problem = _check_settings(settings)
+    if problem:
+        complain(problem)
+        return 2
     try:
         store = Store(db)
     except StoreError as e:
         complain(f"inspector batch: error: {e}")
         return 2
+    except OSError as e:
+        complain(f"inspector batch: error: {db}: {e.strerror or e}")
+        return 2
     try:
         tz_db = store.meta("tz")
         if settings.tz is None or settings.tz == "":
             settings = _replace(settings, tz=tz_db or "UTC")
-        if tz_db is None:
-            store.set_meta("tz", settings.tz)
-        elif tz_db != settings.tz:
+        if tz_db is not None and tz_db != settings.tz:
             complain(f"inspector batch: error: {db}: nights are dates in {tz_db}, not {settings.tz} "
                      "(use another database for another time zone)")
             return 2
-        problem = _check_settings(settings)
-        if problem:
-            complain(problem)
-            return 2
+        if tz_db is None:
+            store.set_meta("tz", settings.tz)
         store.clean_temp()
         if retry_errors:
             store.forget_errors()
@@ -448,7 +454,8 @@ def run_report(args) -> int:
             return 2
     finally:
         store.close()
-    print(f"inspector report: night {info['night']}: {info['alerts']} alerts, {info['hosts']} hosts -> {args.out}")
+    print(f"inspector report: night {info['night']}: {info['alerts']} alerts, {info['hosts']} "
+          f"{'hosts' if args.by == 'host' else 'roles'} -> {args.out}")
     return 0
 
 
