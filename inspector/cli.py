@@ -52,6 +52,9 @@ def _build_parser() -> argparse.ArgumentParser:
     _edm.add_parser(sub)
     from . import live as _live
     _live.add_parser(sub)
+    from .batch import add_parser as add_batch_parser, add_report_parser
+    add_batch_parser(sub)
+    add_report_parser(sub)
     return p
 
 
@@ -81,6 +84,12 @@ def main(argv=None, env=None) -> int:
     if args.command == "signatures":
         from .policy import run_check
         return run_check(args)
+    if args.command == "batch":
+        from .batch import run as run_batch
+        return run_batch(args)
+    if args.command == "report":
+        from .batch import run_report
+        return run_report(args)
     return 2
 
 
