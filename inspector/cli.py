@@ -132,7 +132,7 @@ def build_policy(site, signatures=None):
         rules = load_rules(rules_dir(signatures))
     except ConfigError as e:
         raise _UsageError(str(e))
-    return PolicyEngine(rules, site)
+    return PolicyEngine(rules, site, max_cached=50_000)
 
 
 def _cmd_scan(args) -> int:
@@ -142,8 +142,11 @@ def _cmd_scan(args) -> int:
     from .scan import FLOW_FIELDS, WEIRD_FIELDS, run_scan
     try:
         site = _load_site(args.site)
-        enricher = build_enricher(site, args.geoip, args.asn_db, args.signatures)
-        content = build_content(site, args.signatures, args.show_raw, args.hash_salt)
+        if args.flows_only:      # connection records only: no destination data, no content stage
+            enricher = content = None
+        else:
+            enricher = build_enricher(site, args.geoip, args.asn_db, args.signatures)
+            content = build_content(site, args.signatures, args.show_raw, args.hash_salt)
         policy = build_policy(site, args.signatures)
     except _UsageError as e:
         print(str(e), file=sys.stderr)
