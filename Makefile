@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv system-deps bench captures clean
+.PHONY: demo test venv system-deps bench bench-live captures clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +46,13 @@ test: venv system-deps
 	$(BIN)/python -m pytest -q tests
 
 bench: venv system-deps
+	$(BIN)/python bench/bench_scan.py --scan-args=--flows-only
 	$(BIN)/python bench/bench_scan.py
+	$(BIN)/python bench/bench_content.py
+
+# needs root (network namespaces, veth, tcpreplay)
+bench-live: venv system-deps
+	$(BIN)/python bench/bench_live.py
 
 captures: venv
 	$(BIN)/python captures/generate.py
