@@ -849,7 +849,10 @@ def build_beacon() -> PolicyCapture:
     cap.expect(1000070, beacon, "125 connections 60 s +/- 1 s apart with near-constant sizes to one name that is "
                                 "not allow-listed (RITA score ~0.98)")
 
-    # 2. look-alike: chronyd on wms-01 polls two servers every 64 s (a fresh source port per request)
+    # 2. look-alike: chronyd on wms-01 polls two servers every 64 s (a fresh source port per request); it
+    #    resolved their names when it started, so time.cloudflare.com gets its name (group public-ntp)
+    dns.lookup(H["wms1"], "time-a.nist.gov", "A", t0)
+    dns.lookup(H["wms1"], "time.cloudflare.com", "A", t0 + 30 * MS)
     ntp = {"nist": [], "ntp": []}
     for srv, ref, stratum, off in (("nist", b"NIST", 1, 7 * SEC), ("ntp", bytes([10, 21, 8, 4]), 3, 39 * SEC)):
         for k in range(int(2 * HOUR // (64 * SEC)) + 1):

@@ -96,12 +96,15 @@ def _client_hello(data: bytes) -> bool:
     return len(data) >= 6 and data[0] == 0x16 and data[1] == 3 and data[2] <= 4 and data[5] == 1
 
 
+_PRINTABLE = bytes(range(32, 127)) + b"\t\n\r"
+
+
 def _texty(data: bytes) -> bool:
     """Mostly printable ASCII: a text protocol (commands, banners, headers)."""
     if not data:
         return False
-    head = data[:512]
-    printable = sum(1 for c in head if 32 <= c < 127 or c in (9, 10, 13))
+    head = bytes(data[:512])
+    printable = len(head) - len(head.translate(None, _PRINTABLE))
     return printable >= 0.85 * len(head)
 
 

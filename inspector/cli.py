@@ -41,8 +41,8 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hash-salt", metavar="TEXT", help="salt for evidence hashes (default: $INSPECTOR_HASH_SALT, "
                                                        "else derived from the site name)")
     s.add_argument("--flows-only", action="store_true",
-                   help="connection records only (no protocol, destination or content analysis): Zeek conn.log "
-                        "mode, the fastest")
+                   help="connection records only (no protocol, destination, content or policy analysis, no "
+                        "report): Zeek conn.log mode, the fastest")
     from .policy import add_check_parser, severity_arg
     s.add_argument("--fail-on", type=severity_arg, metavar="SEVERITY",
                    help="exit 1 when an alert at or above this severity was raised (critical, high, medium, low)")
@@ -137,17 +137,16 @@ def build_policy(site, signatures=None):
 
 def _cmd_scan(args) -> int:
     from .output import FlowWriter, LogWriter, write_json, write_jsonl
-    from .policy import exit_status, write_alerts
-    from .report import Aggregates, Progress, print_summary, write_report
+    from .report import Aggregates, Progress, print_summary
     from .scan import FLOW_FIELDS, WEIRD_FIELDS, run_scan
     try:
         site = _load_site(args.site)
-        if args.flows_only:      # connection records only: no destination data, no content stage
-            enricher = content = None
+        if args.flows_only:      # connection records only: no destination data, content or policy
+            enricher = content = policy = None
         else:
             enricher = build_enricher(site, args.geoip, args.asn_db, args.signatures)
             content = build_content(site, args.signatures, args.show_raw, args.hash_salt)
-        policy = build_policy(site, args.signatures)
+            policy = build_policy(site, args.signatures)
     except _UsageError as e:
         print(str(e), file=sys.stderr)
         return 2
@@ -165,6 +164,8 @@ def _cmd_scan(args) -> int:
 
     def on_flows(recs):
         writer.write(recs)
+        if args.flows_only:      # conn.log mode: connection records, nothing else
+            return
         agg.add(recs)
         alerts.extend(policy.observe_flows(recs))
         if recs:   # windows that closed in packet time fire now, as they do in live mode
@@ -172,13 +173,14 @@ def _cmd_scan(args) -> int:
 
     def on_log(log, rec):
         logs(log, rec)
-        if log in ("dns", "content"):
+        if policy is not None and log in ("dns", "content"):
             alerts.extend(policy.observe_log(log, rec))
 
     res = run_scan(args.paths, site=site, progress=progress, max_flows=args.max_flows, on_flows=on_flows,
                    enricher=enricher, log_sink=on_log, content=content, app=not args.flows_only)
     progress.done()
-    alerts.extend(policy.flush(final=True))
+    if policy is not None:
+        alerts.extend(policy.flush(final=True))
     writer.close()
     logs.close()
     for err in res.errors:
@@ -187,7 +189,9 @@ def _cmd_scan(args) -> int:
         print("inspector: error: no readable capture among the inputs", file=sys.stderr)
         return 2
     write_jsonl(os.path.join(args.out, "weird.jsonl"), res.weirds, WEIRD_FIELDS)
-    write_alerts(os.path.join(args.out, "alerts.jsonl"), alerts)
+    if policy is not None:
+        from .policy import write_alerts
+        write_alerts(os.path.join(args.out, "alerts.jsonl"), alerts)
     stats = dict(res.stats)
     stats["site"] = site.name
     stats["alerts"] = len(alerts)
@@ -195,11 +199,14 @@ def _cmd_scan(args) -> int:
     write_json(os.path.join(args.out, "stats.json"), stats)
     from .report.html import iter_jsonl
     content_path = os.path.join(args.out, "content.jsonl")
-    write_report(os.path.join(args.out, "report.html"), agg, alerts, stats, site.name,
-                 content=iter_jsonl(content_path) if os.path.exists(content_path) else None)
+    if not args.flows_only:
+        from .report import write_report
+        write_report(os.path.join(args.out, "report.html"), agg, alerts, stats, site.name,
+                     content=iter_jsonl(content_path) if os.path.exists(content_path) else None)
     if not args.quiet:
         print_summary(None, stats, agg, alerts, site.name, args.out, time.monotonic() - started)
     if args.fail_on is not None:
+        from .policy import exit_status
         return exit_status(alerts, args.fail_on)
     return 0
 

@@ -74,7 +74,7 @@ class FlowTable:
     """
 
     def __init__(self, site=None, max_flows: int = 1_000_000, sweep_interval: float = 10.0,
-                 capacity: int = 4096, app=None):
+                 capacity: int = 32768, app=None):
         self.site = site
         self.max_flows = max_flows
         self.sweep_interval = sweep_interval
