@@ -57,6 +57,7 @@ bench-live: venv system-deps
 captures: venv
 	$(BIN)/python captures/generate.py
 	$(BIN)/python captures/generate_content.py
+	$(BIN)/python captures/generate_policy.py
 
 clean:
 	rm -rf $(VENV) out build dist *.egg-info

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
 import json
 import struct
 import sys
@@ -56,8 +55,8 @@ import generate as g  # noqa: E402  (captures/generate.py, imported as a module)
 import generate_content as gc  # noqa: E402
 from generate import MS, SEC, Capture, Conversation, Host, Rng, TcpFlow, _host, det_bytes  # noqa: E402
 from scapy import VERSION as SCAPY_VERSION  # noqa: E402
-from scapy.layers.dns import DNS, DNSQR, DNSRR, DNSRROPT  # noqa: E402
-from scapy.layers.inet import ICMP, TCP, UDP  # noqa: E402
+from scapy.layers.dns import DNS, DNSQR, DNSRROPT  # noqa: E402
+from scapy.layers.inet import ICMP, TCP  # noqa: E402
 from scapy.packet import Raw  # noqa: E402
 
 GENERATOR = "captures/generate_policy.py"

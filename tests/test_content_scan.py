@@ -91,7 +91,7 @@ def test_edm_rows_leaving(site, tmp_path):
     import sys
     master = tmp_path / "customers.csv"
     subprocess.run([sys.executable, os.path.join(REPO, "captures", "generate_content.py"), "--customers-csv",
-                    str(master)], check=True, capture_output=True)
+                    str(master), "--out", str(tmp_path / "regenerated")], check=True, capture_output=True)
     sig = tmp_path / "signatures"
     (sig / "edm").mkdir(parents=True)
     from inspector.cli import main

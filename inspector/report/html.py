@@ -487,7 +487,7 @@ def _alerts_section(alerts: list) -> str:
     toggles = "".join(
         f'<label class="sevtoggle sev-{SEVERITY_NAMES.get(r, "info")}"><input type="checkbox" checked '
         f'data-sev-toggle="{r}"> {SEVERITY_NAMES.get(r, "info")} <b>{counts.get(r, 0)}</b></label>'
-        for r in (1, 2, 3, 4) if counts.get(r))
+        for r in (1, 2, 3, 4, 5) if counts.get(r))
     head = ('<div class="controls"><input type="search" id="alert-filter" placeholder="Filter alerts: signature, '
             'host, destination, evidence\u2026" aria-label="Filter alerts" autocomplete="off">'
             f'{toggles}<span class="count" id="alert-count">{len(shown)} alerts</span></div>')
@@ -739,7 +739,7 @@ table.alerts .dst{min-width:15em}
 .badge.mix{background:#ede9fe;color:#5b21b6}.badge.neutral{background:#f1f5f9;color:#475569}
 .sev{display:inline-block;min-width:58px;text-align:center;font-size:11px;font-weight:700;text-transform:uppercase;
 letter-spacing:.04em;padding:2px 8px;border-radius:4px;color:#fff}
-.sev-high{background:var(--high)}.sev-medium{background:var(--medium)}.sev-low{background:var(--low)}
+.sev-critical{background:#7f1d1d}.sev-high{background:var(--high)}.sev-medium{background:var(--medium)}.sev-low{background:var(--low)}
 .sev-info{background:var(--info)}
 .chip{display:inline-block;background:#f1f5f9;border:1px solid var(--line);border-radius:999px;font-size:11px;
 padding:0 8px;margin:0 4px 3px 0;white-space:nowrap}
@@ -749,7 +749,7 @@ padding:0 8px;margin:0 4px 3px 0;white-space:nowrap}
 .controls input[type=search]:focus{outline:2px solid #99f6e4;border-color:var(--accent)}
 .sevtoggle{font-size:12px;border:1px solid var(--line);border-radius:999px;padding:3px 10px;cursor:pointer;
 user-select:none}
-.sevtoggle.sev-high{background:#fee2e2;color:#991b1b}.sevtoggle.sev-medium{background:#fef3c7;color:#92400e}
+.sevtoggle.sev-critical{background:#fecaca;color:#7f1d1d}.sevtoggle.sev-high{background:#fee2e2;color:#991b1b}.sevtoggle.sev-medium{background:#fef3c7;color:#92400e}
 .sevtoggle.sev-low{background:#cffafe;color:#155e75}.sevtoggle.sev-info{background:#f1f5f9;color:#334155}
 .count{color:var(--muted);font-size:12px;margin-left:auto}
 .ev{margin:0 0 2px}.ev-k{font-size:11px;color:var(--muted);margin-right:4px}
@@ -886,7 +886,7 @@ def render_report(agg: Aggregates, alerts: list, stats: dict, site_name: str, co
     dirs = " \u00b7 ".join(f"{esc(fmt_int(v))} {esc(k)}" for k, v in sorted(agg.directions.items(),
                                                                              key=lambda kv: -kv[1]))
     other_pct = 100.0 * agg.out_other_bytes / agg.out_bytes if agg.out_bytes else 0.0
-    alert_sub = " \u00b7 ".join(f'{counts[r]} {SEVERITY_NAMES.get(r, "info")}' for r in (1, 2, 3, 4)
+    alert_sub = " \u00b7 ".join(f'{counts[r]} {SEVERITY_NAMES.get(r, "info")}' for r in (1, 2, 3, 4, 5)
                                 if counts.get(r)) or "none"
     kpis = "".join([
         _kpi("Packets", fmt_int(stats.get("packets_read")),

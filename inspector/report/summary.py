@@ -27,8 +27,9 @@ from collections import Counter
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
-SEVERITY_NAMES = {1: "high", 2: "medium", 3: "low"}
-SEVERITY_STYLES = {1: "bold red", 2: "yellow", 3: "cyan"}
+# The policy's scale (inspector.policy.rules.SEVERITIES), Suricata's order: lower is more severe.
+SEVERITY_NAMES = {1: "critical", 2: "high", 3: "medium", 4: "low"}
+SEVERITY_STYLES = {1: "bold white on red", 2: "bold red", 3: "yellow", 4: "cyan"}
 
 # C0/C1 controls (except tab/newline), and the characters that reorder or hide text
 # ("Trojan Source": bidi embeddings/overrides/isolates, zero-width marks).
@@ -99,12 +100,12 @@ def severity_name(sev: Any) -> str:
 
 
 def severity_rank(sev: Any) -> int:
-    """1 (high) .. 4 (info or unknown): Suricata's order, lower is more severe."""
+    """1 (critical) .. 4 (low), 5 for unknown: Suricata's order, lower is more severe."""
     try:
         v = int(sev)
     except (TypeError, ValueError):
-        return 4
-    return v if v in (1, 2, 3) else 4
+        return 5
+    return v if v in (1, 2, 3, 4) else 5
 
 
 # --------------------------------------------------------------------------------------------
@@ -842,7 +843,7 @@ def _print_rich(console, stats, agg: Aggregates, alerts, site_name, out_dir, ela
         line.append("none", style="green")
     else:
         parts = []
-        for rank in (1, 2, 3, 4):
+        for rank in (1, 2, 3, 4, 5):
             if counts.get(rank):
                 parts.append((f"{counts[rank]} {SEVERITY_NAMES.get(rank, 'info')}", SEVERITY_STYLES.get(rank, "")))
         for i, (txt, style) in enumerate(parts):
