@@ -159,6 +159,8 @@ class AppLayer:
                  content=None):
         self.site = site
         self.content = content     # content.stage.ContentStage or None
+        if content is not None and getattr(content, "weird", None) is None:
+            content.weird = self._content_weird
         self.enricher = enricher
         self.modules = modules if modules is not None else load_protocols()
         self.tcp_modules = [m for m in self.modules if "tcp" in m.TRANSPORTS]
@@ -192,6 +194,11 @@ class AppLayer:
             self.log_sink(log, record)
         else:
             self.logs[log].append(record)
+
+    def _content_weird(self, uid, name: str, detail: str) -> None:
+        """Content-stage anomalies (type mismatch, decompression limits) as weird records."""
+        fa = self._by_uid.get(uid)
+        self.weirds.append((fa.ctx.ts if fa is not None else None, uid, name, detail))
 
     def _dns_content(self, record: dict) -> None:
         """Query names sent to a non-local resolver leave the site: their labels may carry data."""
@@ -603,11 +610,11 @@ class AppLayer:
                     services[j] = ",".join(svc)
             if len(self.state) > f:
                 self.state[f] = ST_NEW
-            if fa is not None:
-                self._by_uid.pop(fa.ctx.uid, None)
             self._content_end(cols, j, fa, uids[j], ts[j], directions[j], services[j],
                               orig_bytes[j] if orig_bytes is not None else 0,
                               resp_bytes[j] if resp_bytes is not None else 0)
+            if fa is not None:
+                self._by_uid.pop(fa.ctx.uid, None)
             inbound = directions[j] == "inbound"
             dst = oh[j] if inbound else rh[j]
             name, source = None, None
