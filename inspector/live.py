@@ -614,14 +614,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--bpf", metavar="EXPR", help="capture filter (tcpdump syntax)")
     s.add_argument("--site", metavar="FILE", help="site file (YAML): local_nets, roles, allowed_destinations")
     s.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    s.add_argument("--geoip", metavar="PATH", help="MaxMind country/city .mmdb (default: bundled offline data)")
-    s.add_argument("--asn-db", metavar="PATH", help="MaxMind ASN .mmdb (default: bundled offline data)")
-    s.add_argument("--signatures", metavar="DIR", help="signatures directory (default: ./signatures or the "
-                                                        "one shipped with inspector)")
-    s.add_argument("--show-raw", action="store_true",
-                   help="write raw identifier values in content.jsonl (default: masked samples and salted hashes)")
-    s.add_argument("--hash-salt", metavar="TEXT", help="salt for evidence hashes (default: $INSPECTOR_HASH_SALT, "
-                                                       "else derived from the site name)")
+    from .settings import add_analysis_arguments
+    add_analysis_arguments(s)
     s.add_argument("--max-flows", type=_positive_int, default=1_000_000,
                    help="flow table bound (LRU eviction beyond, counted as flow.table_full)")
     s.add_argument("--rotate-seconds", type=_non_negative, default=3600, metavar="S",

@@ -4,6 +4,18 @@ from __future__ import annotations
 import os
 
 
+def add_analysis_arguments(p) -> None:
+    """The options ``scan`` and ``live`` share for destination data, signatures and evidence."""
+    p.add_argument("--geoip", metavar="PATH", help="MaxMind country/city .mmdb (default: bundled offline data)")
+    p.add_argument("--asn-db", metavar="PATH", help="MaxMind ASN .mmdb (default: bundled offline data)")
+    p.add_argument("--signatures", metavar="DIR", help="signatures directory (default: ./signatures or the "
+                                                        "one shipped with inspector)")
+    p.add_argument("--show-raw", action="store_true",
+                   help="write raw identifier values in content.jsonl (default: masked samples and salted hashes)")
+    p.add_argument("--hash-salt", metavar="TEXT", help="salt for evidence hashes (default: $INSPECTOR_HASH_SALT, "
+                                                       "else derived from the site name)")
+
+
 def signatures_dir(arg: str | None = None) -> str:
     """``arg``, else ./signatures when it exists, else the directory shipped with inspector."""
     if arg:

@@ -58,6 +58,15 @@ def make_uid(seed: str, prefix: str = "C") -> str:
     return prefix + "".join(out)
 
 
+def tunnel_uid(cache: dict, spec) -> str:
+    """The uid of a tunnel (GRE, IP-in-IP), one per unordered endpoint pair, memoised in ``cache``."""
+    uid = cache.get(spec)
+    if uid is None:
+        uid = make_uid(f"tunnel|{spec!r}")
+        cache[spec] = uid
+    return uid
+
+
 class Flow:
     __slots__ = ("key", "uid", "proto", "ver", "o_hi", "o_lo", "o_port", "r_hi", "r_lo", "r_port", "orig_is_a",
                  "ts", "last_ts", "opk", "rpk", "oip", "rip", "ol2", "rl2", "obytes", "rbytes", "tcp", "history",
@@ -217,11 +226,7 @@ class PyFlowTable:
         return make_uid(f"{key}|{ts!r}|{self.counter}")
 
     def _tunnel_uid(self, spec) -> str:
-        uid = self.tunnel_uids.get(spec)
-        if uid is None:
-            uid = make_uid(f"tunnel|{spec!r}")
-            self.tunnel_uids[spec] = uid
-        return uid
+        return tunnel_uid(self.tunnel_uids, spec)
 
     def _finish(self, f: Flow, end_ts: float, why: str, out: list) -> None:
         f.end_ts = end_ts

@@ -14,27 +14,19 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
-import socket
-import struct
 
 import numpy as np
 
 from ..community_id import _hash as _cid_hash
 from . import kernel as K
-from .reference import LIKELY_TCP, LIKELY_UDP, PROTO_NAMES, make_uid
+from .reference import LIKELY_TCP, LIKELY_UDP, PROTO_NAMES, make_uid, tunnel_uid
+from .reference import addr_str as _addr
 
 _LIKELY_TCP = np.zeros(65536, dtype=np.bool_)
 _LIKELY_TCP[list(LIKELY_TCP)] = True
 _LIKELY_UDP = np.zeros(65536, dtype=np.bool_)
 _LIKELY_UDP[list(LIKELY_UDP)] = True
 _MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9))
-
-
-def _addr(ver: int, hi: int, lo: int) -> str:
-    if ver == 4:
-        return socket.inet_ntoa(struct.pack("!I", lo & 0xFFFFFFFF))
-    return str(ipaddress.IPv6Address((hi << 64) | lo))
 
 
 _B62 = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", dtype=np.uint8)
@@ -165,11 +157,7 @@ class FlowTable:
                 int(fi[K.RPORT]))
 
     def _tunnel_uid(self, spec) -> str:
-        uid = self.tunnel_uids.get(spec)
-        if uid is None:
-            uid = make_uid(f"tunnel|{spec!r}")
-            self.tunnel_uids[spec] = uid
-        return uid
+        return tunnel_uid(self.tunnel_uids, spec)
 
     # -- main loop ---------------------------------------------------------------------
     def process(self, db) -> list:

@@ -495,16 +495,7 @@ def client_hello_user_agent(body: bytes) -> str | None:
 # Analyzer
 # ---------------------------------------------------------------------------
 
-class _Dir:
-    __slots__ = ("crypto", "hello_done", "largest_pn", "short_total", "short_next", "warned")
-
-    def __init__(self):
-        self.crypto = quic.CryptoStream()
-        self.hello_done = False
-        self.largest_pn = -1
-        self.short_total = 0
-        self.short_next = 1
-        self.warned = False
+_Dir = quic._Dir      # per-direction CRYPTO stream and packet-number state: the same as IETF QUIC
 
 
 class Analyzer(_BaseAnalyzer):
