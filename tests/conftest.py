@@ -12,6 +12,11 @@ for _p in (str(_TESTS.parent), str(_TESTS)):  # repo root (inspector), tests/ (c
 import corpus as _corpus  # noqa: E402
 
 
+def pytest_addoption(parser):
+    parser.addoption("--update-golden", action="store_true", default=False,
+                     help="regenerate tests/golden/ baselines from the current code (review the diff)")
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "corpus: needs the shared pcap corpus (../shared/corpus or $INSPECTOR_CORPUS)")
     config.addinivalue_line("markers", "slow: scans many corpus captures")
