@@ -351,7 +351,17 @@ def case_id(case):
     (b"\r\nPOST /x HTTP/1.0\r\n", True, True),
     (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", True, False),     # HTTP/2 preface
     (b"GET / HTTP/2\r\n", True, False),
-    (b"HELLO / HTTP/1.1\r\n", True, False),                 # not a method we know
+    # Any RFC 9110 token is a method: with an HTTP/1.x version and a target of RFC 9112's forms.
+    (b"HELLO / HTTP/1.1\r\n", True, True),
+    (b"CCM_POST /hnap HTTP/1.1\r\n", True, True),            # vendor method
+    (b"X1-PING * HTTP/1.0\r\n", True, True),                 # digits in a token, asterisk form
+    (b"TUNNEL proxy.example:8443 HTTP/1.1\r\n", True, True), # authority form
+    (b"FETCH http://a.example/x HTTP/1.1\r\n", True, True),  # absolute form
+    (b"HELLO / \r\n", True, False),                         # unknown method needs a version
+    (b"HELLO world and all HTTP/1.1\r\n", True, False),     # target with spaces
+    (b"HELLO / HTTP/2.0\r\n", True, False),
+    (b"GE\x01T / HTTP/1.1\r\n", True, False),               # not a token
+    (b"GET(x) / HTTP/1.1\r\n", True, False),                 # "(" is a delimiter, not tchar
     (b"\x16\x03\x01\x02\x00\x01", True, False),
     (b"HTTP/1.1 200 OK\r\n", False, True),
     (b"HTTP/1.0 404 Not Found\r\n", False, True),
@@ -362,6 +372,17 @@ def case_id(case):
 ])
 def test_probe(data, is_orig, ok):
     assert http.probe(data, is_orig) is ok
+
+
+@pytest.mark.parametrize("method", ["CCM_POST", "PROPFIND", "MKCALENDAR", "BREW", "x-custom.1", "SOURCE"])
+def test_any_token_method_is_parsed(method):
+    req = method.encode() + b" /r HTTP/1.1\r\nHost: h.example\r\nContent-Length: 3\r\n\r\nabc"
+    an, sink, _ = make_analyzer(http)
+    feed(an, [(True, req), (False, b"HTTP/1.1 204 No Content\r\n\r\n")])
+    (r,) = sink.logs("http")
+    assert (r["method"], r["uri"], r["host"], r["status_code"]) == (method, "/r", "h.example", 204)
+    assert r["request_body_len"] == 3
+    assert sink.weirds == []
 
 
 def test_probe_never_raises_on_junk():

@@ -9,7 +9,9 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-_TUNNEL = (4789, 6081, 3544, 2152, 5072)
+from .slow import UDP_TUNNEL_PORTS
+
+_TUNNEL = tuple(sorted(UDP_TUNNEL_PORTS))   # UDP tunnel ports: those datagrams take the per-packet path
 
 
 @nb.njit(cache=True, nogil=True)

@@ -34,8 +34,14 @@ ETH_TEB = 0x6558
 ETH_ERSPAN2 = 0x88BE
 ETH_ERSPAN3 = 0x22EB
 ETH_PPP = 0x880B
+ETH_PBB = 0x88E7          # IEEE 802.1ah provider backbone bridging (MAC-in-MAC)
+PBB_LEN = 18              # I-TAG (4) + customer destination and source MAC (12) + EtherType (2)
 
-UDP_TUNNEL_PORTS = {4789: "vxlan", 6081: "geneve", 3544: "teredo", 2152: "gtpv1", 5072: "ayiya"}
+# UDP ports whose payload is decapsulated: the outer UDP connection is logged and is the inner
+# connections' tunnel parent (as Zeek does for VXLAN, GENEVE, Teredo, GTPv1, AYIYA).
+# 4754 is GRE-in-UDP (RFC 8086); 5247 CAPWAP data channel (RFC 5415 section 4.3), decoded as nDPI does.
+UDP_TUNNEL_PORTS = {4789: "vxlan", 6081: "geneve", 3544: "teredo", 2152: "gtpv1", 5072: "ayiya", 4754: "gre",
+                    5247: "capwap"}
 
 IPV6_EXT = {0, 43, 60, 139, 140, 253, 254}   # 135 (Mobility) ends the chain, as in Zeek and tshark
 
@@ -322,6 +328,13 @@ class SlowDecoder:
                 continue
             if et == ETH_TEB:
                 return self._ether(buf, p, end, ctx, depth + 1)
+            if et == ETH_PBB:
+                # 802.1ah: I-TAG (PCP/DEI/UCA/reserved, 24-bit I-SID), then the customer frame's
+                # destination and source MAC and its EtherType.  Zeek's PBB analyzer hands the frame
+                # after the I-TAG to its Ethernet analyzer; so do we.
+                if end - p <= PBB_LEN:
+                    raise Weird("pbb.truncated_header", f"{end - p} bytes")
+                return self._ether(buf, p + 4, end, ctx, depth + 1)
             if ether and et < 0x0600:
                 # 802.3 length field: LLC, maybe SNAP with an ethertype inside.
                 if end - p >= 8 and buf[p] == 0xAA and buf[p + 1] == 0xAA and buf[p + 2] == 0x03:
@@ -590,30 +603,42 @@ class SlowDecoder:
                     bytes(buf[p:end]), ctx.vlan, ctx.inner_vlan, ctx.tunnel, ctx.frame_len))
 
     def _gre(self, buf, p, end, src, dst, ctx, depth):
+        """GRE over IP (protocol 47): the inner packets' tunnel is keyed by the carrier's addresses."""
+        q, proto, fl = self._gre_header(buf, p, end)
+        inner = _Ctx(ctx.frame, ctx.ts, None, ctx.rows, ctx.weirds,
+                     tunnel=("key", ("gre",) + tuple(sorted((src, dst))), "gre"), frame_len=ctx.frame_len)
+        return self._gre_payload(buf, q, end, proto, fl, inner, depth)
+
+    @staticmethod
+    def _gre_header(buf, p, end):
+        """Parse a GRE header (RFC 2784 with RFC 2890 key and sequence; version 1 is PPTP's enhanced
+        GRE, RFC 2637) -> (payload offset, protocol type, flags word)."""
         if end - p < 4:
             raise Weird("gre.truncated_header", f"{end - p} bytes")
         fl, proto = struct.unpack_from("!HH", buf, p)
         ver = fl & 7
         q = p + 4
         if ver == 0:
-            if fl & 0x8000:
+            if fl & 0x8000:     # checksum present (+ reserved1)
                 q += 4
-            if fl & 0x2000:
+            if fl & 0x2000:     # key present
                 q += 4
-            if fl & 0x1000:
+            if fl & 0x1000:     # sequence number present
                 q += 4
         elif ver == 1:
             q += 4  # key (payload length + call id)
             if fl & 0x1000:
                 q += 4
-            if fl & 0x0080:
+            if fl & 0x0080:     # acknowledgment number present
                 q += 4
         else:
             raise Weird("gre.unknown_version", f"version {ver}")
         if q > end:
             raise Weird("gre.truncated_header", f"{end - p} bytes")
-        inner = _Ctx(ctx.frame, ctx.ts, None, ctx.rows, ctx.weirds, tunnel=("key", ("gre",) + tuple(sorted((src, dst))), "gre"),
-                     frame_len=ctx.frame_len)
+        return q, proto, fl
+
+    def _gre_payload(self, buf, q, end, proto, fl, inner, depth):
+        """What a GRE header carries, by protocol type: ERSPAN II/III, PPP, Ethernet (TEB) or an EtherType."""
         if proto == ETH_ERSPAN2:
             if fl & 0x1000:  # ERSPAN type II has a sequence number and an 8-byte header
                 q += 8
@@ -631,6 +656,32 @@ class SlowDecoder:
         if proto == ETH_TEB:
             return self._ether(buf, q, end, inner, depth + 1)
         return self._ethertype(buf, q, end, proto, inner, depth + 1)
+
+    def _capwap(self, d, inner, depth) -> None:
+        """A CAPWAP data-channel datagram (RFC 5415 section 4.3).
+
+        Word 0: preamble (version 4 bits, must be 0; type 4 bits: 0 plain CAPWAP header, 1 DTLS, which
+        is encrypted and left alone), HLEN (5 bits, header length in 4-byte words, including the
+        optional Radio MAC and Wireless Specific Information fields), RID (5), WBID (5: 1 = IEEE
+        802.11), T (payload in the binding's native frame format when set, an IEEE 802.3 frame when
+        clear), F (fragment), L, W, M, K (keep-alive: no payload), 3 flag bits.  Word 1: fragment ID,
+        offset.  Fragments are not reassembled (the outer datagram stays a connection of its own)."""
+        if len(d) < 8:
+            return
+        w = _u32(d, 0)[0]
+        if w >> 24 != 0:               # version 0, type 0 (not DTLS)
+            return
+        hlen = ((w >> 19) & 0x1F) * 4
+        wbid = (w >> 9) & 0x1F
+        t_bit, f_bit, k_bit = (w >> 8) & 1, (w >> 7) & 1, (w >> 3) & 1
+        if hlen < 8:
+            raise Weird("capwap.bad_header_length", f"HLEN {hlen // 4} words")
+        if f_bit or k_bit or hlen >= len(d):
+            return
+        if not t_bit:
+            self._ether(d, hlen, len(d), inner, depth + 1)
+        elif wbid == 1:
+            self._wlan(d, hlen, len(d), inner, depth + 1)
 
     def _udp_tunnel(self, kind, payload, row_index, ctx, depth):
         """Decapsulate a UDP tunnel; on failure the outer UDP row stands alone."""
@@ -699,6 +750,12 @@ class SlowDecoder:
                     self._ipv6(d, q, len(d), inner, depth + 1)
                 else:
                     return
+            elif kind == "gre":
+                # GRE-in-UDP (RFC 8086): the UDP payload is a GRE header and what it carries.
+                q, proto, fl = self._gre_header(d, 0, len(d))
+                self._gre_payload(d, q, len(d), proto, fl, inner, depth)
+            elif kind == "capwap":
+                self._capwap(d, inner, depth)
             elif kind == "ayiya":
                 if len(d) < 8:
                     return

@@ -77,6 +77,7 @@ _BODY_STATES = frozenset((S_BODY_LEN, S_CHUNK_SIZE, S_CHUNK_DATA, S_CHUNK_CRLF, 
 
 _TOKEN_RE = re.compile(rb"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}$")
 _VERSION_RE = re.compile(rb"^\d\.\d{1,2}$")
+_AUTHORITY_RE = re.compile(rb"^[A-Za-z0-9.-]{1,253}:\d{1,5}$|^\[[0-9A-Fa-f:.]{2,45}\]:\d{1,5}$")  # CONNECT host:port
 _PCT_RE = re.compile(rb"%([0-9A-Fa-f]{2})")
 _HEX_RE = re.compile(rb"^[0-9A-Fa-f]+$")
 
@@ -432,13 +433,17 @@ def probe(data: bytes, is_orig: bool) -> bool:
             return bool(re.match(rb"HTTP/1\.\d(?:[ \t]+\d{3}|\s*$)", d[:32]))
         nl = d.find(b"\n")
         line = d if nl < 0 else d[:nl]
-        sp = line.find(b" ")
-        if sp <= 0 or line[:sp].decode("ascii", "replace") not in METHODS:
-            return False
         r = _parse_request_line(line)
         if r is None:
             return False
         method, target, version = r
+        if method.decode("ascii") not in METHODS:
+            # Any RFC 9110 token is a method (WebDAV, vendor methods such as CCM_POST): Zeek's
+            # parser takes them all.  Without a registered name, ask for the whole request line
+            # with an HTTP/1.x version and a target in one of the four RFC 9112 forms.
+            return (version is not None and version.startswith(b"1.") and b" " not in target
+                    and (target.startswith((b"/", b"http://", b"https://")) or target == b"*"
+                         or _AUTHORITY_RE.match(target) is not None))
         if version is not None:
             return version.startswith(b"1.")
         if nl >= 0:                         # HTTP/0.9 simple request: "GET /path"
@@ -666,7 +671,7 @@ class Analyzer(_Base):
             d.tainted = False               # a cut line is only accepted if it is a whole start line
             if d.is_orig:
                 r = _parse_request_line(line)
-                if r and r[2] is not None and r[0].decode("ascii", "replace") in METHODS:
+                if r and r[2] is not None and r[2].startswith(b"1."):   # any token method, HTTP/1.x
                     d.state = S_START
                     self._request_line(d, line, ts)
             elif _parse_status_line(line) is not None:
@@ -693,12 +698,7 @@ class Analyzer(_Base):
             return
         method_b, target, version = r
         method = method_b.decode("ascii", "replace")
-        if method not in METHODS:
-            if not method_b.replace(b"-", b"").replace(b"_", b"").isalpha():
-                self._weird("http.bad_request_line", _s(line[:80]), ts)
-                d.state = S_RESYNC
-                return
-            self._weird("http.unknown_method", method, ts)
+        # Any token is a method (RFC 9110 section 9.1; _parse_request_line checked the token grammar).
         self._confirm()
         if len(self._txns) >= MAX_PENDING:
             self._weird("http.excessive_pipelining", f"{len(self._txns)} pending", ts)
