@@ -19,6 +19,20 @@ from test_decode import (OUT_A, OUT_B, T0_NS, decode_both, find_flow, inner_pair
 SYN, ACK = 0x02, 0x10
 
 
+def _check_udp_tunnel(tmp_path, wrap, port, service):
+    """An inner connection through a UDP tunnel on ``port``: every decode path agrees, the outer
+    datagram pair is one UDP connection with ``service``, and it is the inner one's tunnel parent."""
+    frames, tup = _pair_frames(lambda ip, fwd: outer_udp(fwd, 50000 if port != 5247 else 5247, port, wrap(ip)))
+    db = decode_both([(1, f) for _, f in frames])
+    assert len(db) == 4 and dict(db.outcomes) == {"decoded": 2}
+    res = scan_frames(tmp_path, frames)
+    inner = find_flow(res.flows, *tup)
+    outer = find_flow(res.flows, OUT_A, 50000 if port != 5247 else 5247, OUT_B, port, "udp")
+    assert inner["tunnel_parents"] == [outer["uid"]]
+    assert inner["orig_pkts"] == 1 and inner["resp_pkts"] == 1
+    assert service in (outer["service"] or "")
+
+
 def _pair_frames(wrap):
     """Client SYN and server SYN-ACK of one inner connection, each wrapped into a whole frame."""
     syn, synack, tup = inner_pair(4)
@@ -94,15 +108,7 @@ GRE_UDP_CASES = [
 
 @pytest.mark.parametrize("wrap", [c[1] for c in GRE_UDP_CASES], ids=[c[0] for c in GRE_UDP_CASES])
 def test_gre_in_udp(tmp_path, wrap):
-    frames, tup = _pair_frames(lambda ip, fwd: outer_udp(fwd, 50000, 4754, wrap(ip)))
-    db = decode_both([(1, f) for _, f in frames])
-    assert len(db) == 4 and dict(db.outcomes) == {"decoded": 2}
-    res = scan_frames(tmp_path, frames)
-    inner = find_flow(res.flows, *tup)
-    outer = find_flow(res.flows, OUT_A, 50000, OUT_B, 4754, "udp")
-    assert inner["tunnel_parents"] == [outer["uid"]]
-    assert inner["orig_pkts"] == 1 and inner["resp_pkts"] == 1
-    assert "gre" in (outer["service"] or "")
+    _check_udp_tunnel(tmp_path, wrap, 4754, "gre")
 
 
 def test_gre_in_udp_bad_version_keeps_outer_datagram():
@@ -154,14 +160,7 @@ CAPWAP_CASES = [
 
 @pytest.mark.parametrize("wrap", [c[1] for c in CAPWAP_CASES], ids=[c[0] for c in CAPWAP_CASES])
 def test_capwap_data(tmp_path, wrap):
-    frames, tup = _pair_frames(lambda ip, fwd: outer_udp(fwd, 5247, 5247, wrap(ip)))
-    db = decode_both([(1, f) for _, f in frames])
-    assert len(db) == 4 and dict(db.outcomes) == {"decoded": 2}
-    res = scan_frames(tmp_path, frames)
-    inner = find_flow(res.flows, *tup)
-    outer = find_flow(res.flows, OUT_A, 5247, OUT_B, 5247, "udp")
-    assert inner["tunnel_parents"] == [outer["uid"]]
-    assert "capwap" in (outer["service"] or "")
+    _check_udp_tunnel(tmp_path, wrap, 5247, "capwap")      # access point and controller both use 5247
 
 
 @pytest.mark.parametrize("kw", [{"k_bit": True}, {"f_bit": True}, {"dtls": True}, {"wbid": 3}],
