@@ -28,7 +28,6 @@ The CLI integration is two calls: ``add_parser(subparsers)`` and ``run(args)``.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import os
 import queue
 import re
@@ -53,11 +52,13 @@ _JSON_OPTS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS | orjson.OPT_SE
 
 
 def _stamp(t: float) -> str:
-    return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime(STAMP)
+    from .timeutil import format_ts
+    return format_ts(t, STAMP)
 
 
 def _iso(t: float) -> str:
-    return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    from .timeutil import format_ts
+    return format_ts(t, "%Y-%m-%dT%H:%M:%SZ")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ import os
 import re
 from collections import defaultdict
 
+from ..timeutil import format_ts
+
 SEVERITY = {1: "critical", 2: "high", 3: "medium", 4: "low"}   # the policy engine's scale (EVE alert.severity)
 _UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 
@@ -330,7 +332,7 @@ def render(data: dict) -> str:
         w("<table><tr><th>time (UTC)</th><th>severity</th><th>signature</th><th>"
           f"{'host' if by == 'host' else 'host / role'}</th><th>source</th><th>destination</th><th>detail</th></tr>")
         for a in data["alerts"]:
-            t = _dt.datetime.fromtimestamp(a["ts"], _dt.timezone.utc).strftime("%H:%M:%S") if a["ts"] else ""
+            t = format_ts(a["ts"], "%H:%M:%S") if a["ts"] is not None else ""
             s = a["severity"]
             dest = " ".join(x for x in (esc(a["dst_org"], 40), f"({esc(a['dst_country'])})" if a["dst_country"]
                                         else "", esc(a["dest_ip"])) if x)

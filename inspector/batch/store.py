@@ -45,6 +45,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..timeutil import format_ts
 from .worker import DAILY_COLUMNS, BATCH_COLUMNS, CaptureResult, night_of, tz_of
 
 SCHEMA_VERSION = 1
@@ -168,7 +169,7 @@ def eve_json(rec: dict) -> str:
 
 def eve_time(ts: float) -> str:
     """Suricata's timestamp format: ``2025-11-25T02:00:00.000104+0000``."""
-    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f+0000")
+    return format_ts(ts, "%Y-%m-%dT%H:%M:%S.%f+0000")
 
 
 def parse_eve_time(value) -> float | None:

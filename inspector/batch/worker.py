@@ -136,7 +136,10 @@ def tz_of(name: str):
 
 
 def night_of(ts: float, tz) -> _dt.date:
-    return _dt.datetime.fromtimestamp(ts, tz).date()
+    """The night (calendar day in the site's time zone) of a packet time; times outside the
+    calendar fall on its first or last day rather than failing the capture."""
+    from ..timeutil import calendar_date
+    return calendar_date(ts, tz)
 
 
 # ----------------------------------------------------------------------------------------------

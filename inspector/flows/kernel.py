@@ -47,6 +47,7 @@ SESSION_TIMER = 6.0
 SYN_TIMEOUT = 5.0
 LINGER = 5.0
 INF = np.inf
+NOT_YET = -np.inf      # _removal_time: the flow's timers have not run out (packet times may be negative)
 
 # weird bits
 W_INITIAL_SEQ_JUMP, W_SYN_SEQ_JUMP, W_HIST_FULL, W_HOLES_FULL, W_REUSE = 1, 2, 4, 8, 16
@@ -176,7 +177,8 @@ def _flip(FI, FF, ADDR, EP, HOLES, HIST, f):
 
 @nb.njit(**_J)
 def _removal_time(FI, FF, EP, f, now):
-    """When Zeek's timers would have removed flow f before ``now``; -1.0 if not."""
+    """When Zeek's timers would have removed flow f before ``now``; NOT_YET if not.  Any time is
+    valid packet time, negative ones (captures dated before 1970) included."""
     last = FF[f, LAST]
     inact = last + FF[f, INACT]
     proto = FI[f, PROTO]
@@ -194,7 +196,7 @@ def _removal_time(FI, FF, EP, f, now):
                 t2 = ts0 + k * DNS_SESSION
                 if t2 < t:
                     t = t2
-        return t if t < now else -1.0
+        return t if t < now else NOT_YET
     # TCP: evaluate timers in time order.
     while True:
         # earliest pending timer
@@ -232,7 +234,7 @@ def _removal_time(FI, FF, EP, f, now):
             FF[f, kind] = tmin + SESSION_TIMER
     if inact < now:
         return inact
-    return -1.0
+    return NOT_YET
 
 
 @nb.njit(**_J)
@@ -654,7 +656,7 @@ def process(start, ts_a, ver_a, proto_a, vlan_a, ivlan_a, fl_a, seq_a, ack_a, wi
             f = HT[slot]
             rt = _removal_time(FI, FF, EP, f, ts)
             why = 0
-            if rt >= 0.0:
+            if rt != NOT_YET:
                 why = 1
             elif proto == 6 and fl & SYN and _is_reuse(FI, EP, f, fl, seq):
                 why = 2
@@ -750,7 +752,7 @@ def sweep(FI, FF, EP, HT, SLOT, upto, now, ended, ended_ts, counters, force):
         else:
             rt = _removal_time(FI, FF, EP, f, now)
             why = 1
-        if rt >= 0.0:
+        if rt != NOT_YET:
             FI[f, ACTIVE] = 0
             FI[f, ENDED_BY] = why
             k = counters[2]

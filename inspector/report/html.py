@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
 from .. import __version__
+from ..timeutil import format_ts
 from .summary import (BYTES, BYTES_IN, CUST, FLOWS, SHIP, SEVERITY_NAMES, Aggregates, alert_counts, allowed_word,
                       clean, fmt_bytes, fmt_duration, fmt_int, fmt_ts, severity_name, severity_rank, sorted_alerts)
 
@@ -271,7 +272,7 @@ def svg_timeline(agg: Aggregates, width: int = 960, height: int = 260) -> str:
     t = math.ceil(t0 / every) * every
     while t <= t1:
         x = ml + pw * (t - t0) / (t1 - t0)
-        label = datetime.fromtimestamp(t, tz=timezone.utc).strftime(fmt)
+        label = format_ts(t, fmt)
         out.append(f'<line class="tick" x1="{x:.1f}" x2="{x:.1f}" y1="{mt + ph}" y2="{mt + ph + 4}"/>'
                    f'<text class="axis" x="{x:.1f}" y="{mt + ph + 18}" text-anchor="middle">{esc(label)}</text>')
         t += every

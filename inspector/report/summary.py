@@ -24,7 +24,6 @@ import re
 import sys
 import time
 from collections import Counter
-from datetime import datetime, timezone
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 # The policy's scale (inspector.policy.rules.SEVERITIES), Suricata's order: lower is more severe.
@@ -69,11 +68,8 @@ def fmt_int(n: Optional[float]) -> str:
 def fmt_ts(ts: Optional[float], with_date: bool = True) -> str:
     if ts is None:
         return "-"
-    try:
-        dt = datetime.fromtimestamp(float(ts), tz=timezone.utc)
-    except (OverflowError, OSError, ValueError):
-        return "-"
-    return dt.strftime("%Y-%m-%d %H:%M:%S" if with_date else "%H:%M:%S")
+    from ..timeutil import format_ts
+    return format_ts(ts, "%Y-%m-%d %H:%M:%S" if with_date else "%H:%M:%S")
 
 
 def fmt_duration(seconds: Optional[float]) -> str:
