@@ -51,7 +51,7 @@ ST_NEW, ST_ACTIVE, ST_DONE = 0, 1, 2
 
 # Log fields that carry people's addresses: masked unless --show-raw (content stage's setting).
 PII_FIELDS = {"smtp": ("mailfrom", "rcptto", "from", "to", "cc", "reply_to"), "http": ("uri", "referrer"),
-              "ftp": ("arg",)}
+              "ftp": ("arg",), "files": ("filename",)}
 _EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+(?:@|%40)[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 
 
@@ -133,7 +133,7 @@ def _is_ip_literal(name: str) -> bool:
 
 class _FlowApp:
     __slots__ = ("ctx", "analyzer", "reasm", "pending", "pbuf", "npay", "names", "pending_bytes",
-                 "module", "ended", "ftp_parent", "watch", "fid", "leave", "content", "raw", "started")
+                 "module", "ended", "ftp_parent", "watch", "fid", "leave", "content", "raw", "started", "files")
 
     def __init__(self, ctx):
         self.ctx = ctx
@@ -152,6 +152,7 @@ class _FlowApp:
         self.content = None        # content.stage.ContentFlow for connections with a leaving direction
         self.raw = False           # only raw leaving stream bytes are still wanted (content stage)
         self.started = False
+        self.files = None          # content.files.FilesFlow once a file was seen (or a data channel)
 
 
 class AppLayer:
@@ -161,6 +162,9 @@ class AppLayer:
         self.content = content     # content.stage.ContentStage or None
         if content is not None and getattr(content, "weird", None) is None:
             content.weird = self._content_weird
+        self.files = getattr(content, "files", None)   # content.files.FilesStage: files.jsonl
+        if self.files is not None:
+            self.files.emit = self.emit
         self.enricher = enricher
         self.modules = modules if modules is not None else load_protocols()
         self.tcp_modules = [m for m in self.modules if "tcp" in m.TRANSPORTS]
@@ -223,10 +227,23 @@ class AppLayer:
         fa.names[source] = (ts, name)
 
     def body(self, ctx, is_orig: bool, info: dict, data: bytes) -> None:
-        """A message body from an analyzer (HTTP, SMTP): inspected when it leaves the site."""
+        """A message body from an analyzer (HTTP, SMTP): a file in every direction (files.jsonl),
+        inspected when it leaves the site."""
         fa = ctx.sink_flow
-        if fa is not None and fa.content is not None and is_orig == fa.leave and data:
+        if fa is None or not data:
+            return
+        if self.files is not None:
+            try:
+                self.files.body(self._files_flow(fa), is_orig, info, data)
+            except Exception as e:       # a files bug must not cost the flow its content inspection
+                self.weirds.append((ctx.ts, ctx.uid, "files.error", f"{type(e).__name__}: {e}"))
+        if fa.content is not None and is_orig == fa.leave:
             self.content.body(fa.content, info, data, ctx.uid)
+
+    def _files_flow(self, fa):
+        if fa.files is None:
+            fa.files = self.files.new_flow(fa.ctx, fa.leave)
+        return fa.files
 
     def dns_answer(self, query: str, answer: str, rtype: str, ttl: float, ts: float) -> None:
         self.pdns.answer(query, answer, rtype, ttl, ts)
@@ -335,10 +352,14 @@ class AppLayer:
                     del self.expected[(ctx.resp_h, ctx.resp_p)]
                 ctx.confirm(service)
                 fa.ftp_parent = parent
+                if self.files is not None and service == "ftp-data":
+                    self._data_channel(fa, parent)
                 if fa.content is not None:
                     fa.raw = True          # the content stage reads what the data channel carries out
                     if fa.content.stream_info is None:
                         fa.content.stream_info = {"source": service}
+                elif fa.files is not None:
+                    fa.raw = True          # only the files stage reads it (both directions)
                 else:
                     self.state[self.flows_fid(fa)] = ST_DONE
                 return True
@@ -346,6 +367,16 @@ class AppLayer:
 
     def flows_fid(self, fa) -> int:
         return fa.fid
+
+    def _data_channel(self, fa, parent_uid) -> None:
+        """An FTP data connection: its bytes are a file named by the control connection's transfer
+        command in progress (the command is sent before the data flows)."""
+        from .content.files import ftp_filename
+        pa = self._by_uid.get(parent_uid)
+        current = getattr(pa.analyzer, "current_transfer", None) if pa is not None else None
+        xfer = current() if current is not None else None
+        self.files.open_channel(self._files_flow(fa), "FTP_DATA", ftp_filename(xfer["arg"]) if xfer else None,
+                                xfer["size"] if xfer else None)
 
     # -- TCP ---------------------------------------------------------------------------
     def _tcp(self, f, fa, is_orig, flags, seq, payload, ts) -> None:
@@ -375,8 +406,11 @@ class AppLayer:
             for kind, val in events:
                 if kind == "data":
                     self.content.stream(fa.content, val)
+        channel = fa.files is not None and fa.files.source is not None
+        if channel and events:
+            self.files.channel_events(fa.files, is_orig, events, ts)
         if fa.raw:
-            if fa.content is None or len(fa.content.stream) >= self.content.stream_budget:
+            if not channel and (fa.content is None or len(fa.content.stream) >= self.content.stream_budget):
                 self._stop(f, fa, final=True)
             return
         if events:
@@ -678,6 +712,14 @@ class AppLayer:
         except Exception as e:
             name = fa.module.NAME if fa.module is not None else "app"
             self.weirds.append((ts, fa.ctx.uid, f"{name}.analyzer_error", f"{type(e).__name__}: {e}"))
+        if fa.files is not None:
+            try:
+                if fa.files.source is not None and fa.reasm is not None and self.state[f] != ST_DONE:
+                    for is_orig in (True, False):
+                        self.files.channel_events(fa.files, is_orig, fa.reasm[is_orig].flush(), ts)
+                self.files.end_flow(fa.files, ts)
+            except Exception as e:
+                self.weirds.append((ts, fa.ctx.uid, "files.error", f"{type(e).__name__}: {e}"))
         self._release(fa)
 
     def flush_expected(self) -> None:

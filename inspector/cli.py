@@ -41,6 +41,14 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fail-on", type=severity_arg, metavar="SEVERITY",
                    help="exit 1 when an alert at or above this severity was raised (critical, high, medium, low)")
     s.add_argument("-q", "--quiet", action="store_true", help="no summary on stdout")
+    s.add_argument("--extract-files", metavar="DIR", help="write the files that left the site to DIR, named by "
+                   "sha256 (DIR/<sha256>; a file cut by a cap or with bytes missing: <sha256>.partial)")
+    s.add_argument("--extract-max-bytes", type=_size_arg, default=None, metavar="SIZE",
+                   help="bytes written per extracted file (default 64M; K, M, G suffixes)")
+    s.add_argument("--extract-total-bytes", type=_size_arg, default=None, metavar="SIZE",
+                   help="bytes written by all extracted files of the run (default 1G)")
+    s.add_argument("--extract-all", action="store_true",
+                   help="extract every file, not only those that left the site")
     add_check_parser(sub)
     from .content import edm as _edm
     _edm.add_parser(sub)
@@ -50,6 +58,34 @@ def _build_parser() -> argparse.ArgumentParser:
     add_batch_parser(sub)
     add_report_parser(sub)
     return p
+
+
+def _size_arg(text: str) -> int:
+    """A byte count: 1048576, 512K, 64M, 1G."""
+    t = text.strip().upper().removesuffix("B")
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(t[-1:], 1)
+    digits = t[:-1] if mult > 1 else t
+    if not digits.isdigit():
+        raise argparse.ArgumentTypeError(f"not a size: {text!r}")
+    return int(digits) * mult
+
+
+def _extractor(args):
+    """The --extract-files writer (checked writable now), or None."""
+    if not args.extract_files:
+        return None
+    from .content.files import DEFAULT_EXTRACT_MAX_BYTES, DEFAULT_EXTRACT_TOTAL_BYTES, ExtractError, Extractor
+    if args.flows_only:
+        raise _UsageError("inspector: error: --extract-files needs content analysis (not with --flows-only)")
+    ex = Extractor(args.extract_files,
+                   DEFAULT_EXTRACT_MAX_BYTES if args.extract_max_bytes is None else args.extract_max_bytes,
+                   DEFAULT_EXTRACT_TOTAL_BYTES if args.extract_total_bytes is None else args.extract_total_bytes,
+                   extract_all=args.extract_all)
+    try:
+        ex.check()
+    except ExtractError as e:
+        raise _UsageError(f"inspector: error: {e}")
+    return ex
 
 
 def main(argv=None, env=None) -> int:
@@ -141,6 +177,9 @@ def _cmd_scan(args) -> int:
             enricher = build_enricher(site, args.geoip, args.asn_db, args.signatures)
             content = build_content(site, args.signatures, args.show_raw, args.hash_salt)
             policy = build_policy(site, args.signatures)
+        extractor = _extractor(args)
+        if extractor is not None:
+            content.files.extractor = extractor
     except _UsageError as e:
         print(str(e), file=sys.stderr)
         return 2
@@ -190,6 +229,8 @@ def _cmd_scan(args) -> int:
     stats["site"] = site.name
     stats["alerts"] = len(alerts)
     stats["logs"] = dict(logs.counts)
+    if extractor is not None:
+        stats["extracted"] = extractor.summary()
     write_json(os.path.join(args.out, "stats.json"), stats)
     from .report.html import iter_jsonl
     content_path = os.path.join(args.out, "content.jsonl")
@@ -199,6 +240,9 @@ def _cmd_scan(args) -> int:
                      content=iter_jsonl(content_path) if os.path.exists(content_path) else None)
     if not args.quiet:
         print_summary(None, stats, agg, alerts, site.name, args.out, time.monotonic() - started)
+    if extractor is not None and extractor.error:
+        print(f"inspector: error: {extractor.error}", file=sys.stderr)
+        return 2
     if args.fail_on is not None:
         from .policy import exit_status
         return exit_status(alerts, args.fail_on)

@@ -303,6 +303,12 @@ def _decode_cte(headers: dict, body: bytes) -> bytes:
     return body
 
 
+def decode_transfer_encoding(cte, body: bytes) -> bytes:
+    """A MIME entity's body with its Content-Transfer-Encoding (base64, quoted-printable) undone;
+    other encodings (7bit, 8bit, binary, unknown) leave it as is."""
+    return _decode_cte({"content-transfer-encoding": cte if isinstance(cte, str) else ""}, body)
+
+
 def _parts(data: bytes, boundary: bytes, depth: int, budget: list) -> list:
     delim = b"--" + boundary
     n = len(data)

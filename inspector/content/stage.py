@@ -71,6 +71,8 @@ class ContentStage:
         self.body_budget = body_budget
         self.weird = weird            # callable(uid, name, detail) or None
         self.stats = Counter()
+        from .files import FilesStage
+        self.files = FilesStage()     # files.jsonl: every body / data channel, all directions
 
     def new_flow(self) -> ContentFlow:
         return ContentFlow()

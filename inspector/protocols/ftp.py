@@ -62,6 +62,7 @@ MAX_ARG = 4096
 MAX_REPLY_LINES = 500
 
 # Commands whose argument names a file or directory (logged as a URL, like Zeek).
+TRANSFER_CMDS = frozenset(("RETR", "STOR", "STOU", "APPE", "LIST", "NLST", "MLSD"))
 FILE_CMDS = frozenset(("APPE", "CWD", "DELE", "MKD", "RETR", "RMD", "RNFR", "RNTO",
                        "STOR", "STOU", "REST", "SIZE", "MDTM"))
 
@@ -247,6 +248,7 @@ class Analyzer(_Base):
         self.adat_tls = None              # tls.Analyzer fed the GSSAPI (GSI) tokens, once any
         self._adat_on = False             # security data exchange in progress
         self._adat_first = True
+        self._size = None                 # (argument, size) of the last SIZE answered with 213
 
     # -- input -------------------------------------------------------------------------
     def data(self, is_orig: bool, data: bytes, ts: float) -> None:
@@ -307,6 +309,18 @@ class Analyzer(_Base):
 
     def wants_more(self) -> bool:
         return not self._stopped
+
+    def current_transfer(self) -> dict | None:
+        """The data transfer in progress: the newest pending RETR/STOR/STOU/APPE/LIST/NLST/MLSD
+        (``command``, ``arg`` as sent, ``size`` from its 150 reply or an earlier SIZE of the same
+        argument), or None.  A data channel's bytes flow while this command waits for its 226."""
+        for c in reversed(self._pending):
+            if c.cmd in TRANSFER_CMDS:
+                size = c.file_size
+                if size is None and self._size is not None and self._size[0] == c.arg:
+                    size = self._size[1]
+                return {"command": c.cmd, "arg": c.arg, "size": size}
+        return None
 
     @staticmethod
     def _plausible(is_orig: bool, line: bytes) -> bool:
@@ -420,6 +434,8 @@ class Analyzer(_Base):
             m = _SIZE_RE.search(whole) if code == 150 else _FIRST_NUM_RE.search(whole)
             if m:
                 c.file_size = int(m.group(1) if code == 150 else m.group(0))
+                if cmd == "SIZE":
+                    self._size = (c.arg, c.file_size)
         elif code == 227 and cmd == "PASV":
             hp = parse_port(_s(whole))
             if hp is None:

@@ -967,6 +967,7 @@ class Analyzer(_Base):
         """sink.body(ctx, is_orig, info, body): the de-chunked body (content coding left as is)."""
         t = m.txn
         ct = m.content_type
+        cl = [raw.strip() for name, raw in m.headers if name == "content-length"]
         info = {
             "protocol": "http",
             "direction": "request" if is_orig else "response",
@@ -983,6 +984,8 @@ class Analyzer(_Base):
             "filenames": t.orig_fn if is_orig else t.resp_fn,
             "mime_type": sniff_mime(decode_prefix(bytes(m.head), m.content_encoding)),
             "body_len": m.body_len,             # bytes on the wire (gaps included)
+            "content_length": int(cl[0]) if len(cl) == 1 and cl[0].isdigit() and len(cl[0]) <= 18 and
+            m.transfer_encoding is None else None,   # the framing length, when it framed the body
             "truncated": m.truncated,           # body below is a prefix (budget or gap)
             "incomplete": m.incomplete,         # part of the body was never seen
         }
