@@ -79,7 +79,8 @@ def _mask_record(record: dict, fields) -> dict:
 def _qname_payload(qname: str) -> bytes:
     """What a query name can carry: the labels left of the registered domain, space-separated (data
     in a label), then joined (data split over labels)."""
-    from .content.decoding import dns_labels_payload, registered_domain
+    from .content.decoding import dns_labels_payload
+    from .domain import registered_domain
     name = qname.strip().rstrip(".")
     labels = name.split(".")
     reg = registered_domain(name.lower())

@@ -98,13 +98,16 @@ def test_aggregates_outbound_inbound_internal():
     assert agg.payload.items["csv"][BYTES] == 2000
 
 
-def test_org_label_fallbacks():
-    assert Aggregates.org_label(flow()) == ("Example GmbH", "org")
-    assert Aggregates.org_label(flow(dst_org=None, dst_group="alibaba-cloud")) == ("alibaba-cloud", "group")
-    assert Aggregates.org_label(flow(dst_org=None, dst_name="upload.files.example.co.uk")) == \
-        ("example.co.uk", "domain")
-    assert Aggregates.org_label(flow(dst_org=None, dst_name=None, dst_asn=64501)) == ("AS64501", "asn")
-    assert Aggregates.org_label(flow(dst_org=None, dst_name=None, dst_asn=None)) == ("unknown", "unknown")
+def test_org_table_uses_the_destination_label():
+    """The organisation table is keyed on inspector.enrich.label, the label alerts group by."""
+    agg = Aggregates()
+    agg.add([flow(), flow(dst_org=None, dst_group="alibaba-cloud"),
+             flow(dst_org=None, dst_name="upload.files.example.co.uk"),
+             flow(dst_org=None, dst_name=None, dst_asn=64501),
+             flow(dst_org=None, dst_name=None, dst_asn=None, **{"id.resp_h": "198.51.100.9"})])
+    kinds = {org: agg.org.meta[org]["kind"] for org, _ in agg.top_orgs(10)}
+    assert kinds == {"Example GmbH": "org", "alibaba-cloud": "group", "example.co.uk": "domain",
+                     "AS64501": "asn", "198.51.100.9": "address"}
 
 
 def test_roles_and_sankey_folding():

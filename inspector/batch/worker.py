@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from ..enrich.label import flow_destination_label
+
 BATCH_COLUMNS = ("capture_sha256", "host", "seq", "role", "night")
 _BATCH_TYPES = {"capture_sha256": pa.string(), "host": pa.string(), "seq": pa.int64(), "role": pa.string(),
                 "night": pa.date32()}
@@ -262,22 +264,13 @@ DAILY_COLUMNS = DAILY_KEY + ("flows", "bytes_out", "bytes_in", "packets_out", "r
 
 
 def destination_org(r: dict) -> str:
-    """The destination organisation, as the policy engine groups it: the AS organisation, else the
-    destination group, else the registered domain of the destination name; '' when none is known
-    (internal connections, unnamed reserved addresses)."""
+    """The destination label of a flow record (:mod:`inspector.enrich.label`, the one alerts and the
+    HTML report use); '' for internal connections (no destination outside the site) and for a
+    record without a remote address."""
     if r.get("direction") == "internal":
         return ""
-    org = r.get("dst_org") or r.get("dst_group")
-    if org:
-        return org
-    name = r.get("dst_name")
-    if name and isinstance(name, str) and not name.replace(".", "").replace(":", "").isdigit():
-        from ..content.decoding import registered_domain
-        try:
-            return registered_domain(name.strip().lower().rstrip(".")) or ""
-        except Exception:
-            return ""
-    return ""
+    label, kind = flow_destination_label(r)
+    return "" if kind == "unknown" else label
 
 
 def result_from_records(records: list, sha256: str, host: str, site=None, tz="UTC", alerts=(),

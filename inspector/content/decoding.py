@@ -22,6 +22,8 @@ import io
 import re
 import zlib
 
+from ..domain import registered_domain
+
 __all__ = ["decompress", "multipart", "boundary_of", "encoded_runs", "dns_labels_payload",
            "DEFAULT_LIMIT", "DEFAULT_MAX_RATIO"]
 
@@ -560,32 +562,6 @@ def encoded_runs(data: bytes, min_len: int = 24, max_runs: int = MAX_RUNS) -> li
 
 # --------------------------------------------------------------------------------------------
 # DNS
-
-_PSL = None
-
-
-def _psl():
-    global _PSL
-    if _PSL is None:
-        try:
-            from publicsuffixlist import PublicSuffixList
-            _PSL = PublicSuffixList()
-        except Exception:  # pragma: no cover - package missing: fall back to "last two labels"
-            _PSL = False
-    return _PSL
-
-
-def registered_domain(name: str) -> str | None:
-    """The registrable domain of ``name`` (public suffix + one label), or None."""
-    psl = _psl()
-    labels = name.split(".")
-    if psl:
-        try:
-            return psl.privatesuffix(name)
-        except Exception:
-            return None
-    return ".".join(labels[-2:]) if len(labels) >= 2 else None
-
 
 def dns_labels_payload(qname) -> bytes:
     """The labels left of the registered domain of a DNS query name, joined without dots.

@@ -34,10 +34,10 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from functools import lru_cache
 
 from .alerts import Cover
-from .view import FlowView, group_value, registered_domain
+from ..domain import registered_domain
+from .view import FlowView, group_value
 from .window import WindowStore
 
 __all__ = ["DETECTORS", "Detector", "DnsTunnel", "IcmpTunnel", "Beacon", "SlowDrip", "beacon_score",
@@ -45,29 +45,6 @@ __all__ = ["DETECTORS", "Detector", "DnsTunnel", "IcmpTunnel", "Beacon", "SlowDr
 
 MB = 1 << 20
 KB = 1 << 10
-
-
-_ICANN_PSL = None
-
-
-@lru_cache(maxsize=65536)
-def icann_registered_domain(name: str) -> str | None:
-    """Registered domain by the ICANN section of the public suffix list only (private suffixes such as
-    ``ngrok.io`` or ``s3.amazonaws.com`` are not suffixes here)."""
-    global _ICANN_PSL
-    if _ICANN_PSL is None:
-        try:
-            from publicsuffixlist import PublicSuffixList
-            _ICANN_PSL = PublicSuffixList(only_icann=True)
-        except Exception:           # pragma: no cover - package missing
-            _ICANN_PSL = False
-    if not _ICANN_PSL:
-        labels = name.split(".")
-        return ".".join(labels[-2:]) if len(labels) >= 2 else None
-    try:
-        return _ICANN_PSL.privatesuffix(name)
-    except Exception:               # pragma: no cover - defensive
-        return None
 
 
 def label_entropy(label: str) -> float:
@@ -206,7 +183,7 @@ class DnsTunnel(Detector):
         if reg == name:
             # the whole name is a "registered domain" under a private suffix (<data>.ngrok.io): group by
             # the ICANN registered domain instead, so that the name's first label counts as a subdomain
-            reg = icann_registered_domain(name) or reg
+            reg = registered_domain(name, icann_only=True) or reg
         if not reg:
             return
         sub = name[:-len(reg)].rstrip(".") if name.endswith("." + reg) else ""

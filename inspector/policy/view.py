@@ -14,11 +14,11 @@ once per flow record (the dicts of ``flows.jsonl``, ``FLOW_FIELDS``):
 """
 from __future__ import annotations
 
-from functools import lru_cache
-
 from ..content import CUSTOMER_CLASSES, DATA_CLASSES, EDI_CLASSES, SHIPMENT_CLASSES
+from ..domain import registered_domain
+from ..enrich.label import destination_label
 
-__all__ = ["FlowView", "registered_domain", "metric_value", "group_value", "GROUP_KEYS", "FLOW_METRICS",
+__all__ = ["FlowView", "metric_value", "group_value", "GROUP_KEYS", "FLOW_METRICS",
            "AGGREGATE_METRICS", "CLASS_ALIASES", "IDENTIFIER_CLASSES"]
 
 #: ``data`` aliases usable in rules: a name for a family of data classes.
@@ -65,7 +65,8 @@ GROUP_KEYS = {
     "dst": "the destination's name when known, else its address",
     "dst_name": "the destination name (SNI, HTTP host, DNS)",
     "registered_domain": "the registered domain of the destination name (public suffix + 1), else the address",
-    "dst_org": "the AS organisation, else the destination group, else the registered domain, else the address",
+    "dst_org": "the destination label (inspector.enrich.label): the AS organisation, else the destination group, "
+               "else the registered domain, else AS<n>, else the address",
     "dst_group": "the destination group",
     "dst_category": "the destination group's category",
     "dst_country": "the destination country",
@@ -74,21 +75,6 @@ GROUP_KEYS = {
     "service": "the service (Zeek's service field)",
     "proto": "tcp, udp, icmp",
 }
-
-
-@lru_cache(maxsize=65536)
-def registered_domain(name):
-    """Registrable domain (public suffix + 1 label) of a host name, or None."""
-    if not name or not isinstance(name, str):
-        return None
-    n = name.strip().lower().rstrip(".")
-    if not n or n.replace(".", "").replace(":", "").isdigit():
-        return None
-    from ..content.decoding import registered_domain as _rd
-    try:
-        return _rd(n)
-    except Exception:           # pragma: no cover - defensive
-        return None
 
 
 def _num(v) -> float:
@@ -163,7 +149,8 @@ class FlowView:
 
     @property
     def org(self):
-        return self.dst_org or self.dst_group or self.registered_domain or self.dst
+        """The destination label (:mod:`inspector.enrich.label`): the same name the reports use."""
+        return destination_label(self.dst_org, self.dst_group, self.dst_name, self.dst_asn, self.dst)[0]
 
     def destination(self) -> dict:
         """The ``destination`` object of an alert."""

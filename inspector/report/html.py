@@ -599,7 +599,7 @@ def _org_table(agg: Aggregates, top: int) -> str:
         m = agg.org.meta.get(org, {})
         kind = m.get("kind")
         tag = {"group": "destination group", "domain": "domain (no AS organisation)", "asn": "AS number",
-               "unknown": "no name or AS"}.get(kind, "")
+               "address": "address (no name or AS)", "unknown": "no address"}.get(kind, "")
         ccs = ", ".join(_cc(c) for c, _ in (m.get("countries") or Counter()).most_common(4))
         dsts = sorted(clean(d) for d in m.get("dsts", ()))
         more = bool(m.get("dsts_more"))

@@ -26,6 +26,8 @@ import time
 from collections import Counter
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
+from ..enrich.label import destination_label
+
 # The policy's scale (inspector.policy.rules.SEVERITIES), Suricata's order: lower is more severe.
 SEVERITY_NAMES = {1: "critical", 2: "high", 3: "medium", 4: "low"}
 SEVERITY_STYLES = {1: "bold white on red", 2: "bold red", 3: "yellow", 4: "cyan"}
@@ -248,34 +250,6 @@ class Timeline:
         return W, [(float(j * W), out.get(j, (0.0, 0.0))[0], out.get(j, (0.0, 0.0))[1]) for j in range(a, b + 1)]
 
 
-def _psl_registered_domain(name: str) -> Optional[str]:
-    try:
-        from ..content.decoding import registered_domain
-        return registered_domain(name)
-    except Exception:  # pragma: no cover - fall back to the last two labels
-        labels = name.split(".")
-        return ".".join(labels[-2:]) if len(labels) >= 2 else None
-
-
-_RD_CACHE: Dict[str, Optional[str]] = {}
-_MISSING = object()
-
-
-def _registered_domain(name: str) -> Optional[str]:
-    """The registered domain of ``name``; when its parent domain has one, that one (looked up
-    once per parent, so a flood of unique host names under one domain costs one lookup)."""
-    if name.count(".") < 2:
-        return _psl_registered_domain(name)
-    parent = name.split(".", 1)[1]
-    r = _RD_CACHE.get(parent, _MISSING)
-    if r is _MISSING:
-        r = _psl_registered_domain(parent)
-        if len(_RD_CACHE) > 65536:
-            _RD_CACHE.clear()
-        _RD_CACHE[parent] = r
-    return r if r is not None else _psl_registered_domain(name)
-
-
 class Aggregates:
     """What left the site, aggregated while the flows stream by.
 
@@ -466,11 +440,10 @@ class Aggregates:
             return
         self._pending = {}
         for (dst_key, host, org_name, grp, asn, cc, cat, pt, allowed, remote), r in pending.items():
-            ok = (org_name, grp, dst_key if dst_key != str(remote or "?") else None, asn)
+            ok = (org_name, grp, dst_key if dst_key != str(remote or "?") else None, asn, remote)
             label = self._orgs.get(ok)
             if label is None:
-                label = Aggregates.org_label({"dst_org": org_name, "dst_group": grp, "dst_name": ok[2],
-                                              "dst_asn": asn})
+                label = destination_label(*ok)
                 if len(self._orgs) > 65536:
                     self._orgs.clear()
                 self._orgs[ok] = label
@@ -532,27 +505,6 @@ class Aggregates:
             if em is None:
                 em = self._edges.meta[ek] = {"allowed": set()}
             em["allowed"].add(allowed)
-
-    @staticmethod
-    def org_label(f: dict) -> Tuple[str, str]:
-        """(label, kind) of a flow's destination organisation: the AS organisation, else the
-        destination group, else the registered domain of its name, else ``AS<n>``, else
-        ``unknown``; kind is ``org``, ``group``, ``domain``, ``asn`` or ``unknown``."""
-        org = f.get("dst_org")
-        if org:
-            return str(org), "org"
-        grp = f.get("dst_group")
-        if grp:
-            return str(grp), "group"
-        name = f.get("dst_name")
-        if name:
-            rd = _registered_domain(str(name).rstrip(".").lower())
-            if rd:
-                return rd, "domain"
-        asn = f.get("dst_asn")
-        if asn:
-            return f"AS{asn}", "asn"
-        return "unknown", "unknown"
 
     # ---- reading
 
