@@ -18,7 +18,7 @@ from helpers.receivers import (HookReceiver, SyslogParseError, TcpReceiver, UdpR
                                split_octet_counted, wait_for)
 from inspector.delivery import AlertDelivery, alert_id
 from inspector.delivery.message import packet_time, summary
-from inspector.delivery.spool import Spool
+from inspector.delivery.spool import Journal, Spool
 from inspector.delivery.syslog import (SEVERITY_TO_SYSLOG, SyslogSink, escape_param, format_message,
                                        frame_octet_counted, parse_target)
 from inspector.delivery.webhook import WebhookSink, redact_url
@@ -198,6 +198,11 @@ def test_octet_counting_framing():
 # web hook
 # ----------------------------------------------------------------------------------------------
 
+def spool_files(path) -> list:
+    """Files of a spool directory other than the journal of delivered ids."""
+    return sorted(n for n in os.listdir(path) if n != "sent")
+
+
 def hook(url, spool, **kw):
     kw.setdefault("backoff_base", 0.01)
     kw.setdefault("backoff_cap", 0.2)
@@ -225,7 +230,7 @@ def test_webhook_posts_json_with_idempotency_key(tmp_path):
     st = d.stats()
     assert (st["sent"], st["retried"], st["spooled"], st["dropped"], st["failed"]) == (4, 0, 0, 0, 0)
     assert "secret" not in json.dumps(st) and st["sinks"][0]["url"] == redact_url(rx.url)
-    assert not os.listdir(tmp_path / "spool")
+    assert spool_files(tmp_path / "spool") == []
 
 
 def test_webhook_retries_500_twice_then_200(tmp_path):
@@ -289,7 +294,7 @@ def test_webhook_down_then_up_spools_then_delivers_in_order(tmp_path):
     st = d.stats()
     assert st["sent"] == 6 and st["dropped"] == 0 and st["failed"] == 0 and st["retried"] >= 1
     assert st["sinks"][0]["from_spool"] >= 4 and st["sinks"][0]["spool_pending"] == 0
-    assert os.listdir(tmp_path / "spool") == []
+    assert spool_files(tmp_path / "spool") == []
 
 
 _CHILD = textwrap.dedent("""
@@ -333,7 +338,14 @@ def test_webhook_spool_survives_a_process_restart(tmp_path):
     assert sorted(keys) == sorted({alert_id(a) for a in first + second})   # every alert once
     assert st2["sinks"][0]["spool_loaded"] == 5 and st2["sinks"][0]["from_spool"] == 5
     assert st2["sinks"][0]["duplicates"] == 3 and st2["sinks"][0]["spool_pending"] == 0
-    assert os.listdir(spool) == []
+    assert spool_files(spool) == []
+    # a third run raising the same alerts again sends none of them: the journal remembers
+    rx = HookReceiver(port)
+    try:
+        st3 = run_child(url, spool, first + second, tmp_path, timeout=10.0)
+    finally:
+        rx.stop()
+    assert rx.posts == [] and st3["sent"] == 0 and st3["sinks"][0]["duplicates"] == 11
 
 
 def test_webhook_close_spools_the_queue_and_the_request_in_flight(tmp_path):
@@ -413,3 +425,16 @@ def test_spool_recovers_from_torn_and_corrupt_lines(tmp_path):
         sp2.ack(aid)
     assert os.listdir(tmp_path) == []
     sp2.close()
+
+
+def test_journal_remembers_the_newest_ids_across_reopening(tmp_path):
+    j = Journal(str(tmp_path), keep=10)
+    for i in range(35):
+        j.add(f"id-{i}")
+    j.close()
+    with open(tmp_path / "sent", "ab") as fh:
+        fh.write(b"id-torn")                      # a crash in the middle of a line
+    j2 = Journal(str(tmp_path), keep=10)
+    assert "id-34" in j2 and "id-25" in j2 and "id-24" not in j2 and "id-torn" not in j2
+    assert len(j2) == 10 and (tmp_path / "sent").read_bytes().count(b"\n") == 10
+    j2.close()

@@ -329,3 +329,82 @@ class Spool:
             except OSError:
                 pass
         return total
+
+
+class Journal:
+    """The ids delivered lately, on disk (``sent``, one id a line, appended and fsync-ed).
+
+    So that an alert is delivered once even when a later run raises it again: a re-run over
+    the same captures, a nightly batch recomputing a night's baseline alerts.  The last
+    ``keep`` ids are remembered; beyond ``2 * keep`` lines the file is rewritten (temp file,
+    sync, rename) with the newest ``keep``.  Torn or malformed lines are skipped."""
+
+    NAME = "sent"
+
+    def __init__(self, directory: str, keep: int = 100_000):
+        self.path = os.path.join(directory, self.NAME)
+        self.keep = max(1, int(keep))
+        self._lock = threading.Lock()
+        self._ids: "collections.OrderedDict[str, None]" = collections.OrderedDict()
+        self._lines = 0
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        try:
+            with open(self.path, "rb") as fh:
+                data = fh.read()
+        except FileNotFoundError:
+            data = b""
+        for ln in data.split(b"\n")[:-1]:
+            if _ID.match(ln):
+                aid = ln.decode("ascii")
+                self._ids.pop(aid, None)
+                self._ids[aid] = None
+                self._lines += 1
+        while len(self._ids) > self.keep:
+            self._ids.popitem(last=False)
+        torn = bool(data) and not data.endswith(b"\n")
+        if torn or len(self._ids) > self.keep or self._lines > 2 * self.keep:
+            self._compact()
+        self._fd = None
+
+    def __contains__(self, aid) -> bool:
+        return aid in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, aid: str) -> None:
+        """Remember ``aid`` as delivered (durably).  OSError when the disk refuses."""
+        if not valid_id(aid):
+            return
+        with self._lock:
+            self._ids.pop(aid, None)
+            self._ids[aid] = None
+            while len(self._ids) > self.keep:
+                self._ids.popitem(last=False)
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.write(self._fd, aid.encode("ascii") + b"\n")
+            os.fsync(self._fd)
+            self._lines += 1
+            if self._lines > 2 * self.keep:
+                self._compact()
+
+    def _compact(self) -> None:
+        if getattr(self, "_fd", None) is not None:
+            os.close(self._fd)
+            self._fd = None
+        tmp = self.path + ".tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(b"".join(a.encode("ascii") + b"\n" for a in self._ids))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+        _fsync_dir(os.path.dirname(self.path))
+        self._lines = len(self._ids)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None

@@ -18,9 +18,11 @@ When the tries run out the receiver is taken to be down: the alert goes to the s
 is empty again.  The delivery thread offers the oldest spooled alert every
 ``backoff(n)`` seconds; when it is taken, the rest follow at once, oldest first, each
 acknowledged in the spool as it is taken, and fresh alerts are posted directly again.  A
-new run opens the same spool and sends what is in it before anything new.  Ids delivered
-or spooled in this run are remembered (the last ``remember`` of them), so an alert that
-arrives again (a re-run over the same input while the spool still holds it) is sent once.
+new run opens the same spool and sends what is in it before anything new.  The ids
+delivered (or refused for good) are journaled beside the spool (``spool.Journal``, the last
+``remember`` of them), so an alert raised again (a re-run over the same captures, a nightly
+batch recomputing a night) is not sent twice, in this run or a later one; it is counted
+``duplicates``.
 
 ``close(timeout)``: the thread keeps delivering until the queue is empty or ``timeout``
 seconds have passed; what is still queued then is spooled for the next run.  When the
@@ -37,7 +39,6 @@ verifies the server against the system's CA store.
 from __future__ import annotations
 
 import base64
-import collections
 import http.client
 import ssl
 import time
@@ -48,7 +49,7 @@ import orjson
 
 from .base import AsyncSink, backoff
 from .message import alert_id
-from .spool import Spool, valid_id
+from .spool import Journal, Spool, valid_id
 
 __all__ = ["WebhookSink", "parse_url", "redact_url", "parse_header", "RETRYABLE"]
 
@@ -107,7 +108,7 @@ class WebhookSink(AsyncSink):
 
     def __init__(self, url: str, spool_dir: str, spool_bytes: int = 64 << 20, headers=(), timeout: float = 5.0,
                  attempts: int = 3, backoff_base: float = 0.5, backoff_cap: float = 30.0,
-                 queue_size: int = 10_000, remember: int = 200_000, clock: Callable[[], float] = time.monotonic,
+                 queue_size: int = 10_000, remember: int = 100_000, clock: Callable[[], float] = time.monotonic,
                  rng=None, ssl_context: ssl.SSLContext | None = None):
         super().__init__(queue_size=queue_size, clock=clock)
         u = parse_url(url)
@@ -132,13 +133,12 @@ class WebhookSink(AsyncSink):
         self._ssl = ssl_context
         self.counters.update(from_spool=0, duplicates=0)
         self.spool = Spool(spool_dir, spool_bytes)
+        self.sent_ids = Journal(spool_dir, keep=remember)
         self._conn: http.client.HTTPConnection | None = None
         self._inflight = None               # (id, body, from_spool) while a request is out
         self._abandoned = False
         self._failures = 0                  # consecutive failed tries (drives the back-off)
         self._next_try = 0.0                # monotonic time of the next offer to a receiver that is down
-        self._remember = max(1, int(remember))
-        self._done: "collections.OrderedDict[str, None]" = collections.OrderedDict()
 
     # -- reporting ----------------------------------------------------------------------------
     def describe(self) -> dict:
@@ -238,6 +238,11 @@ class WebhookSink(AsyncSink):
         if head is None:
             return True
         aid, body = head
+        if aid in self.sent_ids:        # delivered, but the run ended before the spool heard of it
+            self._ack(aid)
+            with self._cv:
+                self.counters["duplicates"] += 1
+            return True
         outcome, retry_after = self._try(aid, body, from_spool=True)
         if outcome is None:
             return False
@@ -247,6 +252,7 @@ class WebhookSink(AsyncSink):
             with self._cv:
                 self.counters["retried"] += 1
             return True
+        self._remember_id(aid)
         self._ack(aid)
         with self._cv:
             if outcome == _OK:
@@ -254,11 +260,10 @@ class WebhookSink(AsyncSink):
                 self.counters["from_spool"] += 1
             else:
                 self.counters["failed"] += 1
-        self._remember_id(aid)
         return True
 
     def _send_fresh(self, aid: str, body: bytes) -> None:
-        if aid in self._done or aid in self.spool:
+        if aid in self.sent_ids or aid in self.spool:
             with self._cv:
                 self.counters["duplicates"] += 1
             return
@@ -305,13 +310,15 @@ class WebhookSink(AsyncSink):
             self.last_error = f"spool: {e}"
 
     def _remember_id(self, aid: str) -> None:
-        self._done[aid] = None
-        while len(self._done) > self._remember:
-            self._done.popitem(last=False)
+        """``aid`` was delivered (or refused for good): never again, in this run or the next."""
+        try:
+            self.sent_ids.add(aid)
+        except OSError as e:
+            self.last_error = f"spool: {e}"
 
     def _to_spool(self, items: list) -> None:
         """Spool ``(id, body)`` pairs (called from either thread)."""
-        fresh = [(a, b) for a, b in items if a not in self._done and valid_id(a)]
+        fresh = [(a, b) for a, b in items if a not in self.sent_ids and valid_id(a)]
         if not fresh:
             return
         try:
@@ -324,9 +331,6 @@ class WebhookSink(AsyncSink):
         with self._cv:
             self.counters["spooled"] += len(fresh) - len(refused)
             self.counters["dropped"] += len(refused)
-        for a, _ in fresh:
-            if a not in refused:
-                self._remember_id(a)
 
     def _spool_queue(self) -> None:
         with self._cv:
@@ -344,11 +348,15 @@ class WebhookSink(AsyncSink):
         if inflight is not None and not inflight[2]:
             self._to_spool([inflight[:2]])
         self._spool_queue()
-        self.spool.close()
+        self._close_files()
 
     def wait_closed(self) -> None:
         super().wait_closed()
+        self._close_files()
+
+    def _close_files(self) -> None:
         self.spool.close()
+        self.sent_ids.close()
 
 
 def _retry_after(value) -> float | None:
