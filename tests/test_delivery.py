@@ -7,18 +7,17 @@ Every wait is bounded; no traffic leaves the loopback interface.
 """
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
-from helpers.receivers import (HookReceiver, SyslogParseError, TcpReceiver, UdpReceiver, parse_rfc5424,
+from helpers.receivers import (HookReceiver, SyslogParseError, TcpReceiver, UdpReceiver, free_port, parse_rfc5424,
                                split_octet_counted, wait_for)
 from inspector.delivery import AlertDelivery, alert_id
 from inspector.delivery.message import packet_time, summary
-from inspector.delivery.spool import Journal, Spool
+from inspector.delivery.spool import Journal, Spool, SpoolBusy
 from inspector.delivery.syslog import (SEVERITY_TO_SYSLOG, SyslogSink, escape_param, format_message,
                                        frame_octet_counted, parse_target)
 from inspector.delivery.webhook import WebhookSink, redact_url
@@ -59,7 +58,9 @@ def test_alert_id_stable_and_prefers_the_alerts_own():
     assert alert_id(a) == alert_id(json.loads(json.dumps(a)))          # same content, same id
     assert alert_id(a) != alert_id(make_alert(2))
     assert alert_id(make_alert(1, alert_id="A-123_x")) == "A-123_x"
-    assert alert_id(make_alert(1, alert_id="bad id\n")).startswith("a-")   # not usable as a key: derived
+    odd = alert_id(make_alert(1, alert_id="batch:2025-11-25:1100001:host=dc 1:bytes_out"))
+    assert odd.startswith("a-") and odd == alert_id(make_alert(2, alert_id="batch:2025-11-25:1100001:host=dc 1:"
+                                                                            "bytes_out"))   # its digest, stable
 
 
 def test_packet_time_is_rfc3339_utc():
@@ -199,8 +200,8 @@ def test_octet_counting_framing():
 # ----------------------------------------------------------------------------------------------
 
 def spool_files(path) -> list:
-    """Files of a spool directory other than the journal of delivered ids."""
-    return sorted(n for n in os.listdir(path) if n != "sent")
+    """Files of a spool directory other than its lock and the journal of delivered ids."""
+    return sorted(n for n in os.listdir(path) if n not in ("sent", "lock"))
 
 
 def hook(url, spool, **kw):
@@ -262,14 +263,6 @@ def test_webhook_gives_up_on_a_4xx(tmp_path):
         rx.stop()
     st = d.stats()
     assert (st["sent"], st["failed"], st["retried"], st["spooled"]) == (1, 1, 0, 0)
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_webhook_down_then_up_spools_then_delivers_in_order(tmp_path):
@@ -358,7 +351,9 @@ def test_webhook_close_spools_the_queue_and_the_request_in_flight(tmp_path):
     assert wait_for(lambda: len(rx.posts) >= 1)
     d.close(0.2)
     assert len(sink.spool) + sink.counters["sent"] == 4
-    pending = Spool(str(tmp_path / "spool")).pending_ids()
+    sp = Spool(str(tmp_path / "spool"))
+    pending = sp.pending_ids()
+    sp.close()
     assert set(pending) | set(rx.accepted()) >= {alert_id(a) for a in alerts}
     rx.hang = 0.0
     d2 = AlertDelivery([hook(rx.url, tmp_path / "spool")])
@@ -420,11 +415,19 @@ def test_spool_recovers_from_torn_and_corrupt_lines(tmp_path):
     assert sp2.pending_ids() == ["id-1", "id-3", "id-4"]
     assert sp2.corrupt == 2 and sp2.loaded == 3
     assert sp2.peek() == ("id-1", b'{"n":1}')
-    assert sorted(os.listdir(tmp_path)) == [n for n in sorted(os.listdir(tmp_path)) if n.startswith("spool-")]
+    assert len(spool_files(tmp_path)) == 1                 # compacted into one segment
     for aid in sp2.pending_ids():
         sp2.ack(aid)
-    assert os.listdir(tmp_path) == []
+    assert spool_files(tmp_path) == []
     sp2.close()
+
+
+def test_spool_is_held_by_one_process_at_a_time(tmp_path):
+    sp = Spool(str(tmp_path))
+    with pytest.raises(SpoolBusy, match=f"pid {os.getpid()}"):
+        Spool(str(tmp_path))
+    sp.close()
+    Spool(str(tmp_path)).close()
 
 
 def test_journal_remembers_the_newest_ids_across_reopening(tmp_path):

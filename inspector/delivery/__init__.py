@@ -6,8 +6,8 @@ Options (``scan``, ``live`` and ``batch`` share them; ``add_arguments``)::
     --alert-syslog-facility NAME              syslog facility (default local0)
     --alert-webhook URL                       JSON POST of each alert (http:// or https://)
     --alert-webhook-header 'Name: value'      an extra request header (e.g. an API token), repeatable
-    --alert-spool DIR                         where undelivered alerts wait (default: alert-spool/ beside
-                                              the outputs); one sub-folder per web hook URL
+    --alert-spool DIR                         where undelivered alerts wait (default: DIR.alert-spool
+                                              beside the output directory DIR); one sub-folder per URL
     --alert-spool-mb MB                       spool bound per web hook (default 64)
     --alert-flush-timeout S                   at exit, time to deliver what is queued (default 10)
 
@@ -18,8 +18,10 @@ together within one deadline, and reports their counters for ``stats.json`` (key
 ``delivery``).  What each sink sends is in ``syslog`` and ``webhook``; the stable alert id
 and the masked one-line summary they share are in ``message``.
 
-The spool lives outside the run's output files on purpose: it must outlive the run, so that
-the next run sends what this one could not (before anything new).
+The spool lives outside the run's output directory on purpose (``default_spool_root``): it
+must outlive the run, whose output directory may be replaced as a whole at the end, so that
+the next run sends what this one could not, before anything new.  A spool is held by one
+process at a time (``spool.SpoolBusy``).
 """
 from __future__ import annotations
 
@@ -29,11 +31,12 @@ import os
 import time
 
 from .message import alert_id, packet_time, summary
+from .spool import SpoolBusy
 from .syslog import SyslogSink, parse_facility, parse_target
 from .webhook import WebhookSink, parse_header, parse_url
 
-__all__ = ["AlertDelivery", "add_arguments", "from_args", "alert_id", "packet_time", "summary", "SyslogSink",
-           "WebhookSink", "SPOOL_DIRNAME", "DeliveryConfigError"]
+__all__ = ["AlertDelivery", "add_arguments", "from_args", "default_spool_root", "alert_id", "packet_time", "summary",
+           "SyslogSink", "WebhookSink", "SPOOL_DIRNAME", "DeliveryConfigError"]
 
 SPOOL_DIRNAME = "alert-spool"
 DEFAULT_FLUSH_TIMEOUT = 10.0
@@ -111,7 +114,12 @@ def _checked(check, keep_text: bool = True):
     return parse
 
 
-def add_arguments(p, spool_default: str = "alert-spool/ in the output directory") -> None:
+def default_spool_root(out_dir: str) -> str:
+    """``OUT.alert-spool`` beside the output directory ``OUT`` (persistent across runs into ``OUT``)."""
+    return os.path.abspath(out_dir).rstrip(os.sep) + "." + SPOOL_DIRNAME
+
+
+def add_arguments(p, spool_default: str = "OUT.alert-spool beside the output directory OUT") -> None:
     """The delivery options (see the module docstring) on an argparse (sub)parser."""
     g = p.add_argument_group("alert delivery")
     g.add_argument("--alert-syslog", action="append", default=[], type=_checked(parse_target),
@@ -140,25 +148,28 @@ def webhook_spool_dir(root: str, url: str) -> str:
     return os.path.join(root, "webhook-" + hashlib.sha256(url.encode("utf-8")).hexdigest()[:16])
 
 
-def from_args(args, default_spool_root: str, clock=time.monotonic) -> AlertDelivery | None:
-    """The sinks the parsed options ask for, started; None when there are none.
+def from_args(args, spool_root: str, clock=time.monotonic) -> AlertDelivery | None:
+    """The sinks the parsed options ask for, started; None when there are none.  ``spool_root``: the
+    spool when ``--alert-spool`` is not given (``default_spool_root(out)`` for scan and live).
     Raises DeliveryConfigError (one line) when a sink cannot be set up (e.g. the spool is not writable)."""
-    syslogs = list(getattr(args, "alert_syslog", None) or ())
-    hooks = list(getattr(args, "alert_webhook", None) or ())
+    syslogs = list(dict.fromkeys(getattr(args, "alert_syslog", None) or ()))
+    hooks = list(dict.fromkeys(getattr(args, "alert_webhook", None) or ()))
     if not syslogs and not hooks:
         return None
     sinks = []
+    root = getattr(args, "alert_spool", None) or spool_root
     try:
         for t in syslogs:
             sinks.append(SyslogSink(t, facility=getattr(args, "alert_syslog_facility", 16), clock=clock))
-        root = getattr(args, "alert_spool", None) or default_spool_root
         mb = getattr(args, "alert_spool_mb", DEFAULT_SPOOL_MB)
         for url in hooks:
             sinks.append(WebhookSink(url, webhook_spool_dir(root, url), spool_bytes=int(mb * (1 << 20)),
                                      headers=list(getattr(args, "alert_webhook_header", None) or ()), clock=clock))
-    except OSError as e:
-        raise DeliveryConfigError(f"cannot use the alert spool: {e.strerror or e}: "
-                                  f"{getattr(e, 'filename', '') or ''}") from None
-    except ValueError as e:
-        raise DeliveryConfigError(str(e)) from None
+    except (OSError, ValueError) as e:
+        for s in sinks:
+            s.release()
+        if isinstance(e, SpoolBusy) or not isinstance(e, OSError):
+            raise DeliveryConfigError(str(e)) from None
+        raise DeliveryConfigError(f"cannot use the alert spool {getattr(e, 'filename', None) or root}: "
+                                  f"{e.strerror or e}") from None
     return AlertDelivery(sinks, flush_timeout=getattr(args, "alert_flush_timeout", DEFAULT_FLUSH_TIMEOUT))

@@ -95,6 +95,9 @@ class AsyncSink:
                 return
         self._abandon()
 
+    def release(self) -> None:
+        """Let go of what the sink holds (files, locks) without delivering: a sink never started."""
+
     def grace(self) -> float:
         """Seconds to wait beyond the flush timeout for an operation in flight (e.g. one HTTP request)."""
         return 1.0

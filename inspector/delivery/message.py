@@ -1,10 +1,11 @@
 """What every sink says about an alert: its stable id, its packet time, a one-line masked summary.
 
 * ``alert_id(alert)``: the alert's ``alert_id`` when it carries a well-formed one (the
-  incidents stage sets it), else ``a-`` and 32 hex digits of the SHA-256 of the alert's
-  canonical JSON (sorted keys), so the same alert gets the same id in every run and a
-  receiver can deduplicate on it (the webhook's ``Idempotency-Key``, the syslog
-  structured data).
+  incidents stage sets it; letters, digits and ``._:-``, at most 128), the SHA-256 of it
+  when it carries another (``a-`` and 32 hex digits), else ``a-`` and 32 hex digits of the
+  SHA-256 of the alert's canonical JSON (sorted keys).  So the same alert gets the same id
+  in every run and a receiver can deduplicate on it (the webhook's ``Idempotency-Key``,
+  the syslog structured data).
 * ``packet_time(alert)``: the alert's ``timestamp`` (EVE layout ``2025-11-25T09:30:00.123456+0000``,
   or any RFC 3339 form) as an RFC 3339 timestamp in UTC with microseconds,
   ``2025-11-25T09:30:00.123456Z``; None when the alert has no readable time.  The time
@@ -38,6 +39,8 @@ def alert_id(alert: dict) -> str:
     aid = alert.get("alert_id") if isinstance(alert, dict) else None
     if isinstance(aid, str) and _ID_OK.match(aid):
         return aid
+    if aid is not None and aid != "":     # an id that cannot be a header or a spool key: its digest
+        return "a-" + hashlib.sha256(str(aid).encode("utf-8", "replace")).hexdigest()[:32]
     try:
         canon = orjson.dumps(alert, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
     except (TypeError, orjson.JSONEncodeError):

@@ -5,6 +5,8 @@ Layout of the spool directory::
     spool-000007.log    segments: one line per alert, "CRC ID BODY\\n" (CRC: 8 hex digits of the
     spool-000008.log    CRC-32 of "ID BODY"; ID: the alert's stable id; BODY: its JSON, one line)
     acked               the ids delivered (or given up) since the segments were written, one a line
+    lock                held (flock) by the process using the spool; holds its pid
+    sent                the journal of delivered ids (``Journal``, used by the web hook)
 
 Every write is appended and ``fsync``-ed before the call returns (a new file's directory
 too), so an alert the spool accepted survives a crash or a power cut.  Nothing is ever
@@ -30,7 +32,7 @@ import re
 import threading
 import zlib
 
-__all__ = ["Spool", "valid_id"]
+__all__ = ["Spool", "SpoolBusy", "Journal", "valid_id"]
 
 _SEG = re.compile(r"^spool-(\d{6,})\.log$")
 _ID = re.compile(rb"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
@@ -75,6 +77,31 @@ def _parse(line: bytes):
     return aid.decode("ascii"), body
 
 
+class SpoolBusy(OSError):
+    """Another process holds the spool."""
+
+
+def _lock(directory: str) -> int:
+    """Hold ``directory/lock`` (an exclusive ``flock``) for this process: two runs sharing a spool
+    would send each other's alerts twice.  Raises SpoolBusy naming the holder's pid."""
+    import fcntl
+    path = os.path.join(directory, "lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+        except OSError:
+            holder = "?"
+        os.close(fd)
+        raise SpoolBusy(f"the alert spool {directory} is in use by another inspector (pid {holder}); "
+                        f"give this run its own --alert-spool") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode("ascii"), 0)
+    return fd
+
+
 class Spool:
     """See the module docstring.  Thread-safe (one lock); methods raise OSError on disk errors."""
 
@@ -94,7 +121,12 @@ class Spool:
         self._cur_size = 0
         self._next_seq = 0
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        self._open_existing()
+        self._lock_fd = _lock(directory)
+        try:
+            self._open_existing()
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
 
     # -- opening ---------------------------------------------------------------------------
     def _segments(self) -> list:
@@ -319,6 +351,9 @@ class Spool:
             if self._cur is not None:
                 self._cur.close()
                 self._cur = None
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)      # releases the flock
+                self._lock_fd = None
 
     def disk_bytes(self) -> int:
         """Bytes the spool's files take now (pending lines plus acknowledged ones not yet deleted)."""

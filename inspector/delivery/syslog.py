@@ -117,7 +117,7 @@ def structured_data(alert: dict, sd_id: str = SD_ID) -> str:
     """The alert's SD-ELEMENT (see the module docstring)."""
     a = alert.get("alert") if isinstance(alert.get("alert"), dict) else {}
     src, dst = endpoints(alert)
-    params = [("alert_id", alert_id(alert)), ("signature_id", a.get("signature_id")),
+    params = [("alert_id", alert.get("alert_id") or alert_id(alert)), ("signature_id", a.get("signature_id")),
               ("severity", {1: "critical", 2: "high", 3: "medium", 4: "low"}[severity_of(alert)]),
               ("src", src), ("dst", dst), ("incident_id", alert.get("incident_id")),
               ("app_proto", alert.get("app_proto"))]

@@ -93,9 +93,10 @@ def parse_header(text: str) -> tuple:
 
 
 def encode_alert(alert: dict) -> tuple:
-    """``(id, JSON body)`` of an alert, ``alert_id`` added when missing."""
+    """``(key, JSON body)`` of an alert: the body is the alert, with ``alert_id`` added when it has none;
+    the key is ``message.alert_id`` (the alert's own id, or its digest when it cannot be a header)."""
     aid = alert_id(alert)
-    if alert.get("alert_id") != aid:
+    if not alert.get("alert_id"):
         alert = dict(alert, alert_id=aid)
     body = orjson.dumps(alert, option=orjson.OPT_NON_STR_KEYS, default=str)
     return aid, body
@@ -352,6 +353,9 @@ class WebhookSink(AsyncSink):
 
     def wait_closed(self) -> None:
         super().wait_closed()
+        self._close_files()
+
+    def release(self) -> None:
         self._close_files()
 
     def _close_files(self) -> None:

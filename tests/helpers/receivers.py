@@ -31,6 +31,15 @@ class SyslogParseError(ValueError):
     pass
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (for a receiver that is down, then up)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def wait_for(cond, timeout: float = 30.0, step: float = 0.02) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
