@@ -58,6 +58,7 @@ def test_alert_id_stable_and_prefers_the_alerts_own():
     assert alert_id(a) == alert_id(json.loads(json.dumps(a)))          # same content, same id
     assert alert_id(a) != alert_id(make_alert(2))
     assert alert_id(make_alert(1, alert_id="A-123_x")) == "A-123_x"
+    assert alert_id(make_alert(1, alert_id="x1\n")) == alert_id({"alert_id": "x1\n"}) != "x1\n"
     odd = alert_id(make_alert(1, alert_id="batch:2025-11-25:1100001:host=dc 1:bytes_out"))
     assert odd.startswith("a-") and odd == alert_id(make_alert(2, alert_id="batch:2025-11-25:1100001:host=dc 1:"
                                                                             "bytes_out"))   # its digest, stable

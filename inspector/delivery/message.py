@@ -24,9 +24,10 @@ import re
 
 import orjson
 
+from .spool import valid_id
+
 __all__ = ["alert_id", "packet_time", "summary", "severity_of", "SEVERITY_WORDS", "one_line"]
 
-_ID_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _TS = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
                  r"(?:([Zz])|([+-])(\d{2}):?(\d{2}))?$")
 _CTRL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\u0085]+")
@@ -37,7 +38,7 @@ MAX_SUMMARY_CHARS = 1500
 def alert_id(alert: dict) -> str:
     """The alert's stable id (see the module docstring); never raises."""
     aid = alert.get("alert_id") if isinstance(alert, dict) else None
-    if isinstance(aid, str) and _ID_OK.match(aid):
+    if valid_id(aid):
         return aid
     if aid is not None and aid != "":     # an id that cannot be a header or a spool key: its digest
         return "a-" + hashlib.sha256(str(aid).encode("utf-8", "replace")).hexdigest()[:32]

@@ -35,12 +35,13 @@ import zlib
 __all__ = ["Spool", "SpoolBusy", "Journal", "valid_id"]
 
 _SEG = re.compile(r"^spool-(\d{6,})\.log$")
-_ID = re.compile(rb"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_ID = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 ACKED = "acked"
 
 
-def valid_id(alert_id: str) -> bool:
-    return isinstance(alert_id, str) and bool(_ID.match(alert_id.encode("ascii", "replace")))
+def valid_id(alert_id) -> bool:
+    """An id usable as a spool key and an HTTP header value: letters, digits and ``._:-``, at most 128."""
+    return isinstance(alert_id, str) and alert_id.isascii() and bool(_ID.fullmatch(alert_id.encode("ascii")))
 
 
 def _fsync_dir(path: str) -> None:
@@ -72,7 +73,7 @@ def _parse(line: bytes):
     except ValueError:
         return None
     aid, sep, body = payload.partition(b" ")
-    if not sep or not _ID.match(aid) or not body:
+    if not sep or not _ID.fullmatch(aid) or not body:
         return None
     return aid.decode("ascii"), body
 
@@ -147,7 +148,7 @@ class Spool:
         except FileNotFoundError:
             return set()
         lines = data.split(b"\n")[:-1]          # the last piece has no newline: torn or empty
-        return {ln.decode("ascii") for ln in lines if _ID.match(ln)}
+        return {ln.decode("ascii") for ln in lines if _ID.fullmatch(ln)}
 
     def _open_existing(self) -> None:
         segs = self._segments()
@@ -389,7 +390,7 @@ class Journal:
         except FileNotFoundError:
             data = b""
         for ln in data.split(b"\n")[:-1]:
-            if _ID.match(ln):
+            if _ID.fullmatch(ln):
                 aid = ln.decode("ascii")
                 self._ids.pop(aid, None)
                 self._ids[aid] = None

@@ -49,7 +49,7 @@ import orjson
 
 from .base import AsyncSink, backoff
 from .message import alert_id
-from .spool import Journal, Spool, valid_id
+from .spool import Journal, Spool
 
 __all__ = ["WebhookSink", "parse_url", "redact_url", "parse_header", "RETRYABLE"]
 
@@ -319,7 +319,14 @@ class WebhookSink(AsyncSink):
 
     def _to_spool(self, items: list) -> None:
         """Spool ``(id, body)`` pairs (called from either thread)."""
-        fresh = [(a, b) for a, b in items if a not in self.sent_ids and valid_id(a)]
+        fresh, seen = [], set()
+        for a, b in items:
+            if a in self.sent_ids or a in self.spool or a in seen:
+                with self._cv:
+                    self.counters["duplicates"] += 1
+                continue
+            seen.add(a)
+            fresh.append((a, b))
         if not fresh:
             return
         try:
