@@ -442,3 +442,21 @@ def test_journal_remembers_the_newest_ids_across_reopening(tmp_path):
     assert "id-34" in j2 and "id-25" in j2 and "id-24" not in j2 and "id-torn" not in j2
     assert len(j2) == 10 and (tmp_path / "sent").read_bytes().count(b"\n") == 10
     j2.close()
+
+
+def test_what_is_sent_is_fixed_at_submit_and_a_bad_alert_is_counted(tmp_path):
+    rx = HookReceiver()
+    rx.hang = 0.3                                   # the thread is still busy when the alert changes
+    d = AlertDelivery([hook(rx.url, tmp_path / "spool")])
+    first, second = make_alert(0), make_alert(1)
+    bad = make_alert(2, weird={(1, 2): "a tuple key cannot be JSON"})
+    try:
+        d([first, bad, second])
+        second["incident_id"] = "set-later"         # a later stage annotating alerts in place
+        assert wait_for(lambda: len(rx.accepted()) == 2)
+    finally:
+        d.close(5)
+        rx.stop()
+    assert [p["body"].get("incident_id") for p in rx.posts] == [None, None]
+    st = d.stats()
+    assert st["sent"] == 2 and st["failed"] == 1 and "cannot encode" in st["sinks"][0]["last_error"]

@@ -1,7 +1,8 @@
 """The machinery every alert sink shares: a bounded queue drained by one background thread.
 
 Packet processing must never wait for a syslog server or a web hook.  ``submit(alerts)``
-only appends to an in-memory queue (bounded: ``queue_size`` alerts; beyond it an alert
+encodes each alert (``prepare``: the bytes a sink will send, made now, so that later changes to
+the alert dicts cannot race the delivery thread) and only appends to an in-memory queue (bounded: ``queue_size`` alerts; beyond it an alert
 is refused and counted ``dropped``, or handed to ``_overflow`` which a sink may override)
 and returns at once.  One daemon thread per sink takes the alerts off the queue and
 delivers them (``_run``, written by each sink).  ``close(timeout)`` asks the thread to
@@ -57,19 +58,33 @@ class AsyncSink:
 
     def submit(self, alerts) -> None:
         """Queue ``alerts`` (dicts) for delivery; never blocks on the network or the disk."""
+        items = []
+        for a in alerts:
+            if not isinstance(a, dict):
+                continue
+            try:
+                items.append(self.prepare(a))
+            except Exception as e:     # an alert that cannot be encoded never stops packet processing
+                with self._cv:
+                    self.counters["submitted"] += 1
+                    self.counters["failed"] += 1
+                self.last_error = f"cannot encode an alert: {type(e).__name__}: {e}"
         with self._cv:
-            for a in alerts:
-                if not isinstance(a, dict):
-                    continue
+            for item in items:
                 self.counters["submitted"] += 1
                 if self._closing or len(self._q) >= self.queue_size:
-                    self._overflow(a)
+                    self._overflow(item)
                     continue
-                self._q.append(a)
+                self._q.append(item)
             self._cv.notify_all()
 
-    def _overflow(self, alert: dict) -> None:
-        """An alert the queue cannot hold (called with the lock held): counted as dropped."""
+    def prepare(self, alert: dict):
+        """What goes on the queue for ``alert``, made in the caller's thread: the alert may change
+        after this call (later stages annotate alerts in place), what is queued does not."""
+        return alert
+
+    def _overflow(self, item) -> None:
+        """An item the queue cannot hold (called with the lock held): counted as dropped."""
         self.counters["dropped"] += 1
 
     def close(self, timeout: float = 10.0) -> None:
@@ -129,8 +144,8 @@ class AsyncSink:
         left = self._time_left()
         return left is not None and left <= 0
 
-    def _take(self, wait: float | None) -> dict | None:
-        """The next queued alert, waiting up to ``wait`` seconds (None: until one comes or closing)."""
+    def _take(self, wait: float | None):
+        """The next queued item (see ``prepare``), waiting up to ``wait`` seconds (None: until one comes or closing)."""
         with self._cv:
             if not self._q and not self._closing:
                 self._cv.wait(wait)

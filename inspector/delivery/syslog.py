@@ -173,6 +173,9 @@ class SyslogSink(AsyncSink):
     def grace(self) -> float:
         return self.timeout + 1.0
 
+    def prepare(self, alert: dict) -> bytes:
+        return self.format(alert)
+
     def format(self, alert: dict) -> bytes:
         return format_message(alert, self.facility, self.hostname, "inspector", self.procid, "alert", self.sd_id,
                               self.max_bytes)
@@ -231,8 +234,8 @@ class SyslogSink(AsyncSink):
     def _run(self) -> None:
         try:
             while True:
-                alert = self._take(None if self._deadline is None else max(0.0, self._time_left() or 0.0))
-                if alert is None:
+                msg = self._take(None if self._deadline is None else max(0.0, self._time_left() or 0.0))
+                if msg is None:
                     if self._closing:
                         return
                     continue
@@ -240,7 +243,7 @@ class SyslogSink(AsyncSink):
                     with self._cv:
                         self.counters["failed"] += 1
                     continue
-                self._deliver(self.format(alert))
+                self._deliver(msg)
         finally:
             self._drop_socket()
 

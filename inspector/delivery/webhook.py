@@ -150,6 +150,9 @@ class WebhookSink(AsyncSink):
     def grace(self) -> float:
         return self.timeout + 1.0
 
+    def prepare(self, alert: dict) -> tuple:
+        return encode_alert(alert)
+
     def _wait(self, attempt: int, retry_after: float | None = None) -> float:
         kw = {"rng": self._rng} if self._rng is not None else {}
         w = backoff(attempt, self.backoff_base, self.backoff_cap, **kw)
@@ -211,12 +214,12 @@ class WebhookSink(AsyncSink):
                     if not self._drain_spool_once():
                         break
                     continue
-                alert = self._take(None if self._deadline is None else max(0.0, self._time_left() or 0.0))
-                if alert is None:
+                item = self._take(None if self._deadline is None else max(0.0, self._time_left() or 0.0))
+                if item is None:
                     if self._closing:
                         break
                     continue
-                self._send_fresh(*encode_alert(alert))
+                self._send_fresh(*item)
             if not self._abandoned:
                 self._spool_queue()
         finally:
@@ -345,7 +348,7 @@ class WebhookSink(AsyncSink):
             items = list(self._q)
             self._q.clear()
         if items:
-            self._to_spool([encode_alert(a) for a in items])
+            self._to_spool(items)
 
     def _abandon(self) -> None:
         """The thread is stuck past the deadline (or never ran): spool the queue and the alert in flight."""
