@@ -10,7 +10,7 @@ def read_flows(path, site=None):
     ``site`` is a ``inspector.site.Site``, a path to a site file, or None for the defaults.
     Columns are the ``flows.jsonl`` fields (Zeek conn.log names plus inspector's own).
     """
-    from .output import records_frame
+    from .outputs import records_frame
     from .scan import FLOW_FIELDS, run_scan
     from .settings import build_enricher
     from .site import Site, load_site

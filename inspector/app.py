@@ -27,6 +27,7 @@ from collections import defaultdict
 import numpy as np
 
 from .content.stage import FLOW_CONTENT_FIELDS, empty_fields
+from .outputs.schema import DEST_FLOW_FIELDS, names
 from .pdns import PassiveDNS
 from .protocols import load as load_protocols
 from .protocols.base import PROBE_BYTES, FlowContext
@@ -43,8 +44,7 @@ ENCRYPTED = {"ssl": "tls-encrypted", "quic": "tls-encrypted", "ssh": "encrypted-
 NO_RAW = ("http", "smtp", "ssl", "quic", "ssh", "dns", "ftp")   # no raw-stream content for these
 OPAQUE_TYPES = ("tls-encrypted", "encrypted-or-compressed", "image", "binary", "zip", "gzip", "pdf", "office")
 UDP_CONTENT_DATAGRAMS = 64
-APP_FIELDS = ("dst_name", "dst_name_source", "dst_country", "dst_asn", "dst_org", "dst_group", "dst_category",
-              "dst_allowed")
+APP_FIELDS = names(DEST_FLOW_FIELDS)        # declared in inspector/outputs/schema.py
 
 ST_NEW, ST_ACTIVE, ST_DONE = 0, 1, 2
 

@@ -166,7 +166,7 @@ def build_policy(site, signatures=None):
 
 
 def _cmd_scan(args) -> int:
-    from .output import FlowWriter, LogWriter, write_json, write_jsonl
+    from .outputs import FlowWriter, LogWriter, write_json, write_jsonl
     from .report import Aggregates, Progress, print_summary
     from .scan import FLOW_FIELDS, WEIRD_FIELDS, run_scan
     try:

@@ -98,8 +98,8 @@ class RotatingLog:
         self.total = 0                   # records written over all files
         self._schema = None
         if self.parquet:
-            from .output import schema
-            self._schema = schema(self.fields, types)
+            from .outputs.writers import arrow_schema
+            self._schema = arrow_schema(self.fields, types)
         self._retire_leftovers()
         self._open()
 
@@ -211,7 +211,7 @@ class RotatingLog:
 
 def _json_default(obj):
     """As ``inspector scan`` writes logs (bytes as hex, sets as lists); anything else as str, never a crash."""
-    from .output import _json_default as scan_default
+    from .outputs import json_default as scan_default
     try:
         return scan_default(obj)
     except TypeError:
@@ -434,7 +434,7 @@ class LiveSession:
     def __init__(self, out_dir: str, site=None, max_flows: int = 1_000_000, rotate_seconds: float = 0,
                  rotate_bytes: int = 0, policy: Callable | None = None, alert_sinks: Iterable = (),
                  print_alerts: bool = True, clock: Callable = time.time, source: str = "live", **scanner_kw):
-        from .output import FLOW_TYPES, WEIRD_TYPES
+        from .outputs import FLOW_TYPES, WEIRD_TYPES
         from .scan import FLOW_FIELDS, WEIRD_FIELDS, Scanner
         os.makedirs(out_dir, exist_ok=True)
         self.out_dir = out_dir
@@ -757,7 +757,7 @@ def run(args, source=None, policy: Callable | None = None) -> int:
 def _run(args, source, policy, stop: threading.Event, stop_reason: list) -> int:
     from .capture import CaptureError, LibpcapCapture, libpcap_version, sysfs_rx_dropped
     from .errors import ConfigError
-    from .output import write_json
+    from .outputs import write_json
     from .site import Site, load_site
     try:
         site = load_site(args.site) if args.site else Site.default()

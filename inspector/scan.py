@@ -10,19 +10,18 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from .app import APP_FIELDS, AppLayer
-from .content.stage import FLOW_CONTENT_FIELDS
+from .app import AppLayer
 from .decode import Decoder
 from .flows.reference import PyFlowTable
 from .flows.table import FlowTable
 from .ingest import CaptureReader, NotACapture, expand_inputs
 
-CONN_FIELDS = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "service", "duration",
-               "orig_bytes", "resp_bytes", "conn_state", "local_orig", "local_resp", "missed_bytes", "history",
-               "orig_pkts", "orig_ip_bytes", "resp_pkts", "resp_ip_bytes", "tunnel_parents", "ip_proto",
-               "community_id", "vlan", "inner_vlan", "direction", "orig_l2_bytes", "resp_l2_bytes")
-FLOW_FIELDS = CONN_FIELDS + APP_FIELDS + FLOW_CONTENT_FIELDS
-WEIRD_FIELDS = ("ts", "uid", "name", "detail")
+from .outputs.schema import CONN_FLOW_FIELDS, FLOWS, WEIRD, names
+
+# Field orders, from the stream declarations (inspector/outputs/schema.py owns them).
+CONN_FIELDS = names(CONN_FLOW_FIELDS)
+FLOW_FIELDS = FLOWS.names
+WEIRD_FIELDS = WEIRD.names
 WEIRD_RECORD_CAP = 1000   # weird records kept per name; stats.json counts them all
 
 

@@ -35,7 +35,7 @@ import pytest
 from inspector import capture, cli, live
 from inspector.capture import CaptureError, parse_header, records_to_batch
 from inspector.ingest import read_all
-from inspector.output import WEIRD_TYPES
+from inspector.outputs import WEIRD_TYPES
 
 REPO = Path(__file__).resolve().parents[1]
 CAPTURES = {p.stem: p for p in sorted((REPO / "captures").glob("*.pcap"))}
@@ -214,7 +214,7 @@ def test_rotating_log_by_size_and_time(tmp_path):
 
 
 def test_rotating_log_parquet_matches_jsonl_and_name_clash(tmp_path):
-    from inspector.output import FLOW_TYPES
+    from inspector.outputs import FLOW_TYPES
     from inspector.scan import FLOW_FIELDS
     clock = FakeClock()
     w = live.RotatingLog(str(tmp_path), "flows", FLOW_FIELDS, FLOW_TYPES, parquet=True, rotate_bytes=1,

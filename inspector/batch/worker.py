@@ -149,9 +149,8 @@ def night_of(ts: float, tz) -> _dt.date:
 # ----------------------------------------------------------------------------------------------
 
 def flow_schema() -> pa.Schema:
-    from ..output import FLOW_TYPES, schema
-    from ..scan import FLOW_FIELDS
-    base = schema(FLOW_FIELDS, FLOW_TYPES)
+    from ..outputs.schema import FLOWS
+    base = FLOWS.arrow_schema()
     for name in BATCH_COLUMNS:
         base = base.append(pa.field(name, _BATCH_TYPES[name]))
     return base
@@ -172,10 +171,9 @@ class FlowCollector:
     """``on_flows`` callback: flow records -> Arrow record batches with the batch columns."""
 
     def __init__(self, sha256: str, host: str, site, tz, engine=None):
-        from ..output import FLOW_TYPES, schema
-        from ..scan import FLOW_FIELDS
-        self.fields = FLOW_FIELDS
-        self.flow_schema = schema(FLOW_FIELDS, FLOW_TYPES)
+        from ..outputs.schema import FLOWS
+        self.fields = FLOWS.names
+        self.flow_schema = FLOWS.arrow_schema()
         self.schema = flow_schema()
         self.sha256, self.host, self.site, self.tz = sha256, host, site, tz
         self.engine = engine

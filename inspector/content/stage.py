@@ -26,10 +26,11 @@ from collections import Counter
 
 from . import CUSTOMER_CLASSES, SHIPMENT_CLASSES
 
-CONTENT_FIELDS = ("ts", "uid", "direction", "payload_type", "payload_types", "payload_encoding", "app_bytes_out",
-                  "data", "records", "samples", "hashes", "edi", "edm")
-FLOW_CONTENT_FIELDS = ("payload_type", "payload_types", "payload_encoding", "app_bytes_out", "data", "records",
-                       "edm")
+from ..outputs.schema import CONTENT, CONTENT_FLOW_FIELDS, names
+
+# Field orders, from the stream declarations (inspector/outputs/schema.py owns them).
+CONTENT_FIELDS = CONTENT.names
+FLOW_CONTENT_FIELDS = names(CONTENT_FLOW_FIELDS)
 
 SAMPLES_PER_CLASS = 3
 HASHES_PER_CLASS = 50

@@ -21,15 +21,37 @@ from __future__ import annotations
 import socket
 import weakref
 
+from ..outputs.schema import ADDR, INTERVAL, ListOf, STRING, TIME, Field, Stream
 from .base import Analyzer as _BaseAnalyzer, FlowContext
 
 NAME = "dhcp"
 TRANSPORTS = ("udp",)
 PORTS = (67, 68, 4011)
 LOG = "dhcp"
-FIELDS = ("ts", "uids", "client_addr", "server_addr", "mac", "host_name", "client_fqdn", "domain",
-          "requested_addr", "assigned_addr", "lease_time", "client_message", "server_message", "msg_types",
-          "duration")
+# ---- outputs (read by inspector.outputs): the dhcp log's schema and this module's weird names ----
+LOG_SCHEMA = Stream("dhcp", "DHCP leases, one record per exchange (Zeek dhcp.log)", (
+    Field("ts", TIME, "time of the exchange's first message"),
+    Field("uids", ListOf(STRING), "uids of the connections the exchange's messages travelled in"),
+    Field("client_addr", ADDR, "the client's address (ciaddr)"),
+    Field("server_addr", ADDR, "the server's address"),
+    Field("mac", STRING, "the client's hardware address"),
+    Field("host_name", STRING, "host name option (12)"),
+    Field("client_fqdn", STRING, "client FQDN option (81)"),
+    Field("domain", STRING, "domain name option (15)"),
+    Field("requested_addr", ADDR, "requested address option (50)"),
+    Field("assigned_addr", ADDR, "address the server assigned (yiaddr)"),
+    Field("lease_time", INTERVAL, "lease time, seconds"),
+    Field("client_message", STRING, "message option (56) from the client"),
+    Field("server_message", STRING, "message option (56) from the server"),
+    Field("msg_types", ListOf(STRING), "message types of the exchange in order (DISCOVER, OFFER...)"),
+    Field("duration", INTERVAL, "last message minus first message"),
+))
+FIELDS = LOG_SCHEMA.names
+WEIRDS = {
+    "dhcp.bad_message": "a datagram on a DHCP connection too short or without the magic cookie",
+    "dhcp.truncated_options": "the options run past the end of the message",
+}
+# ---- end of outputs declarations ----
 
 MAGIC = b"\x63\x82\x53\x63"
 IDLE_TIMEOUT = 5.0                 # Zeek: written 5 s after the last message ...

@@ -30,18 +30,62 @@ import socket
 from collections import deque
 from dataclasses import dataclass, field
 
+from ..outputs.schema import BOOL, CONN_ID, INT, INTERVAL, ListOf, STRING, TIME, Field, Stream
 from .base import PROBE_BYTES, Analyzer as _BaseAnalyzer, FlowContext
 
 NAME = "dns"
 TRANSPORTS = ("udp", "tcp")
 PORTS = (53, 137, 5353, 5355)
 LOG = "dns"
-FIELDS = (
-    "ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto",
-    "trans_id", "rtt", "query", "qclass", "qclass_name", "qtype", "qtype_name",
-    "rcode", "rcode_name", "AA", "TC", "RD", "RA", "Z", "answers", "TTLs",
-    "rejected", "opcode", "opcode_name", "original_query",
-)
+# ---- outputs (read by inspector.outputs): the dns log's schema and this module's weird names ----
+LOG_SCHEMA = Stream("dns", "DNS queries and their answers, one record per transaction (Zeek dns.log)", (
+    Field("ts", TIME, "time of the query (of the reply when no query was seen)"),
+    Field("uid", STRING, "the connection's uid"),
+    *CONN_ID,
+    Field("proto", STRING, "transport: udp or tcp"),
+    Field("trans_id", INT, "DNS transaction id"),
+    Field("rtt", INTERVAL, "time from the query to its reply"),
+    Field("query", STRING, "the name queried (lower case, as Zeek)"),
+    Field("qclass", INT, "query class number"),
+    Field("qclass_name", STRING, "query class name (C_INTERNET...)"),
+    Field("qtype", INT, "query type number"),
+    Field("qtype_name", STRING, "query type name (A, AAAA, TXT...)"),
+    Field("rcode", INT, "response code number"),
+    Field("rcode_name", STRING, "response code name (NOERROR, NXDOMAIN...)"),
+    Field("AA", BOOL, "authoritative answer"),
+    Field("TC", BOOL, "truncated message"),
+    Field("RD", BOOL, "recursion desired"),
+    Field("RA", BOOL, "recursion available"),
+    Field("Z", INT, "the reserved header bits"),
+    Field("answers", ListOf(STRING), "answer data (addresses, names, text) in reply order"),
+    Field("TTLs", ListOf(INTERVAL), "time to live of each answer, seconds"),
+    Field("rejected", BOOL, "the server rejected the query (a reply without answers and a non-zero rcode)"),
+    Field("opcode", INT, "operation code number"),
+    Field("opcode_name", STRING, "operation code name (query, notify, update...)"),
+    Field("original_query", STRING, "the query name as sent, when it differs from query (case, escapes)"),
+))
+FIELDS = LOG_SCHEMA.names
+WEIRDS = {
+    "dns.bad_compression_pointer": "a name compression pointer points outside the message",
+    "dns.bad_label_type": "a label length byte with the reserved 0x40/0x80 type bits",
+    "dns.edns_bad_option_length": "an EDNS option runs past its OPT record",
+    "dns.forward_compression_pointer": "a compression pointer points forward (tolerated)",
+    "dns.malformed": "the message could not be parsed (exception type in detail)",
+    "dns.multiple_opt_records": "more than one EDNS OPT record in a message",
+    "dns.name_loop": "compression pointers form a loop",
+    "dns.name_too_long": "a name longer than 255 bytes",
+    "dns.rr_bad_length": "a resource record's data length does not fit its type",
+    "dns.rr_length_mismatch": "a resource record's data is shorter or longer than its type needs",
+    "dns.tcp_zero_length": "a zero length prefix on DNS over TCP",
+    "dns.too_many_questions": "more questions than a message can plausibly carry (parse stopped)",
+    "dns.too_many_records": "more resource records than the parse limit (rest skipped)",
+    "dns.trailing_data": "bytes after the last resource record",
+    "dns.truncated_message": "the message ends inside a header, name or record",
+    "dns.txt_char_str_past_rdlen": "a TXT character-string runs past the record data",
+    "dns.unknown_rr_type": "a resource record of a type the parser does not know (kept as raw data)",
+    "dns.unmatched_reply": "a reply with no outstanding query of the same transaction id",
+}
+# ---- end of outputs declarations ----
 
 # Bounds -----------------------------------------------------------------------
 MAX_QUESTIONS = 25          # Zeek's dns_max_queries: more is not DNS

@@ -41,17 +41,47 @@ import ipaddress
 import re
 
 from . import tls
+from ..outputs.schema import ADDR, BOOL, CONN_ID, INT, PORT, STRING, TIME, Field, Stream
 from .base import Analyzer as _Base
 
 NAME = "ftp"
 TRANSPORTS = ("tcp",)
 PORTS = (21, 2121, 2811)
 LOG = "ftp"
-FIELDS = (
-    "ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p",
-    "user", "password", "command", "arg", "mime_type", "file_size", "reply_code", "reply_msg",
-    "data_channel.passive", "data_channel.orig_h", "data_channel.resp_h", "data_channel.resp_p",
-)
+# ---- outputs (read by inspector.outputs): the ftp log's schema and this module's weird names ----
+LOG_SCHEMA = Stream("ftp", "FTP commands and their replies, one record per command (Zeek ftp.log)", (
+    Field("ts", TIME, "time of the command"),
+    Field("uid", STRING, "the control connection's uid"),
+    *CONN_ID,
+    Field("user", STRING, "user name of the session"),
+    Field("password", STRING, "password: shown only for anonymous logins, else <hidden>"),
+    Field("command", STRING, "the command (RETR, STOR, USER...)"),
+    Field("arg", STRING, "the command's argument (a file name becomes a URL, as Zeek)"),
+    Field("mime_type", STRING, "MIME type of the transferred file (not sniffed: always null)"),
+    Field("file_size", INT, "file size from a SIZE reply or a 150/213 reply"),
+    Field("reply_code", INT, "the server's reply code"),
+    Field("reply_msg", STRING, "the server's reply text"),
+    Field("data_channel.passive", BOOL, "the data channel was opened in passive mode"),
+    Field("data_channel.orig_h", ADDR, "data channel originator"),
+    Field("data_channel.resp_h", ADDR, "data channel responder"),
+    Field("data_channel.resp_p", PORT, "data channel responder port"),
+))
+FIELDS = LOG_SCHEMA.names
+WEIRDS = {
+    "ftp.adat_bad_encoding": "an ADAT (RFC 2228 security data) argument that is not valid base64",
+    "ftp.adat_bad_first_token_encoding": "the first ADAT token of a session is not valid base64",
+    "ftp.bad_command": "a command line that is not a command word and argument",
+    "ftp.bad_epsv_reply": "a 229 reply whose (|||port|) cannot be parsed",
+    "ftp.bad_pasv_reply": "a 227 reply whose h1,h2,h3,h4,p1,p2 cannot be parsed",
+    "ftp.bad_port": "a PORT or EPRT argument that cannot be parsed",
+    "ftp.bad_reply": "a reply line without a three-digit code",
+    "ftp.line_too_long": "a command or reply line over the line limit (cut)",
+    "ftp.missing_space_after_reply_code": "a reply code not followed by a space or hyphen",
+    "ftp.too_many_pending_commands": "more commands waiting for replies than the limit (oldest dropped)",
+    "ftp.unmatched_reply": "a reply with no command waiting for it",
+    "ftp.unterminated_multiline_reply": "a multi-line reply that never ended",
+}
+# ---- end of outputs declarations ----
 
 GUEST_IDS = frozenset(("anonymous", "ftp", "ftpuser", "guest"))
 HIDDEN = "<hidden>"

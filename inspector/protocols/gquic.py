@@ -53,7 +53,20 @@ NAME = "quic"
 LOG = "quic"
 TRANSPORTS = ("udp",)
 PORTS = ()                   # 443 belongs to quic.py, whose analyzer hands gQUIC over
-FIELDS = quic.FIELDS
+# ---- outputs (read by inspector.outputs): the quic log's schema and this module's weird names ----
+LOG_SCHEMA = quic.LOG_SCHEMA          # gQUIC writes quic.jsonl records with the same fields
+FIELDS = LOG_SCHEMA.names
+WEIRDS = {
+    "quic.gquic_bad_client_hello": "a gQUIC CHLO that cannot be parsed",
+    "quic.gquic_bad_frame": "a gQUIC frame that cannot be parsed",
+    "quic.gquic_bad_handshake_message": "a gQUIC handshake message (tag/value list) that cannot be parsed",
+    "quic.gquic_bad_packet": "a gQUIC packet whose header cannot be parsed",
+    "quic.gquic_bad_server_hello": "a gQUIC SHLO/REJ that cannot be parsed",
+    "quic.gquic_crypto_buffer_cap": "handshake stream data beyond the buffering limit",
+    "quic.gquic_decryption_failed": "a protected gQUIC Initial that does not decrypt with the version's salt",
+    "quic.gquic_unexpected_handshake_message": "a gQUIC handshake message of an unexpected tag or direction",
+}
+# ---- end of outputs declarations ----
 
 EMIT_TLS_LOG = True
 MAX_CRYPTO = 64 * 1024       # handshake bytes buffered per direction

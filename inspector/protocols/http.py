@@ -36,19 +36,57 @@ import json
 import re
 import zlib
 
+from ..outputs.schema import CONN_ID, INT, ListOf, STRING, TIME, Field, Stream
 from .base import Analyzer as _Base
 
 NAME = "http"
 TRANSPORTS = ("tcp",)
 PORTS = (80, 81, 591, 631, 1080, 3128, 8000, 8008, 8080, 8081, 8088, 8888)
 LOG = "http"
-FIELDS = (
-    "ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p",
-    "trans_depth", "method", "host", "uri", "referrer", "version", "user_agent", "origin",
-    "request_body_len", "response_body_len", "status_code", "status_msg", "info_code", "info_msg",
-    "username", "proxied", "orig_filenames", "orig_mime_types", "resp_filenames", "resp_mime_types",
-    "req_content_type", "resp_content_type",
-)
+# ---- outputs (read by inspector.outputs): the http log's schema and this module's weird names ----
+LOG_SCHEMA = Stream("http", "HTTP/1.x requests and responses, one record per transaction (Zeek http.log)", (
+    Field("ts", TIME, "time of the request"),
+    Field("uid", STRING, "the connection's uid"),
+    *CONN_ID,
+    Field("trans_depth", INT, "position of the transaction in the connection (1, 2...)"),
+    Field("method", STRING, "request method (GET, POST...)"),
+    Field("host", STRING, "Host header"),
+    Field("uri", STRING, "request target (e-mail addresses masked unless --show-raw)"),
+    Field("referrer", STRING, "Referer header (e-mail addresses masked unless --show-raw)"),
+    Field("version", STRING, "HTTP version (1.0, 1.1)"),
+    Field("user_agent", STRING, "User-Agent header"),
+    Field("origin", STRING, "Origin header"),
+    Field("request_body_len", INT, "request body bytes (after transfer decoding)"),
+    Field("response_body_len", INT, "response body bytes (after transfer decoding)"),
+    Field("status_code", INT, "response status code"),
+    Field("status_msg", STRING, "response reason phrase"),
+    Field("info_code", INT, "last 1xx informational status code"),
+    Field("info_msg", STRING, "last 1xx reason phrase"),
+    Field("username", STRING, "user name from Basic authorization"),
+    Field("proxied", ListOf(STRING), "proxy headers seen (Via, X-Forwarded-For...) as NAME -> value"),
+    Field("orig_filenames", ListOf(STRING), "file names the client sent (Content-Disposition)"),
+    Field("orig_mime_types", ListOf(STRING), "sniffed MIME types of the request bodies"),
+    Field("resp_filenames", ListOf(STRING), "file names the server sent (Content-Disposition)"),
+    Field("resp_mime_types", ListOf(STRING), "sniffed MIME types of the response bodies"),
+    Field("req_content_type", STRING, "request Content-Type header"),
+    Field("resp_content_type", STRING, "response Content-Type header"),
+))
+FIELDS = LOG_SCHEMA.names
+WEIRDS = {
+    "http.bad_chunk_size": "a chunk size line that is not hexadecimal or too long",
+    "http.bad_content_length": "a Content-Length that is not a number, or several that disagree",
+    "http.bad_header_line": "a header line without a colon",
+    "http.bad_request_line": "a request line that is not METHOD TARGET VERSION",
+    "http.bad_status_line": "a status line that is not VERSION CODE REASON",
+    "http.bad_transfer_encoding": "a Transfer-Encoding other than chunked (body read to close)",
+    "http.chunk_missing_crlf": "a chunk not followed by CRLF",
+    "http.content_gap": "bytes missing from a message (capture loss); the transaction is cut there",
+    "http.excessive_pipelining": "more pipelined requests waiting for responses than the limit",
+    "http.oversized_headers": "a header block or trailers over the size limit",
+    "http.unknown_method": "a request method that is not a known HTTP or WebDAV method",
+    "http.unmatched_response": "a response with no request waiting for it",
+}
+# ---- end of outputs declarations ----
 
 METHODS = frozenset((
     "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",

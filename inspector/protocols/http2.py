@@ -42,6 +42,15 @@ from .base import FlowContext
 
 NAME = "http2"
 LOG = None
+# ---- outputs (read by inspector.outputs): no log of its own; this module's weird names ----
+WEIRDS = {
+    "http2.bad_padding": "a padded frame whose pad length exceeds the frame",
+    "http2.content_gap": "bytes missing from the connection (capture loss); parsing stops",
+    "http2.data_on_stream_0": "a DATA frame on stream 0",
+    "http2.no_settings_first": "the connection preface is not followed by a SETTINGS frame",
+    "http2.too_many_streams": "more open streams than the tracking limit",
+}
+# ---- end of outputs declarations ----
 TRANSPORTS = ("tcp",)
 PORTS = ()                      # content decides; 80 and friends stay http's hint
 

@@ -19,6 +19,11 @@ TRANSPORTS = ("tcp",)
 PORTS = (1883, 8883)
 LOG = None
 FIELDS = ()
+# ---- outputs (read by inspector.outputs): no log of its own; this module's weird names ----
+WEIRDS = {
+    "mqtt.bad_packet": "an MQTT control packet that cannot be parsed",
+}
+# ---- end of outputs declarations ----
 
 BYTE_BUDGET = 1 << 20              # per direction, then the analyzer stops
 MAX_TOPICS = 256

@@ -13,15 +13,37 @@ from __future__ import annotations
 import socket
 import struct
 
+from ..outputs.schema import CONN_ID, INT, INTERVAL, STRING, TIME, Field, Stream
 from .base import Analyzer as _BaseAnalyzer, FlowContext
 
 NAME = "ntp"
 TRANSPORTS = ("udp",)
 PORTS = (123,)
 LOG = "ntp"
-FIELDS = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "version", "mode", "stratum",
-          "poll", "precision", "root_delay", "root_disp", "ref_id", "ref_time", "org_time", "rec_time",
-          "xmt_time", "num_exts")
+# ---- outputs (read by inspector.outputs): the ntp log's schema and this module's weird names ----
+LOG_SCHEMA = Stream("ntp", "NTP messages, one record per message (Zeek ntp.log)", (
+    Field("ts", TIME, "time of the message"),
+    Field("uid", STRING, "the connection's uid"),
+    *CONN_ID,
+    Field("version", INT, "NTP version"),
+    Field("mode", INT, "association mode (3 client, 4 server...)"),
+    Field("stratum", INT, "stratum of the sender's clock"),
+    Field("poll", INTERVAL, "maximum interval between messages, seconds"),
+    Field("precision", INTERVAL, "precision of the sender's clock, seconds"),
+    Field("root_delay", INTERVAL, "round-trip delay to the reference clock, seconds"),
+    Field("root_disp", INTERVAL, "dispersion to the reference clock, seconds"),
+    Field("ref_id", STRING, "reference id: an address, or a four-letter code for stratum 0-1"),
+    Field("ref_time", TIME, "time the clock was last set"),
+    Field("org_time", TIME, "origin timestamp (the request's transmit time, in replies)"),
+    Field("rec_time", TIME, "receive timestamp"),
+    Field("xmt_time", TIME, "transmit timestamp"),
+    Field("num_exts", INT, "number of extension fields"),
+))
+FIELDS = LOG_SCHEMA.names
+WEIRDS = {
+    "ntp.bad_message": "a datagram on an NTP connection too short or malformed to parse",
+}
+# ---- end of outputs declarations ----
 
 NTP_EPOCH_OFFSET = 2208988800          # 1900-01-01 -> 1970-01-01
 _STD = struct.Struct("!BBbbII4sIIIIIIII")

@@ -46,6 +46,7 @@ import struct
 from dataclasses import dataclass
 
 from . import tls
+from ..outputs.schema import STRING, TIME, Field, Stream
 from .base import Analyzer as _BaseAnalyzer
 from .base import FlowContext
 
@@ -53,8 +54,33 @@ NAME = "quic"
 LOG = "quic"
 TRANSPORTS = ("udp",)
 PORTS = (443, 4433, 8443, 853, 784)
-FIELDS = ("ts", "uid", "version", "client_initial_dcid", "client_scid", "server_scid",
-          "server_name", "client_protocol", "ja4", "history")
+# ---- outputs (read by inspector.outputs): the quic log's schema and this module's weird names ----
+LOG_SCHEMA = Stream("quic", "QUIC connections (IETF and Google QUIC), one record per connection (Zeek quic.log)", (
+    Field("ts", TIME, "time of the first packet"),
+    Field("uid", STRING, "the connection's uid"),
+    Field("version", STRING, "QUIC version name as Zeek writes it (1, quicv2, draft-29, Q050...; unknown-<hex> otherwise)"),
+    Field("client_initial_dcid", STRING, "the client's first destination connection id (hex)"),
+    Field("client_scid", STRING, "the client's source connection id (hex)"),
+    Field("server_scid", STRING, "the server's source connection id (hex)"),
+    Field("server_name", STRING, "SNI from the client's hello"),
+    Field("client_protocol", STRING, "first ALPN protocol the client offered"),
+    Field("ja4", STRING, "JA4 fingerprint of the client's hello"),
+    Field("history", STRING, "Zeek's QUIC history letters (I initial, H handshake, ...; upper case client)"),
+))
+FIELDS = LOG_SCHEMA.names
+WEIRDS = {
+    "quic.bad_client_hello": "the TLS ClientHello inside the client's Initial cannot be parsed",
+    "quic.bad_frame": "a frame in a decrypted Initial packet cannot be parsed",
+    "quic.bad_long_header": "a long-header packet whose header cannot be parsed",
+    "quic.bad_server_hello": "the TLS ServerHello inside the server's Initial cannot be parsed",
+    "quic.client_hello_<problem>": "a tolerated defect of the ClientHello (as ssl.client_hello_<problem>)",
+    "quic.crypto_buffer_cap": "CRYPTO frame data beyond the buffering limit",
+    "quic.decryption_failed": "an Initial packet that does not decrypt with the version's initial keys",
+    "quic.truncated_packet": "a long-header packet that runs past the end of its datagram",
+    "quic.unexpected_handshake_message": "a TLS handshake message other than the hellos in an Initial",
+    "quic.unhandled_version": "a QUIC version whose Initial packets cannot be decrypted",
+}
+# ---- end of outputs declarations ----
 
 # Also write the TLS view of the Initial handshake to tls.jsonl (Zeek's ssl.log).
 EMIT_TLS_LOG = True

@@ -17,6 +17,11 @@ TRANSPORTS = ("tcp",)
 PORTS = (445, 139)
 LOG = None
 FIELDS = ()
+# ---- outputs (read by inspector.outputs): no log of its own; this module's weird names ----
+WEIRDS = {
+    "smb.bad_netbios_type": "a NetBIOS session message type other than session message (0x00)",
+}
+# ---- end of outputs declarations ----
 
 MAX_MESSAGES = 32
 SMB2, SMB1, SMB3_TRANSFORM = b"\xfeSMB", b"\xffSMB", b"\xfdSMB"

@@ -31,6 +31,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from ..outputs.schema import ADDR, BOOL, CONN_ID, INT, ListOf, STRING, TIME, Field, Stream
 from .base import Analyzer as _Base
 from .http import _param, sniff_mime
 
@@ -38,12 +39,42 @@ NAME = "smtp"
 TRANSPORTS = ("tcp",)
 PORTS = (25, 465, 587, 2525)
 LOG = "smtp"
-FIELDS = (
-    "ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p",
-    "trans_depth", "helo", "mailfrom", "rcptto", "date", "from", "to", "cc", "reply_to", "msg_id",
-    "in_reply_to", "subject", "x_originating_ip", "first_received", "second_received", "last_reply",
-    "path", "user_agent", "tls",
-)
+# ---- outputs (read by inspector.outputs): the smtp log's schema and this module's weird names ----
+LOG_SCHEMA = Stream("smtp", "SMTP transactions, one record per message (Zeek smtp.log)", (
+    Field("ts", TIME, "time the transaction started"),
+    Field("uid", STRING, "the connection's uid"),
+    *CONN_ID,
+    Field("trans_depth", INT, "position of the message in the connection (1, 2...)"),
+    Field("helo", STRING, "HELO/EHLO argument"),
+    Field("mailfrom", STRING, "MAIL FROM address (masked unless --show-raw)"),
+    Field("rcptto", ListOf(STRING), "RCPT TO addresses (masked unless --show-raw)"),
+    Field("date", STRING, "Date header"),
+    Field("from", STRING, "From header (masked unless --show-raw)"),
+    Field("to", ListOf(STRING), "To header addresses (masked unless --show-raw)"),
+    Field("cc", ListOf(STRING), "Cc header addresses (masked unless --show-raw)"),
+    Field("reply_to", STRING, "Reply-To header (masked unless --show-raw)"),
+    Field("msg_id", STRING, "Message-ID header"),
+    Field("in_reply_to", STRING, "In-Reply-To header"),
+    Field("subject", STRING, "Subject header"),
+    Field("x_originating_ip", ADDR, "X-Originating-IP header"),
+    Field("first_received", STRING, "first Received header"),
+    Field("second_received", STRING, "second Received header"),
+    Field("last_reply", STRING, "last server reply (code and text)"),
+    Field("path", ListOf(STRING), "the message's path: addresses from the Received headers and the connection"),
+    Field("user_agent", STRING, "User-Agent or X-Mailer header"),
+    Field("tls", BOOL, "the session switched to TLS (STARTTLS)"),
+))
+FIELDS = LOG_SCHEMA.names
+WEIRDS = {
+    "smtp.bad_reply": "a reply line without a three-digit code",
+    "smtp.bdat_invalid": "a BDAT command whose chunk size is not a number",
+    "smtp.content_gap": "bytes missing from a message or BDAT chunk (capture loss)",
+    "smtp.line_too_long": "a command or reply line over the line limit (cut)",
+    "smtp.too_many_pending_commands": "more pipelined commands waiting for replies than the limit",
+    "smtp.too_many_rcptto_addresses": "more RCPT TO addresses than the limit (rest not logged)",
+    "smtp.unmatched_reply": "a reply with no command waiting for it",
+}
+# ---- end of outputs declarations ----
 
 MAX_LINE = 8192                 # command / reply line
 MAX_DATA_LINE = 4096            # a content line longer than this is passed on in pieces

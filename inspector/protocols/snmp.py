@@ -10,15 +10,33 @@ counted.
 """
 from __future__ import annotations
 
+from ..outputs.schema import CONN_ID, INT, INTERVAL, STRING, TIME, Field, Stream
 from .base import Analyzer as _BaseAnalyzer, FlowContext
 
 NAME = "snmp"
 TRANSPORTS = ("udp",)
 PORTS = (161, 162)
 LOG = "snmp"
-FIELDS = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "duration", "version",
-          "community", "get_requests", "get_bulk_requests", "get_responses", "set_requests", "traps",
-          "display_string")
+# ---- outputs (read by inspector.outputs): the snmp log's schema and this module's weird names ----
+LOG_SCHEMA = Stream("snmp", "SNMP sessions, one record per connection (Zeek snmp.log)", (
+    Field("ts", TIME, "time of the first message"),
+    Field("uid", STRING, "the connection's uid"),
+    *CONN_ID,
+    Field("duration", INTERVAL, "last message minus first message"),
+    Field("version", STRING, "SNMP version (1, 2c, 3)"),
+    Field("community", STRING, "community string (v1/v2c)"),
+    Field("get_requests", INT, "GetRequest and GetNextRequest PDUs"),
+    Field("get_bulk_requests", INT, "GetBulkRequest PDUs"),
+    Field("get_responses", INT, "Response PDUs"),
+    Field("set_requests", INT, "SetRequest PDUs"),
+    Field("traps", INT, "trap and inform PDUs"),
+    Field("display_string", STRING, "sysDescr.0 seen in a response"),
+))
+FIELDS = LOG_SCHEMA.names
+WEIRDS = {
+    "snmp.bad_message": "a datagram on an SNMP connection that is not valid BER",
+}
+# ---- end of outputs declarations ----
 
 VERSIONS = {0: "1", 1: "2c", 3: "3"}
 PDU_NAMES = {0xA0: "get", 0xA1: "get_next", 0xA2: "response", 0xA3: "set", 0xA4: "trap_v1",

@@ -21,17 +21,40 @@ import hashlib
 import re
 import struct
 
+from ..outputs.schema import CONN_ID, INT, STRING, TIME, Field, Stream
 from .base import Analyzer as _Base
 
 NAME = "ssh"
 TRANSPORTS = ("tcp",)
 PORTS = (22, 2222)
 LOG = "ssh"
-FIELDS = (
-    "ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p",
-    "version", "client", "server", "cipher_alg", "mac_alg", "compression_alg", "kex_alg",
-    "host_key_alg", "host_key_fingerprint",
-)
+# ---- outputs (read by inspector.outputs): the ssh log's schema and this module's weird names ----
+LOG_SCHEMA = Stream("ssh", "SSH sessions, one record per connection (Zeek ssh.log)", (
+    Field("ts", TIME, "time of the connection's first packet"),
+    Field("uid", STRING, "the connection's uid"),
+    *CONN_ID,
+    Field("version", INT, "SSH major version (1 or 2)"),
+    Field("client", STRING, "client identification string"),
+    Field("server", STRING, "server identification string"),
+    Field("cipher_alg", STRING, "negotiated encryption algorithm"),
+    Field("mac_alg", STRING, "negotiated MAC algorithm"),
+    Field("compression_alg", STRING, "negotiated compression algorithm"),
+    Field("kex_alg", STRING, "negotiated key exchange algorithm"),
+    Field("host_key_alg", STRING, "server host key algorithm"),
+    Field("host_key_fingerprint", STRING, "fingerprint of the server host key (OpenSSH SHA256:base64 form)"),
+))
+FIELDS = LOG_SCHEMA.names
+WEIRDS = {
+    "ssh.bad_banner": "an identification line that does not start with SSH-<version>-",
+    "ssh.bad_kexinit": "a KEXINIT message that cannot be parsed",
+    "ssh.bad_packet": "a binary packet with an impossible length or padding",
+    "ssh.banner_too_long": "an identification line over 255 bytes",
+    "ssh.content_gap": "bytes missing before the key exchange finished (capture loss)",
+    "ssh.no_banner": "a side sent data without an identification line",
+    "ssh.no_kexinit": "the first binary packet is not a KEXINIT",
+    "ssh.version_mismatch": "the client and server identification versions are incompatible",
+}
+# ---- end of outputs declarations ----
 
 MAX_BANNER = 255                # RFC 4253: the identification line, CR LF included
 MAX_PRE_BANNER = 8192           # server lines before its identification

@@ -9,14 +9,28 @@ octet-counted (``<len> <PRI>...``, RFC 6587 3.4.1) or newline-terminated
 """
 from __future__ import annotations
 
+from ..outputs.schema import CONN_ID, STRING, TIME, Field, Stream
 from .base import Analyzer as _BaseAnalyzer, FlowContext
 
 NAME = "syslog"
 TRANSPORTS = ("udp", "tcp")
 PORTS = (514, 601, 6514)
 LOG = "syslog"
-FIELDS = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "facility", "severity",
-          "message")
+# ---- outputs (read by inspector.outputs): the syslog log's schema and this module's weird names ----
+LOG_SCHEMA = Stream("syslog", "syslog messages, one record per message (Zeek syslog.log)", (
+    Field("ts", TIME, "time of the message"),
+    Field("uid", STRING, "the connection's uid"),
+    *CONN_ID,
+    Field("proto", STRING, "transport: udp or tcp"),
+    Field("facility", STRING, "facility name (KERN, USER, LOCAL0...)"),
+    Field("severity", STRING, "severity name (EMERG ... DEBUG)"),
+    Field("message", STRING, "the message text after the priority"),
+))
+FIELDS = LOG_SCHEMA.names
+WEIRDS = {
+    "syslog.missing_pri": "a message without the <PRI> prefix",
+}
+# ---- end of outputs declarations ----
 
 MAX_MESSAGE = 1024
 MAX_LINE = 64 * 1024              # TCP: a line longer than this is cut

@@ -57,6 +57,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import fingerprints
+from ..outputs.schema import BOOL, ListOf, STRING, TIME, Field, Stream
 from .base import Analyzer as _BaseAnalyzer
 from .base import FlowContext
 
@@ -65,9 +66,45 @@ LOG = "tls"
 TRANSPORTS = ("tcp",)
 PORTS = (443, 465, 563, 585, 614, 636, 853, 989, 990, 992, 993, 994, 995,
          3269, 5061, 5223, 5986, 8443, 8883, 9443)
-FIELDS = ("ts", "uid", "version", "cipher", "curve", "server_name", "resumed",
-          "last_alert", "next_protocol", "established", "ssl_history", "ja3", "ja4",
-          "client_alpn", "subject", "issuer", "san_dns")
+# ---- outputs (read by inspector.outputs): the tls log's schema and this module's weird names ----
+LOG_SCHEMA = Stream("tls", "TLS handshakes (also those inside QUIC), one record per connection (Zeek ssl.log)", (
+    Field("ts", TIME, "time of the connection's first packet"),
+    Field("uid", STRING, "the connection's uid"),
+    Field("version", STRING, "negotiated version (TLSv12, TLSv13...)"),
+    Field("cipher", STRING, "negotiated cipher suite"),
+    Field("curve", STRING, "key exchange group"),
+    Field("server_name", STRING, "SNI from the ClientHello"),
+    Field("resumed", BOOL, "the session was resumed"),
+    Field("last_alert", STRING, "last alert seen"),
+    Field("next_protocol", STRING, "ALPN protocol the server chose"),
+    Field("established", BOOL, "the handshake completed"),
+    Field("ssl_history", STRING, "Zeek's ssl_history letters (handshake messages; upper case client)"),
+    Field("ja3", STRING, "JA3 fingerprint of the ClientHello"),
+    Field("ja4", STRING, "JA4 fingerprint of the ClientHello"),
+    Field("client_alpn", ListOf(STRING), "ALPN protocols the client offered"),
+    Field("subject", STRING, "subject of the server certificate (TLS 1.2 and earlier)"),
+    Field("issuer", STRING, "issuer of the server certificate"),
+    Field("san_dns", ListOf(STRING), "DNS names in the server certificate's subjectAltName"),
+))
+FIELDS = LOG_SCHEMA.names
+WEIRDS = {
+    "ssl.bad_certificate": "a certificate that cannot be parsed (exception in detail)",
+    "ssl.bad_certificate_message": "a Certificate handshake message that cannot be parsed",
+    "ssl.bad_client_hello": "a ClientHello that cannot be parsed",
+    "ssl.bad_record": "a record with an unknown content type or version (the direction is given up)",
+    "ssl.bad_record_length": "a record longer than TLS allows (the direction is given up)",
+    "ssl.bad_server_hello": "a ServerHello that cannot be parsed",
+    "ssl.client_hello_truncated_extensions": "the ClientHello's extensions run past its end (tolerated)",
+    "ssl.client_hello_bad_extension_<n>": "a malformed known extension number n in the ClientHello (skipped)",
+    "ssl.client_hello_no_cipher_suites": "a ClientHello offering no cipher suite",
+    "ssl.client_hello_no_compression_methods": "a ClientHello offering no compression method",
+    "ssl.server_hello_truncated_extensions": "the ServerHello's extensions run past its end (tolerated)",
+    "ssl.server_hello_bad_extension_<n>": "a malformed known extension number n in the ServerHello (skipped)",
+    "ssl.handshake_too_large": "a handshake message over the buffering limit (the direction is given up)",
+    "ssl.many_subject_alt_names": "a certificate with more subjectAltNames than are kept",
+    "ssl.truncated_handshake": "the connection ended inside a handshake message",
+}
+# ---- end of outputs declarations ----
 
 # Record layer limits: TLSCiphertext may carry 2^14 + 2048 bytes (RFC 5246 §6.2.3).
 MAX_RECORD = 2 ** 14 + 2048

@@ -1,40 +1,30 @@
-"""Writers for scan outputs: JSON Lines, Parquet, stats.json.  Only the shell calls these.
+"""Writers for scan outputs: JSON Lines, Parquet, stats.json, driven by the stream declarations.
 
 Flows are written as they end (``FlowWriter``), so memory does not grow with
-the number of flows in a capture.
+the number of flows in a capture.  Field order and Arrow types come from
+``inspector.outputs.schema``; nothing here declares a field.
 """
 from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from typing import Iterable, Sequence
 
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-_T = {"f": pa.float64(), "s": pa.string(), "i": pa.int64(), "b": pa.bool_(), "ls": pa.list_(pa.string()),
-      "mi": pa.map_(pa.string(), pa.int64()),
-      "rec": pa.struct([("customer", pa.int64()), ("shipment", pa.int64())])}
+from .schema import FLOWS, WEIRD, Stream
 
-# Field -> Arrow type for flows.jsonl / flows.parquet (FLOW_FIELDS order is in scan.py).
-FLOW_TYPES = {
-    "ts": "f", "uid": "s", "id.orig_h": "s", "id.orig_p": "i", "id.resp_h": "s", "id.resp_p": "i",
-    "proto": "s", "service": "s", "duration": "f", "orig_bytes": "i", "resp_bytes": "i", "conn_state": "s",
-    "local_orig": "b", "local_resp": "b", "missed_bytes": "i", "history": "s", "orig_pkts": "i",
-    "orig_ip_bytes": "i", "resp_pkts": "i", "resp_ip_bytes": "i", "tunnel_parents": "ls", "ip_proto": "i",
-    "community_id": "s", "vlan": "i", "inner_vlan": "i", "direction": "s", "orig_l2_bytes": "i",
-    "resp_l2_bytes": "i",
-    "dst_name": "s", "dst_name_source": "s", "dst_country": "s", "dst_asn": "i", "dst_org": "s", "dst_group": "s",
-    "dst_category": "s", "dst_allowed": "b",
-    "payload_type": "s", "payload_types": "ls", "payload_encoding": "s", "app_bytes_out": "i", "data": "mi",
-    "records": "rec", "edm": "mi",
-}
-WEIRD_TYPES = {"ts": "f", "uid": "s", "name": "s", "detail": "s"}
+#: Field -> declared type, for writers given a field list (``arrow_schema``); derived from the schema.
+FLOW_TYPES = FLOWS.types
+WEIRD_TYPES = WEIRD.types
 
 
-def schema(fields: Sequence[str], types: dict) -> pa.Schema:
-    return pa.schema([(f, _T[types[f]]) for f in fields])
+def arrow_schema(fields: Sequence[str], types: dict = FLOW_TYPES) -> pa.Schema:
+    """The Arrow schema of ``fields`` with their declared ``types`` (``Stream.types``)."""
+    return pa.schema([(f, types[f].arrow()) for f in fields])
 
 
 def _dumps(rec: dict, fields: Sequence[str]) -> bytes:
@@ -50,10 +40,12 @@ class FlowWriter:
     which release the GIL; order is kept by a FIFO queue.
     """
 
-    def __init__(self, out_dir: str, fields: Sequence[str], types: dict = FLOW_TYPES, name: str = "flows",
-                 row_group: int = 16384, threaded: bool = True):
-        self.fields = list(fields)
-        self.schema = schema(self.fields, types)
+    def __init__(self, out_dir: str, fields: Sequence[str] | None = None, types: dict | None = None,
+                 name: str | None = None, row_group: int = 16384, threaded: bool = True,
+                 stream: Stream = FLOWS):
+        self.fields = list(fields) if fields is not None else list(stream.names)
+        self.schema = arrow_schema(self.fields, types if types is not None else stream.types)
+        name = name or stream.name
         self.jsonl_path = os.path.join(out_dir, f"{name}.jsonl")
         self.parquet_path = os.path.join(out_dir, f"{name}.parquet")
         self._jf = open(self.jsonl_path + ".tmp", "wb")
@@ -80,12 +72,36 @@ class FlowWriter:
                     self._write(item)
                 except BaseException as e:  # reported on close
                     self._error = e
+                    self._drop_files()
+
+    def _drop_files(self) -> None:
+        """After a write error (a full disk...): close and remove the temporary files, so that nothing
+        half-written stays behind; the error is raised by ``write`` or ``close``."""
+        for close in (self._pw.close, self._jf.close):
+            try:
+                close()
+            except Exception:
+                pass
+        for path in (self.jsonl_path + ".tmp", self.parquet_path + ".tmp"):
+            try:
+                os.remove(path)
+            except OSError:
+                pass
 
     def write(self, records: Iterable[dict]) -> None:
+        """Queue (or write) ``records``; raises the writer thread's error (``OSError`` on a full disk)
+        as soon as it is known, so a run stops instead of analysing into a dead file."""
+        if self._error is not None:
+            raise self._error
         if self._queue is not None:
             self._queue.put(list(records))
         else:
-            self._write(records)
+            try:
+                self._write(records)
+            except BaseException as e:
+                self._error = e
+                self._drop_files()
+                raise
 
     def _write(self, records: Iterable[dict]) -> None:
         fields = self.fields
@@ -111,9 +127,15 @@ class FlowWriter:
         if self._queue is not None:
             self._queue.put(None)
             self._thread.join()
-            if self._error is not None:
-                raise self._error
-        self._flush()
+            self._queue = None
+        if self._error is not None:
+            raise self._error
+        try:
+            self._flush()
+        except BaseException as e:
+            self._error = e
+            self._drop_files()
+            raise
         self._pw.close()
         self._jf.close()
         os.replace(self.jsonl_path + ".tmp", self.jsonl_path)
@@ -136,7 +158,7 @@ class LogWriter:
             self.files[log] = fh
             self.counts[log] = 0
         fh.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS,
-                              default=_json_default))
+                              default=json_default))
         self.counts[log] += 1
 
     def close(self) -> None:
@@ -146,7 +168,7 @@ class LogWriter:
         self.files = {}
 
 
-def _json_default(obj):
+def json_default(obj):
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
     if isinstance(obj, (bytes, bytearray)):
@@ -154,28 +176,49 @@ def _json_default(obj):
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
-def write_jsonl(path: str, records: Iterable[dict], fields: Sequence[str]) -> int:
-    """One JSON object per line, keys in ``fields`` order.  Atomic (temp file + rename)."""
-    tmp = path + ".tmp"
+def write_jsonl(path: str, records: Iterable[dict], fields: Sequence[str] | Stream) -> int:
+    """One JSON object per line, keys in ``fields`` order (or a ``Stream``'s).  Atomic (temp file +
+    rename; the temp file is removed when writing fails)."""
+    if isinstance(fields, Stream):
+        fields = fields.names
     n = 0
-    with open(tmp, "wb") as fh:
+    with atomic_file(path, "wb") as fh:
         for r in records:
             fh.write(_dumps(r, fields))
             n += 1
-    os.replace(tmp, path)
     return n
 
 
-def records_frame(records: list, fields: Sequence[str], types: dict = FLOW_TYPES):
-    """pandas DataFrame with exactly ``fields`` as columns and the Parquet file's types."""
+def records_frame(records: list, fields: Sequence[str] | None = None, types: dict = FLOW_TYPES):
+    """pandas DataFrame with exactly ``fields`` (default: the flow fields) as columns and the Parquet
+    file's types."""
     import pandas as pd
-    table = pa.Table.from_pylist([{k: r.get(k) for k in fields} for r in records], schema=schema(fields, types))
+    fields = FLOWS.names if fields is None else fields
+    table = pa.Table.from_pylist([{k: r.get(k) for k in fields} for r in records],
+                                 schema=arrow_schema(fields, types))
     return table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}.get)
 
 
 def write_json(path: str, obj) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
+    """``obj`` as indented JSON, atomically (``stats.json``)."""
+    with atomic_file(path, "w", encoding="utf-8") as fh:
         json.dump(obj, fh, indent=2, sort_keys=False)
         fh.write("\n")
+
+
+@contextmanager
+def atomic_file(path: str, mode: str = "wb", **kw):
+    """Open ``path + ".tmp"`` for writing; renamed to ``path`` when the block ends normally, removed
+    when it raises (a full disk mid-write leaves nothing under either name)."""
+    tmp = path + ".tmp"
+    fh = open(tmp, mode, **kw)
+    try:
+        with fh:
+            yield fh
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
     os.replace(tmp, path)

@@ -1,0 +1,151 @@
+"""The output folder of a run: written aside, moved into place whole.
+
+A run writes into a staging folder next to ``--out`` (same parent, so the same
+filesystem: ``.<name>.inspector-staging-<pid>``) and, at the end, the staging
+folder replaces ``--out``.  So no file of an earlier run survives beside the new
+ones, and a reader never sees a half-written set under the final name.  On an
+error or an abort the staging folder is removed and the old ``--out`` is left as
+it was.
+
+As in Zeek, the output folder belongs to the run: everything in it is replaced.
+To protect a folder that is not ours, ``--out`` must be absent, empty, or hold a
+previous run's ``stats.json``; anything else is refused with one line before
+anything is written.
+
+Every filesystem failure (read-only, no permission, full, over quota...) is an
+``OutputError``: one line naming the path, which the CLI prints before exiting
+with status 2.  ``OutputError`` is not an ``OSError`` on purpose: code that
+treats ``OSError`` as "this input cannot be read" lets it through.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+
+MARKER = "stats.json"          # a folder holding this (top level) is an inspector output folder
+STAGING = ".{name}.inspector-staging-{pid}"
+RETIRED = ".{name}.inspector-old-{pid}"
+
+
+class OutputError(Exception):
+    """The output location cannot be written: ``str(e)`` is one line naming the path."""
+
+    @classmethod
+    def from_os(cls, err: OSError, path: str) -> "OutputError":
+        """``inspector: error: cannot write outputs to PATH: <reason>`` for any filesystem error
+        (EACCES, EROFS, ENOSPC, EDQUOT, EFBIG, EIO...)."""
+        return cls(f"inspector: error: cannot write outputs to {path}: {err.strerror or err}")
+
+
+def _entries(path: str) -> list:
+    try:
+        return os.listdir(path)
+    except FileNotFoundError:
+        return []
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class OutputDir:
+    """``with OutputDir(out) as od: <write into od.path>; od.commit()``.
+
+    ``path`` is the staging folder; ``commit()`` moves it into place (replacing
+    an earlier run's folder).  Leaving the block without ``commit()`` (an
+    exception, an abort) removes the staging folder and leaves ``out`` untouched.
+    """
+
+    def __init__(self, out: str):
+        self.out = out                                   # as the user gave it (for messages)
+        target = os.path.abspath(out)
+        if os.path.islink(target):
+            target = os.path.realpath(target)             # write beside the real folder (same filesystem)
+        self.final = target
+        self.parent, self.name = os.path.split(target)
+        self.path: str | None = None
+        self.committed = False
+
+    # -- setting up ------------------------------------------------------------------------
+    def __enter__(self) -> "OutputDir":
+        self.open()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if not self.committed:
+            self.abort()
+
+    def open(self) -> str:
+        """Check ``out`` may be replaced and create the staging folder; returns its path."""
+        if not self.name:
+            raise OutputError(f"inspector: error: cannot use {self.out} as the output directory")
+        if os.path.lexists(self.final) and not os.path.isdir(self.final):
+            raise OutputError(f"inspector: error: output path {self.out} exists and is not a directory")
+        found = _entries(self.final)
+        if found and MARKER not in found:
+            raise OutputError(f"inspector: error: output directory {self.out} is not empty and holds no earlier "
+                              f"inspector output ({MARKER}); choose another --out or empty it")
+        try:
+            os.makedirs(self.parent, exist_ok=True)
+            self._sweep()
+            path = os.path.join(self.parent, STAGING.format(name=self.name, pid=os.getpid()))
+            if os.path.lexists(path):
+                shutil.rmtree(path)
+            os.mkdir(path)
+        except OSError as e:
+            raise OutputError.from_os(e, self.out) from None
+        self.path = path
+        return path
+
+    def _sweep(self) -> None:
+        """Remove staging and retired folders left by runs of this ``out`` that died (kill -9)."""
+        prefixes = (STAGING.format(name=self.name, pid=""), RETIRED.format(name=self.name, pid=""))
+        for entry in _entries(self.parent):
+            for prefix in prefixes:
+                pid = entry[len(prefix):] if entry.startswith(prefix) else ""
+                if pid.isdigit() and not _pid_alive(int(pid)):
+                    shutil.rmtree(os.path.join(self.parent, entry), ignore_errors=True)
+
+    # -- finishing -------------------------------------------------------------------------
+    def commit(self) -> str:
+        """Move the staging folder into place as ``out``; returns the final path.
+
+        An existing ``out`` is first renamed aside, then removed once the new folder is
+        in place; if the second rename fails the old folder is put back."""
+        if self.path is None or self.committed:
+            raise RuntimeError("OutputDir.commit: not open, or already committed")
+        retired = None
+        try:
+            if os.path.lexists(self.final):
+                retired = os.path.join(self.parent, RETIRED.format(name=self.name, pid=os.getpid()))
+                if os.path.lexists(retired):
+                    shutil.rmtree(retired)
+                os.rename(self.final, retired)
+            try:
+                os.rename(self.path, self.final)
+            except OSError:
+                if retired is not None:
+                    os.rename(retired, self.final)
+                    retired = None
+                raise
+        except OSError as e:
+            raise OutputError.from_os(e, self.out) from None
+        self.committed = True
+        self.path = self.final
+        if retired is not None:
+            shutil.rmtree(retired, ignore_errors=True)
+        return self.final
+
+    def abort(self) -> None:
+        """Remove the staging folder (the old ``out`` is untouched)."""
+        if self.path is not None and not self.committed:
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.path = None
