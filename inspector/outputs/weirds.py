@@ -58,6 +58,7 @@ CORE = (
         "mpls.truncated_header": "MPLS label stack cut short",
         "fabricpath.truncated_header": "Cisco FabricPath header cut short",
         "vntag.truncated_header": "VN-Tag header cut short",
+        "pbb.truncated_header": "802.1ah provider backbone bridge (PBB) I-TAG and inner frame cut short",
         "ppp.truncated_header": "PPP header cut short",
         "pppoe.truncated_header": "PPPoE header cut short",
         "sll.truncated_header": "Linux cooked (SLL) header cut short",
@@ -100,6 +101,7 @@ CORE = (
         "gre.unknown_version": "GRE version other than 0 or 1",
         "erspan.truncated_header": "ERSPAN header cut short",
         "geneve.truncated_header": "Geneve header cut short",
+        "capwap.bad_header_length": "CAPWAP header length (HLEN) below the 8-byte minimum",
     })
     + _entries("flows", {
         "flow.table_full": "the flow table reached --max-flows: least recently active flows ended early",
