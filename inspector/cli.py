@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from collections import Counter
@@ -166,9 +167,7 @@ def build_policy(site, signatures=None):
 
 
 def _cmd_scan(args) -> int:
-    from .outputs import FlowWriter, LogWriter, write_json, write_jsonl
-    from .report import Aggregates, Progress, print_summary
-    from .scan import FLOW_FIELDS, WEIRD_FIELDS, run_scan
+    from .outputs import OutputDir, OutputError
     try:
         site = _load_site(args.site)
         if args.flows_only:      # connection records only: no destination data, content or policy
@@ -183,18 +182,33 @@ def _cmd_scan(args) -> int:
     except _UsageError as e:
         print(str(e), file=sys.stderr)
         return 2
+    # The run writes into a staging folder next to --out, moved into place at the end (see
+    # inspector/outputs/staging.py); any error leaves the old --out as it was.
     try:
-        os.makedirs(args.out, exist_ok=True)
-    except OSError as e:
-        print(f"inspector: error: cannot create output directory {args.out}: {e.strerror}", file=sys.stderr)
+        with OutputDir(args.out) as od, _StopSignals() as stop:
+            return _scan_into(od, args, site, enricher, content, policy, extractor, stop)
+    except OutputError as e:
+        print(str(e), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:       # a second SIGINT/SIGTERM: the run is abandoned, --out untouched
+        print(f"inspector: interrupted: run abandoned, {args.out} left as it was", file=sys.stderr)
+        return 130
+
+
+def _scan_into(od, args, site, enricher, content, policy, extractor, stop) -> int:
+    from .outputs import FlowWriter, LogWriter, write_json, write_jsonl
+    from .report import Aggregates, Progress, print_summary
+    from .scan import WEIRD_FIELDS, run_scan
+    out = od.path
     started = time.monotonic()
     progress = Progress(enabled=False if args.quiet else None)
-    writer = FlowWriter(args.out, FLOW_FIELDS)
-    logs = LogWriter(args.out)
+    with od.writing():
+        writer = FlowWriter(out)
+        logs = LogWriter(out)
     agg = Aggregates(role_of=site.role)
     alerts: list = []
 
+    @od.guarded
     def on_flows(recs):
         writer.write(recs)
         if args.flows_only:      # conn.log mode: connection records, nothing else
@@ -204,49 +218,91 @@ def _cmd_scan(args) -> int:
         if recs:   # windows that closed in packet time fire now, as they do in live mode
             alerts.extend(policy.flush(now=max((r.get("ts") or 0.0) + (r.get("duration") or 0.0) for r in recs)))
 
+    @od.guarded
     def on_log(log, rec):
         logs(log, rec)
         if policy is not None and log in ("dns", "content"):
             alerts.extend(policy.observe_log(log, rec))
 
     res = run_scan(args.paths, site=site, progress=progress, max_flows=args.max_flows, on_flows=on_flows,
-                   enricher=enricher, log_sink=on_log, content=content, app=not args.flows_only)
+                   enricher=enricher, log_sink=on_log, content=content, app=not args.flows_only, stop=stop)
     progress.done()
     if policy is not None:
         alerts.extend(policy.flush(final=True))
-    writer.close()
-    logs.close()
+    with od.writing():
+        writer.close()
+        logs.close()
     for err in res.errors:
         print(f"inspector: {err}", file=sys.stderr)
     if res.inputs_ok == 0:
         print("inspector: error: no readable capture among the inputs", file=sys.stderr)
         return 2
-    write_jsonl(os.path.join(args.out, "weird.jsonl"), res.weirds, WEIRD_FIELDS)
-    if policy is not None:
-        from .policy import write_alerts
-        write_alerts(os.path.join(args.out, "alerts.jsonl"), alerts)
     stats = dict(res.stats)
     stats["site"] = site.name
     stats["alerts"] = len(alerts)
     stats["logs"] = dict(logs.counts)
     if extractor is not None:
         stats["extracted"] = extractor.summary()
-    write_json(os.path.join(args.out, "stats.json"), stats)
-    from .report.html import iter_jsonl
-    content_path = os.path.join(args.out, "content.jsonl")
-    if not args.flows_only:
-        from .report import write_report
-        write_report(os.path.join(args.out, "report.html"), agg, alerts, stats, site.name,
-                     content=iter_jsonl(content_path) if os.path.exists(content_path) else None)
+    with od.writing():
+        write_jsonl(os.path.join(out, "weird.jsonl"), res.weirds, WEIRD_FIELDS)
+        if policy is not None:
+            from .policy import write_alerts
+            write_alerts(os.path.join(out, "alerts.jsonl"), alerts)
+        write_json(os.path.join(out, "stats.json"), stats)
+        if not args.flows_only:
+            from .report import write_report
+            from .report.html import iter_jsonl
+            content_path = os.path.join(out, "content.jsonl")
+            write_report(os.path.join(out, "report.html"), agg, alerts, stats, site.name,
+                         content=iter_jsonl(content_path) if os.path.exists(content_path) else None)
+    od.commit()
     if not args.quiet:
         print_summary(None, stats, agg, alerts, site.name, args.out, time.monotonic() - started)
     if extractor is not None and extractor.error:
         print(f"inspector: error: {extractor.error}", file=sys.stderr)
         return 2
+    if stop():
+        print(f"inspector: interrupted by {stop()}: {args.out} holds the {stats['packets_read']:,} packets "
+              f"processed", file=sys.stderr)
+        return 128 + getattr(signal, stop()).value
     if args.fail_on is not None:
         from .policy import exit_status
         return exit_status(alerts, args.fail_on)
     return 0
+
+
+class _StopSignals:
+    """SIGINT and SIGTERM during a scan: the first asks the scan to stop after the batch in hand (the
+    outputs of what was processed are then written and moved into place); a second one abandons the
+    run (``KeyboardInterrupt``).  Calling the object gives the first signal's name, or None.
+    Installed only in the main thread (signal handlers can be set nowhere else)."""
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self):
+        self.name = None
+        self._old = {}
+
+    def __call__(self):
+        return self.name
+
+    def _handle(self, signum, frame):
+        if self.name is not None:
+            raise KeyboardInterrupt
+        self.name = signal.Signals(signum).name
+
+    def __enter__(self):
+        import threading
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                sig = getattr(signal, name)
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old = {}
 
 
 class _Progress:

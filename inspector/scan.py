@@ -111,7 +111,9 @@ class Scanner:
                 self.outcomes[ev.name] += ev.packets
             self.add_weird(ev.ts, None, ev.name, f"{reader.path}: {ev.detail}")
 
-    def scan_file(self, path: str, progress: Callable | None = None) -> None:
+    def scan_file(self, path: str, progress: Callable | None = None, stop: Callable | None = None) -> None:
+        """Scan one input; ``stop()`` (when given) is asked after every batch: a true value ends the
+        input there (SIGINT/SIGTERM: the CLI keeps what was processed)."""
         reader = CaptureReader(path)
         packets = 0
         for batch in reader:
@@ -119,6 +121,9 @@ class Scanner:
             packets += len(batch)
             if progress is not None:
                 progress(path, packets, reader)
+            if stop is not None and stop():
+                reader.close()
+                break
         self.account_reader(reader)
         self.files.append({"path": path, "format": reader.kind, "packets_read": reader.stats.packets_read,
                            "bytes_read": reader.stats.bytes_read})
@@ -146,11 +151,15 @@ class Scanner:
 
 def run_scan(paths: list, site=None, progress: Callable | None = None, max_flows: int = 1_000_000,
              engine: str = "kernel", on_flows: Callable | None = None, enricher=None,
-             log_sink: Callable | None = None, content=None, app: bool = True) -> ScanResult:
+             log_sink: Callable | None = None, content=None, app: bool = True,
+             stop: Callable | None = None) -> ScanResult:
     """Scan capture files, directories, globs or '-' (stdin) into flow records.
 
     Flows come in the order they end (as in Zeek's conn.log).  With ``on_flows``
     they are handed to that callable batch by batch instead of being kept.
+    ``stop()``, asked between batches, ends the scan early when it returns a reason
+    (e.g. ``"SIGTERM"``): open flows are ended as at the end of the input, and
+    ``stats["stopped_by"]`` records the reason.
     """
     res = ScanResult()
     inputs, errors = expand_inputs(list(paths))
@@ -158,8 +167,10 @@ def run_scan(paths: list, site=None, progress: Callable | None = None, max_flows
     sc = Scanner(site=site, max_flows=max_flows, engine=engine, on_flows=on_flows, enricher=enricher,
                  log_sink=log_sink, content=content, app=app)
     for path in inputs:
+        if stop is not None and stop():
+            break
         try:
-            sc.scan_file(path, progress=progress)
+            sc.scan_file(path, progress=progress, stop=stop)
             res.inputs_ok += 1
         except NotACapture as e:
             res.errors.append(str(e))
@@ -177,4 +188,7 @@ def run_scan(paths: list, site=None, progress: Callable | None = None, max_flows
                                                        w["uid"] or "", w["detail"]))
     res.stats = sc.stats()
     res.stats["inputs_failed"] = res.errors
+    reason = stop() if stop is not None else None
+    if reason:
+        res.stats["stopped_by"] = reason
     return res

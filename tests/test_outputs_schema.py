@@ -141,3 +141,32 @@ def test_markdown_command():
                          text=True, cwd=REPO, check=True)
     assert res.stdout == S.markdown()
     assert "| `id.orig_h` | addr |" in res.stdout and "#### `dns.jsonl`" in res.stdout
+
+
+def test_adding_a_stream_is_one_declaration(monkeypatch, tmp_path):
+    """A new stream (incidents, files...) declared in the schema module is a stream everywhere: the
+    registry, the README tables, the record checker and the writers."""
+    import json
+
+    from inspector.outputs import write_jsonl
+    dummy = S.Stream("dummy", "a stream added by a test", (
+        S.Field("ts", S.TIME, "when"),
+        S.Field("uid", S.STRING, "which connection"),
+        S.Field("count", S.INT, "how many"),
+    ))
+    monkeypatch.setattr(S, "DUMMY", dummy, raising=False)
+    monkeypatch.setattr(S, "_STREAMS", None)
+    try:
+        assert S.stream("dummy") is dummy
+        assert "#### `dummy.jsonl`" in S.markdown() and "| `count` | int | how many |" in S.markdown()
+        recs = [{"ts": 1.0, "uid": "C1", "count": 3}, {"count": 4, "uid": "C2", "ts": 2.5}]
+        write_jsonl(str(tmp_path / "dummy.jsonl"), recs, dummy)
+        back = [json.loads(line) for line in (tmp_path / "dummy.jsonl").read_text().splitlines()]
+        assert [list(r) for r in back] == [["ts", "uid", "count"]] * 2
+        assert all(dummy.problems(r) == [] for r in back)
+        assert dummy.problems({"ts": 1.0, "uid": "C1", "count": "3"})
+        assert dummy.arrow_schema().names == ["ts", "uid", "count"]
+    finally:
+        monkeypatch.undo()
+        S._STREAMS = None
+    assert "dummy" not in S.streams()

@@ -3,7 +3,7 @@
 Every file a scan writes is declared here or next to the code that emits it:
 
 * ``flows`` (``flows.jsonl``/``flows.parquet``), ``content``, ``weird`` and
-  ``alerts``: the ``Stream`` objects below, listed in ``CORE_STREAMS``;
+  ``alerts``: the ``Stream`` objects below (``core_streams()`` finds them);
 * each protocol log (``dns.jsonl``, ``http.jsonl``...): the protocol module's
   ``LOG_SCHEMA`` (a ``Stream``), collected through the protocol registry
   (``inspector.protocols.MODULES``), so adding a protocol stays one module plus
@@ -20,8 +20,9 @@ This module is light on purpose: lower stages (flows, protocols, content)
 import it, so it imports neither pyarrow nor any stage.  Arrow types are built
 when first asked for.
 
-Adding a stream = one ``Stream(...)`` declaration and its name in
-``CORE_STREAMS`` (or, for a protocol, ``LOG_SCHEMA`` in its module).
+Adding a stream = one ``Stream(...)`` declaration in this module (or, for a
+protocol, ``LOG_SCHEMA`` in its module); the writers, README tables and tests
+pick it up.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 
 __all__ = ["Type", "STRING", "INT", "FLOAT", "BOOL", "TIME", "INTERVAL", "ADDR", "PORT", "ListOf", "MapOf",
            "Struct", "JSON", "Field", "Stream", "CONN_ID", "FLOWS", "CONTENT", "WEIRD", "ALERTS", "STATS",
-           "CORE_STREAMS", "names", "CONN_FLOW_FIELDS", "DEST_FLOW_FIELDS", "CONTENT_FLOW_FIELDS", "streams", "stream",
+           "core_streams", "names", "CONN_FLOW_FIELDS", "DEST_FLOW_FIELDS", "CONTENT_FLOW_FIELDS", "streams", "stream",
            "markdown"]
 
 
@@ -471,10 +472,15 @@ STATS = Stream("stats", "run figures, one JSON object", (
     Field("site", STRING, "the site's name"),
     Field("alerts", INT, "alerts raised"),
     Field("logs", MapOf(INT), "records per protocol log and content"),
+    Field("stopped_by", STRING, "SIGINT or SIGTERM when the scan was interrupted (what was processed "
+                                "is written)", optional=True),
 ), ordered=False, filename="stats.json")
 
-#: The streams every scan may write, besides the protocol logs (collected from the protocol modules).
-CORE_STREAMS = (FLOWS, CONTENT, WEIRD, ALERTS)
+def core_streams() -> tuple:
+    """The streams a scan may write besides the protocol logs: every ``Stream`` declared in this
+    module with a ``.jsonl`` file, in declaration order.  Adding a stream (incidents, files...) is
+    one ``Stream(...)`` declaration here."""
+    return tuple(v for v in list(globals().values()) if isinstance(v, Stream) and v.filename.endswith(".jsonl"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -509,7 +515,7 @@ def streams() -> dict:
     """Every declared stream: name -> ``Stream`` (core streams, then protocol logs)."""
     global _STREAMS
     if _STREAMS is None:
-        found = {s.name: s for s in CORE_STREAMS}
+        found = {s.name: s for s in core_streams()}
         for name, s in protocol_streams().items():
             if name in found:
                 raise ValueError(f"protocol log {name!r} clashes with a core stream")

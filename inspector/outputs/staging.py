@@ -19,8 +19,11 @@ treats ``OSError`` as "this input cannot be read" lets it through.
 """
 from __future__ import annotations
 
+import functools
 import os
 import shutil
+import signal
+from contextlib import contextmanager
 
 MARKER = "stats.json"          # a folder holding this (top level) is an inspector output folder
 STAGING = ".{name}.inspector-staging-{pid}"
@@ -114,6 +117,25 @@ class OutputDir:
                 if pid.isdigit() and not _pid_alive(int(pid)):
                     shutil.rmtree(os.path.join(self.parent, entry), ignore_errors=True)
 
+    # -- writing ---------------------------------------------------------------------------
+    @contextmanager
+    def writing(self):
+        """Turns an ``OSError`` raised in the block (a full disk...) into an ``OutputError`` naming
+        ``out``; leaving the ``OutputDir`` block then removes the staging folder."""
+        try:
+            yield
+        except OSError as e:
+            raise OutputError.from_os(e, self.out) from None
+
+    def guarded(self, fn):
+        """``fn`` with its ``OSError`` s turned into ``OutputError`` s: for writer callbacks called from
+        inside a stage, where an ``OSError`` would read as "this input cannot be read"."""
+        @functools.wraps(fn)
+        def call(*args, **kw):
+            with self.writing():
+                return fn(*args, **kw)
+        return call
+
     # -- finishing -------------------------------------------------------------------------
     def commit(self) -> str:
         """Move the staging folder into place as ``out``; returns the final path.
@@ -123,6 +145,8 @@ class OutputDir:
         if self.path is None or self.committed:
             raise RuntimeError("OutputDir.commit: not open, or already committed")
         retired = None
+        blocked = {signal.SIGINT, signal.SIGTERM}
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)    # no interruption between renames
         try:
             if os.path.lexists(self.final):
                 retired = os.path.join(self.parent, RETIRED.format(name=self.name, pid=os.getpid()))
@@ -138,6 +162,8 @@ class OutputDir:
                 raise
         except OSError as e:
             raise OutputError.from_os(e, self.out) from None
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         self.committed = True
         self.path = self.final
         if retired is not None:

@@ -150,22 +150,48 @@ class LogWriter:
         self.out_dir = out_dir
         self.files: dict = {}
         self.counts: dict = {}
+        self.error: OSError | None = None
 
     def __call__(self, log: str, record: dict) -> None:
-        fh = self.files.get(log)
-        if fh is None:
-            fh = open(os.path.join(self.out_dir, f"{log}.jsonl.tmp"), "wb")
-            self.files[log] = fh
-            self.counts[log] = 0
-        fh.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS,
-                              default=json_default))
+        """Append ``record`` to ``<log>.jsonl``.  A write error (a full disk) is kept and raised again
+        by every later call and by ``close``: a caller that swallows it (an analyzer guard) cannot
+        make the run finish with a log that lost records."""
+        if self.error is not None:
+            raise self.error
+        try:
+            fh = self.files.get(log)
+            if fh is None:
+                fh = open(self._tmp(log), "wb")
+                self.files[log] = fh
+                self.counts[log] = 0
+            fh.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS,
+                                  default=json_default))
+        except OSError as e:
+            self.error = e
+            raise
         self.counts[log] += 1
 
+    def _tmp(self, log: str) -> str:
+        return os.path.join(self.out_dir, f"{log}.jsonl.tmp")
+
     def close(self) -> None:
-        for log, fh in self.files.items():
-            fh.close()
-            os.replace(os.path.join(self.out_dir, f"{log}.jsonl.tmp"), os.path.join(self.out_dir, f"{log}.jsonl"))
-        self.files = {}
+        """Rename every log into place; on a write error (now or earlier) remove them all and raise."""
+        files, self.files = self.files, {}
+        for log, fh in files.items():
+            try:
+                fh.close()
+            except OSError as e:
+                self.error = self.error or e
+        for log in files:
+            if self.error is None:
+                os.replace(self._tmp(log), os.path.join(self.out_dir, f"{log}.jsonl"))
+            else:
+                try:
+                    os.remove(self._tmp(log))
+                except OSError:
+                    pass
+        if self.error is not None:
+            raise self.error
 
 
 def json_default(obj):
