@@ -121,6 +121,26 @@ def test_stale_staging_of_a_dead_run_is_swept(tmp_path):
     assert _leftovers(tmp_path) == []
 
 
+def test_staging_inside_a_mount_point(tmp_path, monkeypatch):
+    """--out is a mount point (cannot be renamed): staged inside, contents swapped on commit."""
+    out = tmp_path / "vol"
+    out.mkdir()
+    (out / "stats.json").write_text("{}")
+    (out / "ftp.jsonl").write_text("old\n")
+    (out / "sub").mkdir()
+    monkeypatch.setattr("inspector.outputs.staging.os.path.ismount", lambda p: str(p) == str(out))
+    with OutputDir(str(out)) as od:
+        assert od.inside and Path(od.path).parent == out
+        (Path(od.path) / "stats.json").write_text('{"new": 1}')
+        (Path(od.path) / "flows.jsonl").write_text("")
+        od.commit()
+    assert sorted(os.listdir(out)) == ["flows.jsonl", "stats.json"]
+    assert (out / "stats.json").read_text() == '{"new": 1}'
+    with OutputDir(str(out)) as od:          # an aborted run leaves the folder as it was
+        (Path(od.path) / "stats.json").write_text("{}")
+    assert sorted(os.listdir(out)) == ["flows.jsonl", "stats.json"] and _leftovers(tmp_path) == []
+
+
 def test_os_errors_become_one_line(tmp_path, monkeypatch):
     def refuse(path, *a, **k):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
@@ -249,6 +269,20 @@ def test_full_filesystem(tmp_path):
     assert lines[0] == "rc=2", (r.stdout, r.stderr)
     assert lines[1:] == []                                   # no staging folder, no half-written out
     assert r.stderr.strip() == f"inspector: error: cannot write outputs to {mnt / 'out'}: No space left on device"
+
+
+@needs_mount_ns
+def test_out_is_a_mount_point(tmp_path):
+    """A container volume: --out is a mount point; two scans, the second's outputs only."""
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    fresh = tmp_path / "fresh"
+    assert _scan(fresh, B) == 0
+    r = _in_mount_ns(f"mount -t tmpfs -o size=64m tmpfs {vol} && {_cli(str(vol), A)} && {_cli(str(vol), B)}; "
+                     f"echo rc=$?; ls -A {vol}")
+    lines = r.stdout.strip().splitlines()
+    assert lines[0] == "rc=0", (r.stdout, r.stderr)
+    assert sorted(lines[1:]) == sorted(os.listdir(fresh))
 
 
 # ----------------------------------------------------------------------------------------------

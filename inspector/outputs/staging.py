@@ -7,6 +7,12 @@ ones, and a reader never sees a half-written set under the final name.  On an
 error or an abort the staging folder is removed and the old ``--out`` is left as
 it was.
 
+When ``--out`` itself cannot be renamed (a mount point, e.g. a container volume,
+or a folder whose parent we may not write), the staging folder goes inside it
+(``.inspector-staging-<pid>``) and the commit swaps the contents: the earlier
+run's entries are removed, then the new ones moved up.  Each file is complete
+before it is moved; only the swap is not atomic.
+
 As in Zeek, the output folder belongs to the run: everything in it is replaced.
 To protect a folder that is not ours, ``--out`` must be absent, empty, or hold a
 previous run's ``stats.json``; anything else is refused with one line before
@@ -28,6 +34,7 @@ from contextlib import contextmanager
 MARKER = "stats.json"          # a folder holding this (top level) is an inspector output folder
 STAGING = ".{name}.inspector-staging-{pid}"
 RETIRED = ".{name}.inspector-old-{pid}"
+INSIDE = ".inspector-staging-{pid}"   # staging inside --out, when --out cannot be replaced (a mount point)
 
 
 class OutputError(Exception):
@@ -76,6 +83,7 @@ class OutputDir:
         self.parent, self.name = os.path.split(target)
         self.path: str | None = None
         self.committed = False
+        self.inside = False            # staging inside --out (a mount point, or a parent we cannot write)
 
     # -- setting up ------------------------------------------------------------------------
     def __enter__(self) -> "OutputDir":
@@ -92,30 +100,48 @@ class OutputDir:
             raise OutputError(f"inspector: error: cannot use {self.out} as the output directory")
         if os.path.lexists(self.final) and not os.path.isdir(self.final):
             raise OutputError(f"inspector: error: output path {self.out} exists and is not a directory")
-        found = _entries(self.final)
+        found = [e for e in _entries(self.final) if not e.startswith(INSIDE.format(pid=""))]
         if found and MARKER not in found:
             raise OutputError(f"inspector: error: output directory {self.out} is not empty and holds no earlier "
                               f"inspector output ({MARKER}); choose another --out or empty it")
+        # A mount point cannot be renamed (a container volume: --out /out); nor can a folder whose
+        # parent we may not write.  Then the staging folder goes inside --out and commit() swaps the
+        # contents instead of the folder.
+        self.inside = os.path.isdir(self.final) and (os.path.ismount(self.final)
+                                                     or not os.access(self.parent, os.W_OK))
         try:
-            os.makedirs(self.parent, exist_ok=True)
-            self._sweep()
-            path = os.path.join(self.parent, STAGING.format(name=self.name, pid=os.getpid()))
-            if os.path.lexists(path):
-                shutil.rmtree(path)
-            os.mkdir(path)
+            if not self.inside:
+                os.makedirs(self.parent, exist_ok=True)
+            self.path = self._make_staging()
         except OSError as e:
-            raise OutputError.from_os(e, self.out) from None
-        self.path = path
+            if self.inside or not os.path.isdir(self.final) or not os.access(self.final, os.W_OK):
+                raise OutputError.from_os(e, self.out) from None
+            self.inside = True
+            try:
+                self.path = self._make_staging()
+            except OSError as e2:
+                raise OutputError.from_os(e2, self.out) from None
+        return self.path
+
+    def _make_staging(self) -> str:
+        where = self.final if self.inside else self.parent
+        self._sweep(where)
+        name = INSIDE.format(pid=os.getpid()) if self.inside else STAGING.format(name=self.name, pid=os.getpid())
+        path = os.path.join(where, name)
+        if os.path.lexists(path):
+            shutil.rmtree(path)
+        os.mkdir(path)
         return path
 
-    def _sweep(self) -> None:
+    def _sweep(self, where: str) -> None:
         """Remove staging and retired folders left by runs of this ``out`` that died (kill -9)."""
-        prefixes = (STAGING.format(name=self.name, pid=""), RETIRED.format(name=self.name, pid=""))
-        for entry in _entries(self.parent):
+        prefixes = (STAGING.format(name=self.name, pid=""), RETIRED.format(name=self.name, pid=""),
+                    INSIDE.format(pid=""))
+        for entry in _entries(where):
             for prefix in prefixes:
                 pid = entry[len(prefix):] if entry.startswith(prefix) else ""
                 if pid.isdigit() and not _pid_alive(int(pid)):
-                    shutil.rmtree(os.path.join(self.parent, entry), ignore_errors=True)
+                    shutil.rmtree(os.path.join(where, entry), ignore_errors=True)
 
     # -- writing ---------------------------------------------------------------------------
     @contextmanager
@@ -144,6 +170,8 @@ class OutputDir:
         in place; if the second rename fails the old folder is put back."""
         if self.path is None or self.committed:
             raise RuntimeError("OutputDir.commit: not open, or already committed")
+        if self.inside:
+            return self._commit_inside()
         retired = None
         blocked = {signal.SIGINT, signal.SIGTERM}
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)    # no interruption between renames
@@ -168,6 +196,30 @@ class OutputDir:
         self.path = self.final
         if retired is not None:
             shutil.rmtree(retired, ignore_errors=True)
+        return self.final
+
+    def _commit_inside(self) -> str:
+        """Staging inside ``out``: remove the earlier run's entries, then move the new ones up (each
+        file was complete before the run ended; only the swap itself is not atomic)."""
+        staging = os.path.basename(self.path)
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            for entry in os.listdir(self.final):
+                if entry != staging:
+                    victim = os.path.join(self.final, entry)
+                    if os.path.isdir(victim) and not os.path.islink(victim):
+                        shutil.rmtree(victim)
+                    else:
+                        os.remove(victim)
+            for entry in os.listdir(self.path):
+                os.rename(os.path.join(self.path, entry), os.path.join(self.final, entry))
+            os.rmdir(self.path)
+        except OSError as e:
+            raise OutputError.from_os(e, self.out) from None
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        self.committed = True
+        self.path = self.final
         return self.final
 
     def abort(self) -> None:
