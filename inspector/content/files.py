@@ -41,9 +41,9 @@ import os
 import posixpath
 from collections import Counter
 
-FILES_FIELDS = ("ts", "fuid", "uid", "uids", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "source",
-                "is_orig", "leaving", "mime_type", "filename", "seen_bytes", "total_bytes", "missing_bytes",
-                "md5", "sha1", "sha256", "parent_fuid", "extracted", "extracted_cutoff", "extracted_size")
+from ..outputs.schema import FILES
+
+FILES_FIELDS = FILES.names          # declared in inspector/outputs/schema.py
 
 SOURCES = {"http": "HTTP", "smtp": "SMTP", "ftp-data": "FTP_DATA"}
 SNIFF_BYTES = 4096

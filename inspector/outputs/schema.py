@@ -383,6 +383,35 @@ CONTENT = Stream("content", "per connection that sent data out: payload types, d
 
 
 # ----------------------------------------------------------------------------------------------
+# files.jsonl (Zeek files.log; inspector/content/files.py)
+# ----------------------------------------------------------------------------------------------
+
+FILES = Stream("files", "one record per file a protocol carried: HTTP bodies, SMTP MIME entities, FTP "
+                        "transfers (Zeek files.log)", (
+    Field("ts", TIME, "time the file started"),
+    Field("fuid", STRING, "file id (F + 17 characters), derived from uid, direction and ordinal: stable"),
+    Field("uid", STRING, "the connection that carried the file"),
+    Field("uids", ListOf(STRING), "every connection that carried it"),
+    *CONN_ID,
+    Field("source", STRING, "HTTP, SMTP or FTP_DATA"),
+    Field("is_orig", BOOL, "the connection's originator sent the file"),
+    Field("leaving", BOOL, "the sender is inside the site and the receiver outside"),
+    Field("mime_type", STRING, "MIME type sniffed from the first bytes"),
+    Field("filename", STRING, "name from Content-Disposition, Content-Type or the FTP argument (masked)"),
+    Field("seen_bytes", INT, "file bytes seen"),
+    Field("total_bytes", INT, "size announced by the protocol (Content-Length, FTP SIZE)"),
+    Field("missing_bytes", INT, "bytes lost in reassembly gaps"),
+    Field("md5", STRING, "MD5 of the whole file (null when part of it was not seen)"),
+    Field("sha1", STRING, "SHA-1 of the whole file (null when part of it was not seen)"),
+    Field("sha256", STRING, "SHA-256 of the whole file (null when part of it was not seen)"),
+    Field("parent_fuid", STRING, "the containing file (reserved for archive members; null)"),
+    Field("extracted", STRING, "name of the extracted copy in the --extract-files folder"),
+    Field("extracted_cutoff", BOOL, "the extracted copy is incomplete (size cap or missing bytes)"),
+    Field("extracted_size", INT, "bytes written to the extracted copy"),
+))
+
+
+# ----------------------------------------------------------------------------------------------
 # weird.jsonl
 # ----------------------------------------------------------------------------------------------
 
@@ -472,6 +501,13 @@ STATS = Stream("stats", "run figures, one JSON object", (
     Field("site", STRING, "the site's name"),
     Field("alerts", INT, "alerts raised"),
     Field("logs", MapOf(INT), "records per protocol log and content"),
+    Field("extracted", Struct(*(Field(k, INT, doc) for k, doc in (
+              ("files", "files extracted"), ("bytes", "bytes written"), ("partial", "files written cut short"),
+              ("duplicates", "files already present (same content)"), ("skipped_cap", "files over the caps"),
+              ("errors", "files that could not be written"))),
+          Field("directory", STRING, "the --extract-files folder"),
+          Field("error", STRING, "why extraction stopped", optional=True)),
+          "--extract-files totals", optional=True),
     Field("stopped_by", STRING, "SIGINT or SIGTERM when the scan was interrupted (what was processed "
                                 "is written)", optional=True),
 ), ordered=False, filename="stats.json")
