@@ -196,9 +196,16 @@ def source_names(root: Path = SOURCE) -> dict:
                 in_weird_context(e, where)
 
     for path in sorted(root.rglob("*.py")):
+        if path.relative_to(root).as_posix() == "outputs/weirds.py":
+            continue                     # the catalogue itself declares, it does not emit
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         rel = path.relative_to(root.parent)
+        declared = {id(k) for n in ast.walk(tree) if isinstance(n, ast.Assign) and isinstance(n.value, ast.Dict)
+                    and any(isinstance(t, ast.Name) and t.id == "WEIRDS" for t in n.targets)
+                    for k in n.value.keys}          # a protocol module's WEIRDS keys: declarations too
         for node in ast.walk(tree):
+            if id(node) in declared:
+                continue
             where = f"{rel}:{getattr(node, 'lineno', 0)}"
             if isinstance(node, ast.Call):
                 callee = _callee(node)

@@ -119,6 +119,7 @@ CORE = (
     + _entries("content", {
         "content.decompression": "a message body that could not be fully decompressed (limit or corrupt data)",
         "content.type_mismatch": "a body whose bytes disagree with its declared Content-Type",
+        "files.error": "the files stage raised on a body (exception in detail); content inspection goes on",
     })
 )
 

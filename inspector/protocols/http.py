@@ -83,7 +83,6 @@ WEIRDS = {
     "http.content_gap": "bytes missing from a message (capture loss); the transaction is cut there",
     "http.excessive_pipelining": "more pipelined requests waiting for responses than the limit",
     "http.oversized_headers": "a header block or trailers over the size limit",
-    "http.unknown_method": "a request method that is not a known HTTP or WebDAV method",
     "http.unmatched_response": "a response with no request waiting for it",
 }
 # ---- end of outputs declarations ----
