@@ -78,6 +78,9 @@ def _extractor(args):
     from .content.files import DEFAULT_EXTRACT_MAX_BYTES, DEFAULT_EXTRACT_TOTAL_BYTES, ExtractError, Extractor
     if args.flows_only:
         raise _UsageError("inspector: error: --extract-files needs content analysis (not with --flows-only)")
+    if _inside(args.extract_files, args.out):
+        raise _UsageError(f"inspector: error: --extract-files {args.extract_files} must not be inside --out "
+                          f"{args.out} (each run replaces the output directory)")
     ex = Extractor(args.extract_files,
                    DEFAULT_EXTRACT_MAX_BYTES if args.extract_max_bytes is None else args.extract_max_bytes,
                    DEFAULT_EXTRACT_TOTAL_BYTES if args.extract_total_bytes is None else args.extract_total_bytes,
@@ -193,6 +196,12 @@ def _cmd_scan(args) -> int:
     except KeyboardInterrupt:       # a second SIGINT/SIGTERM: the run is abandoned, --out untouched
         print(f"inspector: interrupted: run abandoned, {args.out} left as it was", file=sys.stderr)
         return 130
+
+
+def _inside(path: str, folder: str) -> bool:
+    """``path`` is ``folder`` or below it (symlinks resolved)."""
+    p, f = os.path.realpath(path), os.path.realpath(folder)
+    return p == f or p.startswith(f.rstrip(os.sep) + os.sep)
 
 
 def _scan_into(od, args, site, enricher, content, policy, extractor, stop) -> int:

@@ -176,6 +176,15 @@ def test_scan_refuses_a_foreign_folder(tmp_path, capsys):
     assert os.listdir(mine) == ["notes.txt"] and _leftovers(tmp_path) == []
 
 
+def test_extracted_files_may_not_live_inside_out(tmp_path, capsys):
+    """Each run replaces --out: an extraction folder inside it would be lost, so it is refused."""
+    out = tmp_path / "out"
+    assert _scan(out, A, extra=("--extract-files", str(out / "files"))) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--extract-files" in err[0]
+    assert os.listdir(tmp_path) == []
+
+
 def test_injected_erofs_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
     def refuse(path, *a, **k):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
