@@ -16,7 +16,7 @@ import importlib
 
 _EXPORTS = {
     "FlowWriter": "writers", "LogWriter": "writers", "write_jsonl": "writers", "write_json": "writers",
-    "records_frame": "writers", "schema": "writers", "json_default": "writers", "FLOW_TYPES": "writers",
+    "records_frame": "writers", "arrow_schema": "writers", "json_default": "writers", "FLOW_TYPES": "writers",
     "WEIRD_TYPES": "writers",
     "OutputDir": "staging", "OutputError": "staging",
     "Stream": "schema", "Field": "schema", "streams": "schema", "stream": "schema",
