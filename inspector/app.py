@@ -231,15 +231,26 @@ class AppLayer:
         """A message body from an analyzer (HTTP, SMTP): a file in every direction (files.jsonl),
         inspected when it leaves the site."""
         fa = ctx.sink_flow
-        if fa is None or not data:
+        if fa is None:
             return
         if self.files is not None:
             try:
                 self.files.body(self._files_flow(fa), is_orig, info, data)
             except Exception as e:       # a files bug must not cost the flow its content inspection
                 self.weirds.append((ctx.ts, ctx.uid, "files.error", f"{type(e).__name__}: {e}"))
-        if fa.content is not None and is_orig == fa.leave:
+        if fa.content is not None and is_orig == fa.leave and data:
             self.content.body(fa.content, info, data, ctx.uid)
+
+    def body_data(self, ctx, is_orig: bool, chunk) -> None:
+        """Body bytes as they pass (HTTP): the files stage hashes whole files from them."""
+        fa = ctx.sink_flow
+        if self.files is not None and fa is not None:
+            self.files.body_data(self._files_flow(fa), is_orig, chunk)
+
+    def body_gap(self, ctx, is_orig: bool, length: int) -> None:
+        fa = ctx.sink_flow
+        if self.files is not None and fa is not None:
+            self.files.body_gap(self._files_flow(fa), is_orig, length)
 
     def _files_flow(self, fa):
         if fa.files is None:

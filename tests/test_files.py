@@ -346,3 +346,75 @@ def test_zeek_files_log_agreement(corpus, tmp_path, trace, baseline, fields):
         assert got[0]["seen_bytes"] == want[0]["seen_bytes"] == 270
         assert got[1]["total_bytes"] == want[1]["seen_bytes"] + want[1]["missing_bytes"]
         assert got[1]["sha256"] is None and got[1]["missing_bytes"] > 0
+
+
+# -- bodies longer than the analyzer keeps, and gaps inside them ------------------------------
+
+def _http_pcap(path: Path, req: bytes, resp: bytes, drop_resp_segment: int | None = None) -> None:
+    """One HTTP exchange over TCP, each direction cut into 1400-byte segments; optionally one
+    response segment left out (a capture gap)."""
+    from helpers.pkt import ACK, FIN, PSH, SYN, pcap_bytes, tcp_frame
+    client, server, cport, sport = "172.20.1.10", "198.51.100.7", 41000, 80
+    c, s = 1000, 500000
+    frames = [(client, server, cport, sport, SYN, c, 0, b""), (server, client, sport, cport, SYN | ACK, s, c + 1, b""),
+              (client, server, cport, sport, ACK, c + 1, s + 1, b"")]
+    for i in range(0, len(req), 1400):
+        frames.append((client, server, cport, sport, PSH | ACK, c + 1 + i, s + 1, req[i:i + 1400]))
+    for n, i in enumerate(range(0, len(resp), 1400)):
+        if n != drop_resp_segment:
+            frames.append((server, client, sport, cport, PSH | ACK, s + 1 + i, c + 1 + len(req), resp[i:i + 1400]))
+    frames += [(client, server, cport, sport, FIN | ACK, c + 1 + len(req), s + 1 + len(resp), b""),
+               (server, client, sport, cport, FIN | ACK, s + 1 + len(resp), c + 2 + len(req), b""),
+               (client, server, cport, sport, ACK, c + 2 + len(req), s + 2 + len(resp), b"")]
+    t0 = 1_764_000_000_000_000_000
+    path.write_bytes(pcap_bytes([(t0 + k * 100_000, tcp_frame(*f[:4], payload=f[7], flags=f[4], seq=f[5], ack=f[6],
+                                                              ident=k % 65536 + 1))
+                                 for k, f in enumerate(frames)]))
+
+
+def test_large_bodies_hashed_whole_and_extracted(tmp_path):
+    """A 3 MiB upload and a 2.5 MiB download: past the 1 MiB an HTTP body is kept, the hashes still
+    cover every byte (they stream past the files stage) and extraction writes the whole file."""
+    up = os.urandom(3 << 20)
+    down = b"%PDF-1.4\n" + os.urandom((5 << 19) - 9)
+    req = b"POST /upload HTTP/1.1\r\nHost: x.example\r\nContent-Length: %d\r\n\r\n" % len(up) + up
+    resp = b"HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; " \
+           b"filename=\"report.pdf\"\r\nContent-Length: %d\r\n\r\n" % len(down) + down
+    pcap = tmp_path / "big.pcap"
+    _http_pcap(pcap, req, resp)
+    out, ex = tmp_path / "out", tmp_path / "ex"
+    assert _scan([pcap], out, "--extract-files", str(ex), "--extract-all") == 0
+    got = {r["is_orig"]: r for r in _files(out)}
+    assert got[True]["sha256"] == _sha(up) and got[True]["seen_bytes"] == got[True]["total_bytes"] == len(up)
+    assert got[True]["md5"] == hashlib.md5(up).hexdigest() and got[True]["leaving"] is True
+    assert got[False]["sha256"] == _sha(down) and got[False]["filename"] == "report.pdf"
+    assert got[False]["mime_type"] == "application/pdf" and got[False]["leaving"] is False
+    assert (ex / _sha(up)).read_bytes() == up and (ex / _sha(down)).read_bytes() == down
+
+
+def test_body_gap_is_missing_bytes_and_partial_extract(tmp_path):
+    down = os.urandom(200_000)
+    resp = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(down) + down
+    pcap = tmp_path / "gap.pcap"
+    _http_pcap(pcap, b"GET /f HTTP/1.1\r\nHost: x.example\r\n\r\n", resp, drop_resp_segment=40)
+    out, ex = tmp_path / "out", tmp_path / "ex"
+    assert _scan([pcap], out, "--extract-files", str(ex), "--extract-all") == 0
+    rec, = [r for r in _files(out) if not r["is_orig"]]
+    assert rec["missing_bytes"] == 1400 and rec["seen_bytes"] == len(down) - 1400
+    assert rec["total_bytes"] == len(down) and rec["sha256"] is None
+    assert rec["extracted"].endswith(".partial") and rec["extracted_cutoff"] is True
+    hole = 40 * 1400 - (len(resp) - len(down))          # the lost segment's offset in the body
+    assert (ex / rec["extracted"]).read_bytes() == down[:hole] + bytes(1400) + down[hole + 1400:]
+
+
+def test_body_cut_by_connection_end_has_no_hashes(tmp_path):
+    """The capture ends 1000 bytes into a 50,000-byte download: no hashes of a prefix."""
+    down = os.urandom(50_000)
+    resp = (b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(down) + down)
+    pcap = tmp_path / "cut.pcap"
+    head = len(resp) - len(down)
+    _http_pcap(pcap, b"GET /f HTTP/1.1\r\nHost: x.example\r\n\r\n", resp[:head + 1000])
+    out = tmp_path / "out"
+    assert _scan([pcap], out) == 0
+    rec, = [r for r in _files(out) if not r["is_orig"]]
+    assert (rec["seen_bytes"], rec["total_bytes"], rec["sha256"]) == (1000, 50_000, None)

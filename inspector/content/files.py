@@ -20,12 +20,14 @@ masked unless ``--show-raw`` (``app.PII_FIELDS``).  ``seen_bytes`` are the file 
 ``total_bytes`` the size announced (Content-Length of an unencoded single-entity HTTP body, the FTP
 ``150 ... (N bytes)`` or ``213`` SIZE reply), ``missing_bytes`` the bytes lost in reassembly gaps.
 ``md5``/``sha1``/``sha256`` cover the whole file and are null when part of it was not seen (a gap, or
-a body longer than the protocol analyzer retains: HTTP and SMTP keep the first 1 MiB of a body), as
-Zeek drops a hash after a gap.  ``parent_fuid`` is null (reserved for members of archives).
+an SMTP part or an encoded or multipart HTTP body longer than the analyzers retain: 1 MiB), as Zeek
+drops a hash after a gap.  Plain HTTP bodies and data channels are hashed as they stream past
+(``body_data``/``body_gap``, ``channel_events``), so their size is not bounded by that retention.  ``parent_fuid`` is null (reserved for members of archives).
 
 Extraction (``Extractor``, ``scan --extract-files DIR``): the files that left the site (every file with
 ``extract_all``) are written as ``DIR/<sha256>``; a file cut by a size cap or with bytes missing is
-written as ``DIR/<sha256 of the bytes written>.partial`` and has ``extracted_cutoff`` true.  A name that
+written as ``DIR/<sha256 of the bytes written>.partial`` and has ``extracted_cutoff`` true (in a
+streamed file, HTTP or FTP, a hole is zero-filled so later bytes keep their offsets).  A name that
 exists already holds the same bytes (content-addressed): it is never overwritten, the file counts as a
 duplicate.  Records carry ``extracted`` (the name within DIR), ``extracted_cutoff`` and
 ``extracted_size``; totals go to ``stats.json`` (``extracted``).
@@ -112,13 +114,14 @@ class _Digest:
 
 class FilesFlow:
     """Per connection: file ordinals per direction and the open data-channel files."""
-    __slots__ = ("ctx", "leave", "ordinal", "streams", "source", "filename", "total_bytes")
+    __slots__ = ("ctx", "leave", "ordinal", "streams", "pending", "source", "filename", "total_bytes")
 
     def __init__(self, ctx, leave):
         self.ctx = ctx
         self.leave = leave            # is_orig of the direction that leaves the site, or None
         self.ordinal = [0, 0]         # files so far: [resp, orig]
         self.streams = {}             # is_orig -> _Stream (data channels)
+        self.pending = {}             # is_orig -> _Stream of the HTTP body in progress
         self.source = None            # a data channel's source ("FTP_DATA")
         self.filename = None          # the data channel's file name (the FTP command's argument)
         self.total_bytes = None
@@ -153,8 +156,25 @@ class FilesStage:
         return FilesFlow(ctx, leave)
 
     # -- message bodies (HTTP, SMTP) -------------------------------------------------------
+    def body_data(self, ff: FilesFlow, is_orig: bool, chunk) -> None:
+        """A piece of the message body in progress in one direction, as it streams past (HTTP):
+        a plain single-entity body is hashed whole from these, however much of it the analyzer
+        retains for ``body``."""
+        st = ff.pending.get(is_orig)
+        if st is None:
+            st = ff.pending[is_orig] = self._stream(ff, is_orig, None)
+        self._feed(st, chunk)
+
+    def body_gap(self, ff: FilesFlow, is_orig: bool, length: int) -> None:
+        """Bytes of the body in progress that were never seen."""
+        st = ff.pending.get(is_orig)
+        if st is None:
+            st = ff.pending[is_orig] = self._stream(ff, is_orig, None)
+        self._hole(st, length)
+
     def body(self, ff: FilesFlow, is_orig: bool, info: dict, data: bytes) -> None:
         """A message body as the HTTP / SMTP analyzers deliver it (see their ``_deliver_body``)."""
+        streamed = ff.pending.pop(is_orig, None)
         source = SOURCES.get(info.get("protocol") or "", (info.get("protocol") or "unknown").upper())
         ts = info.get("ts") if info.get("ts") is not None else ff.ctx.ts
         body_len = int(info.get("body_len") or len(data))
@@ -172,6 +192,9 @@ class FilesStage:
                 if note and "left as is" not in note:
                     whole = False     # cut by the decompression limits, or not valid
                 data = decoded
+            elif streamed is not None and not boundary:
+                self._streamed_body(ff, is_orig, ts, info, body_len, streamed)
+                return
         if boundary:
             parts = self._decoding.multipart(data, boundary)
             if parts:
@@ -195,6 +218,18 @@ class FilesStage:
             seen = len(data) if whole or not plain else seen_wire
         self._file(ff, is_orig, ts, source, fn, data, seen, total, missing, whole)
 
+    def _streamed_body(self, ff, is_orig, ts, info, body_len: int, st: _Stream) -> None:
+        """A plain HTTP body from the bytes that streamed past: whole-file hashes past the retention
+        cap; the bytes the analyzer counted but never delivered (gaps, lost sync) are missing."""
+        fns = info.get("filenames") or []
+        cl = info.get("content_length")
+        missing = max(body_len - st.seen, 0)
+        if missing or info.get("incomplete"):
+            st.digest.valid = False   # a hole, or the connection ended before the body did
+        self._record(ff, is_orig, ts, "HTTP", clean_filename(fns[0]) if fns else None,
+                     self._sniff(bytes(st.head)) if st.head else None, st.seen,
+                     cl if isinstance(cl, int) else None, missing, st.digest, self._kept(st))
+
     def _file(self, ff, is_orig, ts, source, filename, data: bytes, seen: int, total, missing: int,
               whole: bool) -> None:
         digest = _Digest()
@@ -217,20 +252,43 @@ class FilesStage:
         st = ff.streams.get(is_orig)
         for kind, val in events:
             if st is None:
-                ex = self.extractor
-                st = ff.streams[is_orig] = _Stream(ts, ex is not None and ex.wants(is_orig == ff.leave))
+                st = ff.streams[is_orig] = self._stream(ff, is_orig, ts)
             if kind == "data":
-                st.digest.update(val)
-                st.seen += len(val)
-                if len(st.head) < SNIFF_BYTES:
-                    st.head += val[:SNIFF_BYTES - len(st.head)]
-                if st.keep is not None:
-                    room = self.extractor.max_bytes - len(st.keep)
-                    if room > 0:
-                        st.keep += val[:room]
+                self._feed(st, val)
             else:
-                st.missing += int(val)
-                st.digest.valid = False
+                self._hole(st, val)
+
+    def _stream(self, ff: FilesFlow, is_orig: bool, ts) -> _Stream:
+        ex = self.extractor
+        return _Stream(ts, ex is not None and ex.wants(is_orig == ff.leave))
+
+    def _feed(self, st: _Stream, data) -> None:
+        st.digest.update(data)
+        st.seen += len(data)
+        if len(st.head) < SNIFF_BYTES:
+            st.head += data[:SNIFF_BYTES - len(st.head)]
+        if st.keep is not None:
+            room = self.extractor.max_bytes - len(st.keep)
+            if room > 0:
+                st.keep += data[:room]
+
+    def _hole(self, st: _Stream, length) -> None:
+        """Bytes never seen: counted, the hashes dropped, and zeros in the kept copy so that what
+        follows stays at its offset (as Zeek's extraction leaves holes)."""
+        length = int(length)
+        st.missing += length
+        st.digest.valid = False
+        if st.keep is not None:
+            room = self.extractor.max_bytes - len(st.keep)
+            if room > 0:
+                st.keep += bytes(min(room, length))
+
+    @staticmethod
+    def _kept(st: _Stream):
+        """What was kept of a stream for extraction (a ``_Cut`` when shorter than the file), or None."""
+        if st.keep is None:
+            return None
+        return bytes(st.keep) if len(st.keep) >= st.seen + st.missing else _Cut(st.keep)
 
     def end_flow(self, ff: FilesFlow, ts) -> None:
         """The connection ended: write its data-channel files."""
@@ -239,11 +297,8 @@ class FilesStage:
             if st is None:
                 continue
             mime = self._sniff(bytes(st.head)) if st.head else None
-            data = bytes(st.keep) if st.keep is not None else None
-            if data is not None and len(data) < st.seen:
-                data = _Cut(data)
             self._record(ff, is_orig, st.ts, ff.source or "TCP", ff.filename, mime, st.seen, ff.total_bytes,
-                         st.missing, st.digest, data)
+                         st.missing, st.digest, self._kept(st))
 
     # -- records ------------------------------------------------------------------------------
     def _record(self, ff, is_orig, ts, source, filename, mime, seen, total, missing, digest, data) -> None:

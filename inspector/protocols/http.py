@@ -506,6 +506,9 @@ class Analyzer(_Base):
         self._confirmed = False
         self._last_host = None
         self._body_cb = getattr(ctx.sink, "body", None) if ctx.sink is not None else None
+        # every body byte / hole as it passes, whatever max_body keeps (files: whole-file hashes)
+        self._data_cb = getattr(ctx.sink, "body_data", None) if ctx.sink is not None else None
+        self._gap_cb = getattr(ctx.sink, "body_gap", None) if ctx.sink is not None else None
         self._ts = ctx.ts
         # After CONNECT + 2xx or 101 Switching Protocols: True, and the bytes of each direction
         # that arrived past the HTTP exchange (already handed to us), for a dispatcher that
@@ -945,6 +948,8 @@ class Analyzer(_Base):
         if m is None or not chunk:
             return
         m.body_len += len(chunk)
+        if self._data_cb is not None:
+            self._data_cb(self.ctx, d.is_orig, chunk)
         if len(m.head) < SNIFF_BYTES:
             m.head += chunk[:SNIFF_BYTES - len(m.head)]
         if m.keep is not None and not m.truncated:
@@ -963,6 +968,8 @@ class Analyzer(_Base):
             self._weird("http.content_gap", f"{length} bytes missing in {'request' if d.is_orig else 'response'} body", self._ts)
         m.incomplete = True
         m.body_len += length
+        if self._gap_cb is not None:
+            self._gap_cb(self.ctx, d.is_orig, length)
         if m.keep is not None:
             m.truncated = True              # the kept prefix stops at the hole
 
