@@ -268,7 +268,7 @@ class FilesStage:
         if len(st.head) < SNIFF_BYTES:
             st.head += data[:SNIFF_BYTES - len(st.head)]
         if st.keep is not None:
-            room = self.extractor.max_bytes - len(st.keep)
+            room = self.extractor.room() - len(st.keep)
             if room > 0:
                 st.keep += data[:room]
 
@@ -279,7 +279,7 @@ class FilesStage:
         st.missing += length
         st.digest.valid = False
         if st.keep is not None:
-            room = self.extractor.max_bytes - len(st.keep)
+            room = self.extractor.room() - len(st.keep)
             if room > 0:
                 st.keep += bytes(min(room, length))
 
@@ -367,12 +367,17 @@ class Extractor:
     def wants(self, leaving: bool) -> bool:
         return self.error is None and (leaving or self.extract_all)
 
+    def room(self) -> int:
+        """Bytes one more file may take: the per-file cap, within what the total cap leaves (a
+        streamed file keeps no more than this in memory)."""
+        return max(0, min(self.max_bytes, self.total_bytes - self.written))
+
     def write(self, data: bytes, sha256: str | None):
         """Store one file; (name, cutoff, size) or None when skipped.  ``sha256`` is the whole
         file's digest, or None when ``data`` is not the whole file (then it is a ``.partial``)."""
         if self.error is not None:
             return None
-        room = min(self.max_bytes, self.total_bytes - self.written)
+        room = self.room()
         if room <= 0 or not data:
             self.stats["skipped_cap" if data else "skipped_empty"] += 1
             return None
