@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv system-deps bench bench-live captures clean
+.PHONY: demo test venv system-deps bench bench-live captures clean fuzz stress
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,18 @@ bench: venv system-deps
 # needs root (network namespaces, veth, tcpreplay)
 bench-live: venv system-deps
 	$(BIN)/python bench/bench_live.py
+
+# Coverage-guided fuzzing (atheris/libFuzzer) of every target in tests/fuzz/targets.py, FUZZ_SECONDS each;
+# inputs that break a target land in tests/fuzz/crashes/ and are replayed by make test.
+FUZZ_SECONDS ?= 60
+fuzz: venv
+	$(BIN)/python -m pip install -q 'atheris>=2.3'
+	$(BIN)/python tests/fuzz/run.py --seconds $(FUZZ_SECONDS)
+
+# Flood tests at 10x the make-test sizes (millions of packets): memory bounded, evictions counted.
+STRESS_SCALE ?= 10
+stress: venv
+	INSPECTOR_STRESS_SCALE=$(STRESS_SCALE) $(BIN)/python -m pytest -q -s tests/test_floods.py
 
 captures: venv
 	$(BIN)/python captures/generate.py

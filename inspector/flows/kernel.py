@@ -611,9 +611,10 @@ def _alloc(FI, free, counters, cap):
 def process(start, ts_a, ver_a, proto_a, vlan_a, ivlan_a, fl_a, seq_a, ack_a, win_a, ip_a, pay_a, wire_a,
             shi_a, slo_a, sp_a, dhi_a, dlo_a, dp_a,
             FI, FF, ADDR, EP, HOLES, HIST, KEY, SLOT, HT, free, counters, ended, ended_ts,
-            likely_tcp, likely_udp, row_fid, row_orig, row_new):
+            likely_tcp, likely_udp, row_fid, row_orig, row_new, max_active):
     """Run rows start.. of one batch in order.  Returns the row reached: len(ts_a) when done, less
-    when the flow arrays are full (the caller grows them and calls again from there).
+    when a new flow is needed and the flow arrays are full (the caller grows them) or
+    ``max_active`` flows are active (the caller evicts), and calls again from there.
     counters: [next_new_fid, serial, n_ended, n_free, n_in_table, n_tombstones]."""
     n = len(ts_a)
     cap = FI.shape[0]
@@ -679,6 +680,8 @@ def process(start, ts_a, ver_a, proto_a, vlan_a, ivlan_a, fl_a, seq_a, ack_a, wi
             else:
                 slot = -1  # existing, active flow
         else:
+            if counters[4] >= max_active:
+                return i
             nf = _alloc(FI, free, counters, cap)
             if nf < 0:
                 return i

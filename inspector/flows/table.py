@@ -187,15 +187,22 @@ class FlowTable:
         while True:
             start = K.process(start, *args, self.FI, self.FF, self.ADDR, self.EP, self.HOLES, self.HIST,
                               self.KEY, self.SLOT, self.HT, self.free, self.counters, self.ended, self.ended_ts,
-                              _LIKELY_TCP, _LIKELY_UDP, row_fid, row_orig, row_new)
+                              _LIKELY_TCP, _LIKELY_UDP, row_fid, row_orig, row_new, self.max_flows)
             if start >= n:
                 break
-            # Out of flow slots: emit what ended, grow, go on from the row reached.
-            self._collect_ended(records)
-            if self.counters[3] == 0:
+            # A new flow is needed at row ``start``.  Flows that ended in this batch keep their slots
+            # until the batch is through (the application layer still gets their rows), so: evict
+            # when the bound is reached, grow when no slot is free, and go on from the row reached.
+            # The arrays never exceed max_flows plus one batch of new flows.
+            if self.active_flows() >= self.max_flows:
+                self._mark_evictions(float(c["ts"][start]))
+            if self.counters[3] == 0 and int(self.counters[0]) >= self.cap:
+                k = int(self.counters[2])
+                ended, ended_ts = self.ended[:k].copy(), self.ended_ts[:k].copy()
                 self._alloc(self.cap * 2)
                 self.ended = np.zeros(self.cap + n, dtype=np.int64)
                 self.ended_ts = np.zeros(self.cap + n, dtype=np.float64)
+                self.ended[:k], self.ended_ts[:k] = ended, ended_ts
         self.last_row_fid = row_fid
         self.last_row_orig = row_orig
         if self.app is not None:
@@ -246,22 +253,29 @@ class FlowTable:
         self.sweep(now, records)
         if self.active_flows() <= self.max_flows * 0.9:
             return
+        self._mark_evictions(now)
+        self._collect_ended(records)
+
+    def _mark_evictions(self, now: float) -> None:
+        """End the least recently active tenth of the active flows (at least one), appended to
+        this batch's ended list; their records are built when the ended list is collected."""
         hw = int(self.counters[0])
         active = np.nonzero(self.FI[:hw, K.ACTIVE] == 1)[0]
         k = max(1, len(active) // 10)
         victims = active[np.argsort(self.FF[active, K.LAST], kind="stable")[:k]]
-        for j, f in enumerate(victims.tolist()):
+        j0 = int(self.counters[2])
+        for j, f in enumerate(victims.tolist(), j0):
             self.FI[f, K.ACTIVE] = 0
             self.FI[f, K.ENDED_BY] = 3
             self.ended[j] = f
             self.ended_ts[j] = self.FF[f, K.LAST]
             self.HT[self.SLOT[f]] = -2
+        k = len(victims)
         self.counters[4] -= k
         self.counters[5] += k
-        self.counters[2] = k
+        self.counters[2] = j0 + k
         self.evicted += k
         self.weirds.append((now, None, "flow.table_full", f"evicted {k} least recently active flows"))
-        self._collect_ended(records)
 
     def flush(self) -> list:
         records: list = []

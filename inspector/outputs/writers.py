@@ -58,7 +58,9 @@ class FlowWriter:
         if threaded:
             import queue
             import threading
-            self._queue = queue.Queue(maxsize=64)
+            # Bounded in records, not batches: at most 4 row groups wait for the writer, whatever
+            # the size of the batches handed in (a flood ends a whole batch of flows at once).
+            self._queue = queue.Queue(maxsize=4)
             self._thread = threading.Thread(target=self._run, name="flow-writer", daemon=True)
             self._thread.start()
 
@@ -94,7 +96,9 @@ class FlowWriter:
         if self._error is not None:
             raise self._error
         if self._queue is not None:
-            self._queue.put(list(records))
+            recs = records if isinstance(records, list) else list(records)
+            for i in range(0, len(recs), self.row_group):
+                self._queue.put(recs[i:i + self.row_group])
         else:
             try:
                 self._write(records)
