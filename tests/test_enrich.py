@@ -12,8 +12,9 @@ import pytest
 
 from inspector.enrich import DESTINATION_FIELDS, Enricher
 from inspector.enrich.geo import GeoDB, GeoInfo
-from inspector.enrich.groups import (CATEGORIES, Group, Groups, _flatten, check,
+from inspector.enrich.groups import (CATEGORIES, Group, Groups, check,
                                      default_groups_dir, load_groups, loads_groups)
+from inspector.enrich.ranges import flatten_most_specific as _flatten
 from inspector.errors import ConfigError
 from inspector.site import Site
 
@@ -493,6 +494,41 @@ def test_csv_geo(csv_geo):
     assert csv_geo.lookup("::ffff:8.8.8.8") == ("US", 15169, "Google LLC")
     assert csv_geo.lookup("8.8.9.1") == (None, None, None)
     assert csv_geo.has_asn_numbers
+
+
+def test_asn_most_specific_announcement_wins(tmp_path):
+    """Nested announcements in an AS table: longest-prefix match, whichever comes first in the file
+    and whether or not the prefixes share a start address (a /16 and a /24 at its start)."""
+    a = write(tmp_path, "asn.csv", "11.0.0.0,11.0.255.255,64500,Holder\n"          # /16
+                                   "192.0.2.0,192.0.2.255,64502,Other\n"
+                                   "11.0.0.0,11.0.0.255,64501,First24\n"           # /24 at the /16's start
+                                   "11.0.9.0,11.0.9.127,64503,Inner25\n")          # /25 inside
+    g = GeoDB(asn_path=a, bundled=False)
+    assert g.lookup("11.0.0.7").asn == 64501
+    assert g.lookup("11.0.1.7").asn == 64500
+    assert g.lookup("11.0.9.100").asn == 64503 and g.lookup("11.0.9.200").asn == 64500
+    arr = np.array([ip2int(x) for x in ("11.0.0.7", "11.0.1.7", "11.0.9.100", "11.0.9.200")], dtype=np.uint32)
+    assert g.lookup_v4(arr)[1].tolist() == [64501, 64500, 64503, 64500]
+
+
+def test_mitigation_network_inside_a_holders_space_is_the_holder(tmp_path):
+    """A DDoS-mitigation AS (inspector/data/mitigation_asns.csv) announcing a /24 between two
+    ranges of one holder: the destination is the holder, as the registry says.  Elsewhere the
+    mitigation AS keeps its own prefixes."""
+    a = write(tmp_path, "asn.csv", "165.72.0.0,165.72.189.255,2571,DHL\n"
+                                   "165.72.190.0,165.72.190.255,19905,Neustar\n"
+                                   "165.72.191.0,165.72.255.255,2571,DHL\n"
+                                   "64.6.64.0,64.6.64.255,19905,Neustar\n"
+                                   "64.6.65.0,64.6.65.255,7018,AT&T\n")
+    g = GeoDB(asn_path=a, bundled=False)
+    assert g.lookup("165.72.190.5") == (None, 2571, "DHL")
+    assert g.lookup("64.6.64.1") == (None, 19905, "Neustar")
+
+
+def test_bundled_carrier_range_behind_a_mitigation_network(bundled):
+    """DHL's API ranges (AS2571) hold /24s announced by Neustar's DDoS protection (AS19905)."""
+    for addr in ("165.72.190.5", "156.137.1.5", "199.40.15.5"):
+        assert bundled.lookup(addr).asn == 2571, addr
 
 
 def test_csv_errors(tmp_path):

@@ -61,6 +61,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..site import _addr_to_int, _NetSet, parse_asn
+from .ranges import flatten_most_specific
 
 __all__ = ["GeoDB", "GeoInfo", "RESERVED_NETS", "BUNDLED_FILE"]
 
@@ -131,7 +132,8 @@ class _Ranges:
 
     @classmethod
     def build(cls, rows: Iterable[Tuple[int, int, int]], v4: bool) -> "_Ranges":
-        rows = sorted(rows)
+        """Ranges that may nest (a prefix and a more-specific inside it): longest-prefix match."""
+        rows = flatten_most_specific(rows)
         return cls([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], v4)
 
     def find(self, value: int) -> int:
@@ -397,12 +399,17 @@ def _load_range_csv(paths: Sequence[str], kind: str) -> _RangeSource:
                 values.append(value)
                 vid = value_ids[value] = len(values) - 1
             (rows4 if start[0] == 4 else rows6).append((start[1], end[1], vid))
-    tables = (_Ranges.build(rows4, True), _Ranges.build(rows6, False))
     desc = ", ".join(os.path.basename(p) for p in paths)
     if kind == "country":
-        return _RangeSource(desc, country=tables, country_values=values)
-    return _RangeSource(desc, asn=tables,
-                        asn_values=[None] + [v[0] for v in values[1:]],
+        return _RangeSource(desc, country=(_Ranges.build(rows4, True), _Ranges.build(rows6, False)),
+                            country_values=values)
+    asn_values = [None] + [v[0] for v in values[1:]]
+    flat = flatten_most_specific(rows4)
+    starts = np.array([r[0] for r in flat], dtype=np.uint32)
+    ends = np.array([r[1] for r in flat], dtype=np.uint32)
+    v4 = _Ranges(starts, ends, _customer_ids(starts, ends, np.array([r[2] for r in flat], dtype=np.int32),
+                                             asn_values), True)
+    return _RangeSource(desc, asn=(v4, _Ranges.build(rows6, False)), asn_values=asn_values,
                         org_values=[None] + [v[1] for v in values[1:]])
 
 
@@ -445,7 +452,9 @@ def _load_asn_npz(path: str) -> _RangeSource:
     orgs = bytes(z["org"]).decode("utf-8").split("\n")
     asn_values: List[Optional[int]] = [None] + [int(a) or None for a in z["asn"].tolist()]
     org_values: List[Optional[str]] = [None] + [o or None for o in orgs]
-    v4 = _Ranges(z["v4_start"], z["v4_end"], z["v4_id"], True)
+    v4_start, v4_end = z["v4_start"], z["v4_end"]
+    v4_id = _customer_ids(v4_start, v4_end, z["v4_id"], asn_values)
+    v4 = _Ranges(v4_start, v4_end, v4_id, True)
     s6 = [(h << 64) | l for h, l in zip(z["v6_start_hi"].tolist(), z["v6_start_lo"].tolist())]
     e6 = [(h << 64) | l for h, l in zip(z["v6_end_hi"].tolist(), z["v6_end_lo"].tolist())]
     v6 = _Ranges(s6, e6, z["v6_id"].tolist(), False)
@@ -455,6 +464,39 @@ def _load_asn_npz(path: str) -> _RangeSource:
     except Exception:
         desc = os.path.basename(path)
     return _RangeSource(desc, asn=(v4, v6), asn_values=asn_values, org_values=org_values)
+
+
+MITIGATION_ASNS_FILE = os.path.join(os.path.dirname(BUNDLED_ASN), "mitigation_asns.csv")
+
+
+@functools.lru_cache(maxsize=1)
+def mitigation_asns() -> frozenset:
+    """AS numbers of DDoS-mitigation networks (inspector/data/mitigation_asns.csv)."""
+    out = set()
+    with open(MITIGATION_ASNS_FILE, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                out.add(int(line.split(",", 1)[0]))
+    return frozenset(out)
+
+
+def _customer_ids(starts: np.ndarray, ends: np.ndarray, ids: np.ndarray, asn_values: List[Optional[int]]
+                  ) -> np.ndarray:
+    """IPv4 range ids with prefixes held by a DDoS-mitigation AS inside one other AS's space given
+    back to that AS (its holder in the registry): a range whose neighbours on both sides are
+    adjacent and carry the same other AS."""
+    ids = np.array(ids, dtype=np.int32, copy=True)
+    if len(ids) < 3:
+        return ids
+    asn_of = np.array([a or 0 for a in asn_values], dtype=np.int64)[ids]
+    scrub = np.isin(asn_of, list(mitigation_asns()))
+    i = np.nonzero(scrub[1:-1])[0] + 1
+    s64, e64 = starts.astype(np.int64), ends.astype(np.int64)
+    ok = ((ids[i - 1] == ids[i + 1]) & ~scrub[i - 1] & (asn_of[i - 1] != 0)
+          & (e64[i - 1] + 1 == s64[i]) & (e64[i] + 1 == s64[i + 1]))
+    ids[i[ok]] = ids[i[ok] - 1]
+    return ids
 
 
 @functools.lru_cache(maxsize=1)

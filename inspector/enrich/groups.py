@@ -48,6 +48,7 @@ from ..errors import ConfigError
 from ..site import (_TAG_FLOAT, _TAG_INT, _TAG_NULL, _TAG_STR,
                     _addr_to_int, _kind, _parse_network, _to_network,
                     normalize_domain, parse_asn)
+from .ranges import flatten_most_specific
 
 __all__ = [
     "CATEGORIES",
@@ -129,7 +130,7 @@ class _CidrIndex:
     __slots__ = ("_starts", "_ends", "_gids", "_np_starts", "_np_ends", "_np_gids")
 
     def __init__(self, items: List[Tuple[int, int, int]], v4: bool) -> None:
-        segs = _flatten(items)
+        segs = flatten_most_specific(items)
         self._starts = [s[0] for s in segs]
         self._ends = [s[1] for s in segs]
         self._gids = [s[2] for s in segs]
@@ -152,34 +153,6 @@ class _CidrIndex:
         idx = np.where(ok, idx, 0)
         ok &= a <= self._np_ends[idx]
         return np.where(ok, self._np_gids[idx], -1)
-
-
-def _flatten(items: List[Tuple[int, int, int]]) -> List[Tuple[int, int, int]]:
-    """(start, end, gid) prefixes, nested or disjoint -> disjoint segments,
-    each labelled with its most specific covering prefix."""
-    out: List[Tuple[int, int, int]] = []
-    stack: List[List[int]] = []              # [end, gid, cursor]
-
-    def close_top() -> None:
-        end, gid, cursor = stack.pop()
-        if cursor <= end:
-            out.append((cursor, end, gid))
-        if stack:
-            stack[-1][2] = end + 1
-
-    for start, end, gid in sorted(items, key=lambda t: (t[0], -t[1])):
-        while stack and stack[-1][0] < start:
-            close_top()
-        if stack:
-            top = stack[-1]
-            if top[2] <= start - 1:
-                out.append((top[2], start - 1, top[1]))
-            top[2] = start
-        stack.append([end, gid, start])
-    while stack:
-        close_top()
-    out.sort()
-    return out
 
 
 class Groups:
