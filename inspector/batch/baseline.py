@@ -27,6 +27,8 @@ import datetime as _dt
 from collections import defaultdict
 from dataclasses import dataclass
 
+from ..severity import SEVERITY_NAMES
+
 
 BATCH_SID_MIN, BATCH_SID_MAX = 3000000, 3099999
 SID_FIRST_ORG = 3000001
@@ -46,7 +48,6 @@ SIGNATURES = {
                          "Customer and shipment records sent far above this host's baseline",
                          "Possible exfiltration", 2),
 }
-SEVERITY_NAMES = {1: "critical", 2: "high", 3: "medium", 4: "low"}
 MAD_SCALE = 1.4826      # MAD -> standard deviation for normal data
 NO_ROLE = "(none)"
 

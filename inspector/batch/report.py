@@ -10,45 +10,13 @@ control and bidirectional-override characters made visible.
 from __future__ import annotations
 
 import datetime as _dt
-import html
 import json
 import os
-import re
 from collections import defaultdict
 
 from ..timeutil import format_ts
-
-SEVERITY = {1: "critical", 2: "high", 3: "medium", 4: "low"}   # the policy engine's scale (EVE alert.severity)
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
-
-
-def clean(value, limit: int = 0) -> str:
-    if value is None:
-        return ""
-    s = value if isinstance(value, str) else str(value)
-    s = _UNSAFE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", s)
-    s = s.replace("\n", " ").replace("\r", " ").replace("\t", " ")
-    if limit and len(s) > limit:
-        s = s[:limit - 1] + "\u2026"
-    return s
-
-
-def esc(value, limit: int = 0) -> str:
-    return html.escape(clean(value, limit), quote=True)
-
-
-def fmt_bytes(n) -> str:
-    n = float(n or 0)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
-
-
-def fmt_int(n) -> str:
-    return f"{int(n or 0):,}"
-
+from ..report.format import esc, fmt_bytes, fmt_int
+from ..severity import severity_name
 
 def _median(values):
     v = sorted(values)
@@ -312,7 +280,7 @@ def render(data: dict) -> str:
     w(card("sent out", T["bytes"][-1], T["bytes"], fmt_bytes))
     w(card("records (customer + shipment)", T["records"][-1], T["records"], fmt_int))
     w(card("flows", T["flows"][-1], T["flows"], fmt_int))
-    al = ", ".join(f"{n} {SEVERITY.get(s, s)}" for s, n in sorted(sev.items(), key=lambda kv: (kv[0] is None, kv[0])))
+    al = ", ".join(f"{n} {severity_name(s)}" for s, n in sorted(sev.items(), key=lambda kv: (kv[0] is None, kv[0])))
     w(f'<div class="card"><div class="muted">alerts</div><div class="v">{len(data["alerts"])}</div>'
       f'<div class="d">{esc(al) or "none"}</div>{spark_bars(T["alerts"], labels, fmt_int)}</div>')
     w("</div>")
@@ -337,7 +305,7 @@ def render(data: dict) -> str:
             dest = " ".join(x for x in (esc(a["dst_org"], 40), f"({esc(a['dst_country'])})" if a["dst_country"]
                                         else "", esc(a["dest_ip"])) if x)
             who = esc(a["host"] or "") + (f" / {esc(a['role'])}" if a.get("role") else "")
-            w(f"<tr><td>{t}</td><td><span class=\"sev sev{s}\">{esc(SEVERITY.get(s, s))}</span></td>"
+            w(f"<tr><td>{t}</td><td><span class=\"sev sev{s}\">{esc(severity_name(s))}</span></td>"
               f"<td>{esc(a['signature'], 90)} <span class=\"muted\">[{esc(a['sid'])}, {esc(a['source'])}]</span></td>"
               f"<td>{who}</td><td>{esc(a['src_ip']) or '-'}</td><td>{dest}</td><td>{_alert_detail(a)}</td></tr>")
         w("</table>")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import html
 import json
 import math
 import os
@@ -24,15 +23,11 @@ from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
 from .. import __version__
 from ..timeutil import format_ts
-from .summary import (BYTES, BYTES_IN, CUST, FLOWS, SHIP, SEVERITY_NAMES, Aggregates, alert_counts, allowed_word,
-                      clean, fmt_bytes, fmt_duration, fmt_int, fmt_ts, severity_name, severity_rank, sorted_alerts)
+from ..severity import severity_name, severity_rank
+from .format import clean, esc, fmt_bytes, fmt_duration, fmt_int, fmt_ts
+from .summary import BYTES, BYTES_IN, CUST, FLOWS, SHIP, Aggregates, alert_counts, allowed_word, sorted_alerts
 
 MAX_ALERT_ROWS = 2000
-
-
-def esc(value: Any, limit: int = 0) -> str:
-    """HTML-escaped, printable, one-line text (also safe inside quoted attributes)."""
-    return html.escape(clean(value, limit), quote=True)
 
 
 def _num(v: Any) -> int:
@@ -486,8 +481,8 @@ def _alerts_section(alerts: list) -> str:
     rows = sorted_alerts(alerts)
     shown = rows[:MAX_ALERT_ROWS]
     toggles = "".join(
-        f'<label class="sevtoggle sev-{SEVERITY_NAMES.get(r, "info")}"><input type="checkbox" checked '
-        f'data-sev-toggle="{r}"> {SEVERITY_NAMES.get(r, "info")} <b>{counts.get(r, 0)}</b></label>'
+        f'<label class="sevtoggle sev-{severity_name(r)}"><input type="checkbox" checked '
+        f'data-sev-toggle="{r}"> {severity_name(r)} <b>{counts.get(r, 0)}</b></label>'
         for r in (1, 2, 3, 4, 5) if counts.get(r))
     head = ('<div class="controls"><input type="search" id="alert-filter" placeholder="Filter alerts: signature, '
             'host, destination, evidence\u2026" aria-label="Filter alerts" autocomplete="off">'
@@ -887,7 +882,7 @@ def render_report(agg: Aggregates, alerts: list, stats: dict, site_name: str, co
     dirs = " \u00b7 ".join(f"{esc(fmt_int(v))} {esc(k)}" for k, v in sorted(agg.directions.items(),
                                                                              key=lambda kv: -kv[1]))
     other_pct = 100.0 * agg.out_other_bytes / agg.out_bytes if agg.out_bytes else 0.0
-    alert_sub = " \u00b7 ".join(f'{counts[r]} {SEVERITY_NAMES.get(r, "info")}' for r in (1, 2, 3, 4, 5)
+    alert_sub = " \u00b7 ".join(f'{counts[r]} {severity_name(r)}' for r in (1, 2, 3, 4, 5)
                                 if counts.get(r)) or "none"
     kpis = "".join([
         _kpi("Packets", fmt_int(stats.get("packets_read")),

@@ -20,91 +20,17 @@ from __future__ import annotations
 import io
 import math
 import os
-import re
 import sys
 import time
 from collections import Counter
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from ..enrich.label import destination_label
+from ..severity import severity_name, severity_rank
+from .format import clean, fmt_bytes, fmt_duration, fmt_int, fmt_ts
 
-# The policy's scale (inspector.policy.rules.SEVERITIES), Suricata's order: lower is more severe.
-SEVERITY_NAMES = {1: "critical", 2: "high", 3: "medium", 4: "low"}
+# Terminal styles of the levels of the one severity scale (inspector.severity).
 SEVERITY_STYLES = {1: "bold white on red", 2: "bold red", 3: "yellow", 4: "cyan"}
-
-# C0/C1 controls (except tab/newline), and the characters that reorder or hide text
-# ("Trojan Source": bidi embeddings/overrides/isolates, zero-width marks).
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
-
-
-def clean(value: Any, limit: int = 0) -> str:
-    """``value`` as a printable one-line string: controls and bidi overrides become ``\\xNN``/``\\uNNNN``.
-
-    ``limit`` > 0 truncates to that many characters with an ellipsis."""
-    if value is None:
-        return ""
-    s = value if isinstance(value, str) else str(value)
-    if _UNSAFE.search(s):
-        s = _UNSAFE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
-                        else f"\\u{ord(m.group()):04x}", s)
-    s = s.replace("\n", " ").replace("\r", " ").replace("\t", " ")
-    if limit and len(s) > limit:
-        s = s[:limit - 1] + "\u2026"
-    return s
-
-
-def fmt_bytes(n: Optional[float]) -> str:
-    """1024-based, as the CLI prints: ``512 B``, ``457.0 KB``, ``1.2 GB``."""
-    n = float(n or 0)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1024
-    return f"{n} B"  # pragma: no cover
-
-
-def fmt_int(n: Optional[float]) -> str:
-    return f"{int(n or 0):,}"
-
-
-def fmt_ts(ts: Optional[float], with_date: bool = True) -> str:
-    if ts is None:
-        return "-"
-    from ..timeutil import format_ts
-    return format_ts(ts, "%Y-%m-%d %H:%M:%S" if with_date else "%H:%M:%S")
-
-
-def fmt_duration(seconds: Optional[float]) -> str:
-    if seconds is None or seconds < 0:
-        return "-"
-    s = int(round(seconds))
-    if s < 60:
-        return f"{seconds:.1f}s" if seconds < 10 else f"{s}s"
-    d, s = divmod(s, 86400)
-    h, s = divmod(s, 3600)
-    m, s = divmod(s, 60)
-    if d:
-        return f"{d}d {h}h"
-    if h:
-        return f"{h}h {m:02d}m"
-    return f"{m}m {s:02d}s"
-
-
-def severity_name(sev: Any) -> str:
-    try:
-        return SEVERITY_NAMES.get(int(sev), "info")
-    except (TypeError, ValueError):
-        return "info"
-
-
-def severity_rank(sev: Any) -> int:
-    """1 (critical) .. 4 (low), 5 for unknown: Suricata's order, lower is more severe."""
-    try:
-        v = int(sev)
-    except (TypeError, ValueError):
-        return 5
-    return v if v in (1, 2, 3, 4) else 5
-
 
 # --------------------------------------------------------------------------------------------
 # Bounded tables
@@ -793,7 +719,7 @@ def _print_rich(console, stats, agg: Aggregates, alerts, site_name, out_dir, ela
         parts = []
         for rank in (1, 2, 3, 4, 5):
             if counts.get(rank):
-                parts.append((f"{counts[rank]} {SEVERITY_NAMES.get(rank, 'info')}", SEVERITY_STYLES.get(rank, "")))
+                parts.append((f"{counts[rank]} {severity_name(rank)}", SEVERITY_STYLES.get(rank, "")))
         for i, (txt, style) in enumerate(parts):
             if i:
                 line.append(" \u00b7 ")
@@ -826,7 +752,7 @@ def _print_plain(stats, agg, alerts, site_name, out_dir, elapsed, top) -> None: 
             for r in rows:
                 p("    " + "  ".join(x for x in r if x))
     counts = alert_counts(alerts)
-    p("  alerts: " + (", ".join(f"{counts[k]} {SEVERITY_NAMES.get(k, 'info')}" for k in sorted(counts)) or "none"))
+    p("  alerts: " + (", ".join(f"{counts[k]} {severity_name(k)}" for k in sorted(counts)) or "none"))
     for r in _alert_rows(alerts, top):
         p("    " + "  ".join(x for x in r[1:] if x))
     p("  " + _outputs(out_dir))
