@@ -49,7 +49,6 @@ derive a modified site.
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import difflib
 import ipaddress
 import os
@@ -63,6 +62,7 @@ import numpy as np
 import yaml
 
 from .errors import ConfigError
+from .yamlconf import TAG_FLOAT, TAG_INT, TAG_STR, compose, is_null, node_kind, node_line
 
 __all__ = [
     "DEFAULT_LOCAL_NETS",
@@ -100,11 +100,6 @@ _LABEL_RE = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\Z")
 _ASN_RE = re.compile(r"(?:as)?(\d+)(?:\.(\d+))?\Z", re.IGNORECASE)
 _NUMERIC_RE = re.compile(r"[0-9.]+\Z")
 
-_TAG_NULL = "tag:yaml.org,2002:null"
-_TAG_BOOL = "tag:yaml.org,2002:bool"
-_TAG_INT = "tag:yaml.org,2002:int"
-_TAG_FLOAT = "tag:yaml.org,2002:float"
-_TAG_STR = "tag:yaml.org,2002:str"
 
 
 # --------------------------------------------------------------------------
@@ -156,7 +151,7 @@ def normalize_domain(value: str) -> str:
     return d
 
 
-def _parse_network(text: str) -> Tuple[Optional[IPNetwork], str]:
+def parse_network(text: str) -> Tuple[Optional[IPNetwork], str]:
     """Return (network, "") or (None, reason). Bare addresses become /32, /128."""
     t = text.strip()
     if not t:
@@ -172,12 +167,12 @@ def _parse_network(text: str) -> Tuple[Optional[IPNetwork], str]:
         return None, f"host bits set (did you mean {loose}?)"
 
 
-def _to_network(value: Any) -> IPNetwork:
+def to_network(value: Any) -> IPNetwork:
     if isinstance(value, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
         return value
     if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
         return ipaddress.ip_network(value)
-    net, reason = _parse_network(str(value))
+    net, reason = parse_network(str(value))
     if net is None:
         raise ValueError(f"invalid CIDR {str(value)!r}: {reason}")
     return net
@@ -187,7 +182,7 @@ def _looks_like_network(text: str) -> bool:
     return "/" in text or ":" in text or bool(_NUMERIC_RE.match(text))
 
 
-def _addr_to_int(addr: Any) -> Optional[Tuple[int, int]]:
+def addr_to_int(addr: Any) -> Optional[Tuple[int, int]]:
     """(version, int) for an address given as str / ipaddress object / packed
     bytes; IPv4-mapped IPv6 is folded to IPv4. None if it does not parse."""
     if isinstance(addr, str):
@@ -221,7 +216,7 @@ def _addr_to_int(addr: Any) -> Optional[Tuple[int, int]]:
 # lookup structures
 # --------------------------------------------------------------------------
 
-class _NetSet:
+class NetSet:
     """Membership over a set of networks: scalar (bisect over collapsed,
     disjoint ranges) and vectorised IPv4 (numpy mask & compare)."""
 
@@ -338,8 +333,8 @@ class Site:
     allowed_asns: Tuple[int, ...] = ()
     source: Optional[str] = field(default=None, compare=False)
 
-    _local: _NetSet = field(init=False, repr=False, compare=False)
-    _allowed: _NetSet = field(init=False, repr=False, compare=False)
+    _local: NetSet = field(init=False, repr=False, compare=False)
+    _allowed: NetSet = field(init=False, repr=False, compare=False)
     _roles: _RoleTable = field(init=False, repr=False, compare=False)
     _domain_set: frozenset = field(init=False, repr=False, compare=False)
     _asn_set: frozenset = field(init=False, repr=False, compare=False)
@@ -349,7 +344,7 @@ class Site:
     def __post_init__(self) -> None:
         setattr_ = object.__setattr__
         setattr_(self, "name", str(self.name))
-        local = tuple(_dedupe(_to_network(n) for n in self.local_nets))
+        local = tuple(_dedupe(to_network(n) for n in self.local_nets))
         setattr_(self, "local_nets", local)
 
         role_items: Iterable[Any] = (self.roles.items() if isinstance(self.roles, Mapping)
@@ -357,7 +352,7 @@ class Site:
         roles: List[Tuple[IPNetwork, str]] = []
         seen: Dict[IPNetwork, str] = {}
         for net, role in role_items:
-            net = _to_network(net)
+            net = to_network(net)
             role = str(role).strip() if role is not None else ""
             if not role:
                 raise ValueError(f"empty role name for {net}")
@@ -370,12 +365,12 @@ class Site:
         setattr_(self, "allowed_domains",
                  tuple(_dedupe(normalize_domain(d) for d in self.allowed_domains)))
         setattr_(self, "allowed_nets",
-                 tuple(_dedupe(_to_network(n) for n in self.allowed_nets)))
+                 tuple(_dedupe(to_network(n) for n in self.allowed_nets)))
         setattr_(self, "allowed_asns",
                  tuple(_dedupe(parse_asn(a) for a in self.allowed_asns)))
 
-        setattr_(self, "_local", _NetSet(self.local_nets))
-        setattr_(self, "_allowed", _NetSet(self.allowed_nets))
+        setattr_(self, "_local", NetSet(self.local_nets))
+        setattr_(self, "_allowed", NetSet(self.allowed_nets))
         setattr_(self, "_roles", _RoleTable(self.roles))
         setattr_(self, "_domain_set", frozenset(self.allowed_domains))
         setattr_(self, "_asn_set", frozenset(self.allowed_asns))
@@ -405,9 +400,9 @@ class Site:
         except KeyError:
             pass
         except TypeError:                   # unhashable: don't cache
-            key = _addr_to_int(addr)
+            key = addr_to_int(addr)
             return key is not None and self._local.contains(*key)
-        key = _addr_to_int(addr)
+        key = addr_to_int(addr)
         result = key is not None and self._local.contains(*key)
         if len(cache) >= _CACHE_MAX:
             cache.clear()
@@ -422,9 +417,9 @@ class Site:
         except KeyError:
             pass
         except TypeError:
-            key = _addr_to_int(addr)
+            key = addr_to_int(addr)
             return None if key is None else self._roles.lookup(*key)
-        key = _addr_to_int(addr)
+        key = addr_to_int(addr)
         result = None if key is None else self._roles.lookup(*key)
         if len(cache) >= _CACHE_MAX:
             cache.clear()
@@ -465,7 +460,7 @@ class Site:
         if name and self.domain_allowed(name):
             return True
         if addr is not None and self.allowed_nets:
-            key = _addr_to_int(addr)
+            key = addr_to_int(addr)
             if key is not None and self._allowed.contains(*key):
                 return True
         if asn is not None and self._asn_set:
@@ -505,48 +500,27 @@ def _dedupe(items: Iterable[Any]) -> List[Any]:
 # loader
 # --------------------------------------------------------------------------
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader; we only compose (nodes carry start_mark line numbers)."""
-
-
-def _kind(node: yaml.Node) -> str:
-    if isinstance(node, yaml.MappingNode):
-        return "a mapping"
-    if isinstance(node, yaml.SequenceNode):
-        return "a list"
-    return {
-        _TAG_NULL: "null",
-        _TAG_BOOL: "a boolean",
-        _TAG_INT: "an integer",
-        _TAG_FLOAT: "a number",
-        _TAG_STR: "a string",
-    }.get(node.tag, f"a value tagged {node.tag}")
-
-
 class _Parser:
     def __init__(self, path: str) -> None:
         self.path = path
 
     def error(self, node: Optional[yaml.Node], message: str) -> ConfigError:
-        line = node.start_mark.line + 1 if node is not None else None
-        return ConfigError(self.path, line, message)
+        return ConfigError(self.path, node_line(node), message)
 
-    @staticmethod
-    def is_null(node: yaml.Node) -> bool:
-        return isinstance(node, yaml.ScalarNode) and node.tag == _TAG_NULL
+    is_null = staticmethod(is_null)
 
     def scalar_text(self, node: yaml.Node, what: str) -> str:
         """Raw text of a string-like scalar (str/int/float tags, so that YAML
         1.1 quirks like sexagesimal ints don't mangle addresses)."""
-        if not isinstance(node, yaml.ScalarNode) or node.tag not in (_TAG_STR, _TAG_INT, _TAG_FLOAT):
-            raise self.error(node, f"{what}, got {_kind(node)}")
+        if not isinstance(node, yaml.ScalarNode) or node.tag not in (TAG_STR, TAG_INT, TAG_FLOAT):
+            raise self.error(node, f"{what}, got {node_kind(node)}")
         return node.value.strip()
 
     def network(self, node: yaml.Node, key: str) -> IPNetwork:
         if self.is_null(node):
             raise self.error(node, f"empty entry in '{key}'")
         text = self.scalar_text(node, f"'{key}' entries must be CIDR strings")
-        net, reason = _parse_network(text)
+        net, reason = parse_network(text)
         if net is None:
             raise self.error(node, f"invalid CIDR {text!r} in '{key}': {reason}")
         return net
@@ -556,11 +530,11 @@ class _Parser:
         if root is None or self.is_null(root):        # empty file / empty document
             return kwargs
         if not isinstance(root, yaml.MappingNode):
-            raise self.error(root, f"site file must be a mapping of keys to values, got {_kind(root)}")
+            raise self.error(root, f"site file must be a mapping of keys to values, got {node_kind(root)}")
         seen: Dict[str, int] = {}
         for knode, vnode in root.value:
-            if not (isinstance(knode, yaml.ScalarNode) and knode.tag == _TAG_STR):
-                key_text = knode.value if isinstance(knode, yaml.ScalarNode) else _kind(knode)
+            if not (isinstance(knode, yaml.ScalarNode) and knode.tag == TAG_STR):
+                key_text = knode.value if isinstance(knode, yaml.ScalarNode) else node_kind(knode)
                 raise self.error(knode, f"unknown top-level key {key_text!r}; expected one of: "
                                         + ", ".join(TOP_LEVEL_KEYS))
             key = knode.value
@@ -586,12 +560,12 @@ class _Parser:
 
     def parse_local_nets(self, node: yaml.Node, kwargs: Dict[str, Any]) -> None:
         if not isinstance(node, yaml.SequenceNode):
-            raise self.error(node, f"'local_nets' must be a list of CIDRs, got {_kind(node)}")
+            raise self.error(node, f"'local_nets' must be a list of CIDRs, got {node_kind(node)}")
         kwargs["local_nets"] = [self.network(item, "local_nets") for item in node.value]
 
     def parse_roles(self, node: yaml.Node, kwargs: Dict[str, Any]) -> None:
         if not isinstance(node, yaml.MappingNode):
-            raise self.error(node, f"'roles' must be a mapping of CIDR to role name, got {_kind(node)}")
+            raise self.error(node, f"'roles' must be a mapping of CIDR to role name, got {node_kind(node)}")
         roles: List[Tuple[IPNetwork, str]] = []
         first_line: Dict[IPNetwork, int] = {}
         for knode, vnode in node.value:
@@ -602,8 +576,8 @@ class _Parser:
             first_line[net] = knode.start_mark.line + 1
             if self.is_null(vnode):
                 raise self.error(vnode, f"empty role name for {net}")
-            if not (isinstance(vnode, yaml.ScalarNode) and vnode.tag == _TAG_STR):
-                raise self.error(vnode, f"role name for {net} must be a string, got {_kind(vnode)}")
+            if not (isinstance(vnode, yaml.ScalarNode) and vnode.tag == TAG_STR):
+                raise self.error(vnode, f"role name for {net} must be a string, got {node_kind(vnode)}")
             role = vnode.value.strip()
             if not role:
                 raise self.error(vnode, f"empty role name for {net}")
@@ -613,7 +587,7 @@ class _Parser:
     def parse_allowed_destinations(self, node: yaml.Node, kwargs: Dict[str, Any]) -> None:
         key = "allowed_destinations"
         if not isinstance(node, yaml.SequenceNode):
-            raise self.error(node, f"'{key}' must be a list, got {_kind(node)}")
+            raise self.error(node, f"'{key}' must be a list, got {node_kind(node)}")
         domains: List[str] = []
         nets: List[IPNetwork] = []
         asns: List[int] = []
@@ -645,27 +619,9 @@ class _Parser:
 def loads_site(text: Union[str, bytes], path: str = "<string>") -> Site:
     """Parse site YAML from a string/bytes; ``path`` is used in errors."""
     path = os.fspath(path)
-    if isinstance(text, (bytes, bytearray)):
-        raw = bytes(text)
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            line = raw.count(b"\n", 0, exc.start) + 1
-            raise ConfigError(path, line, "file is not valid UTF-8") from None
-    try:
-        root = yaml.compose(text, Loader=_Loader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        detail = exc.problem or exc.context or "invalid YAML"
-        if exc.context and exc.problem:
-            detail = f"{exc.problem} ({exc.context})"
-        raise ConfigError(path, mark.line + 1 if mark else None,
-                          f"YAML syntax error: {detail}") from None
-    except yaml.YAMLError as exc:           # e.g. ReaderError: control characters
-        position = getattr(exc, "position", None)
-        line = text.count("\n", 0, position) + 1 if isinstance(position, int) else None
-        reason = getattr(exc, "reason", None) or str(exc)
-        raise ConfigError(path, line, f"YAML syntax error: {reason}") from None
+    root, err = compose(text, path)
+    if err is not None:
+        raise err
     kwargs = _Parser(path).parse(root)
     try:
         return Site(**kwargs)

@@ -60,7 +60,7 @@ from typing import (Any, Dict, Iterable, List, NamedTuple, Optional, Sequence,
 import numpy as np
 
 from ..errors import ConfigError
-from ..site import _addr_to_int, _NetSet, parse_asn
+from ..site import NetSet, addr_to_int, parse_asn
 from .ranges import flatten_most_specific
 
 __all__ = ["GeoDB", "GeoInfo", "RESERVED_NETS", "BUNDLED_FILE"]
@@ -418,7 +418,7 @@ def _csv_addr(text: str) -> Optional[Tuple[int, int]]:
     if t.isdigit():
         v = int(t)
         return (4, v) if v <= _V4_MAX else (6, v)
-    return _addr_to_int(t)
+    return addr_to_int(t)
 
 
 @functools.lru_cache(maxsize=1)
@@ -554,7 +554,7 @@ class GeoDB:
             asn_src = _bundled_asn()
         self._country_src = country_src
         self._asn_src = asn_src
-        self._reserved = _NetSet(RESERVED_NETS)
+        self._reserved = NetSet(RESERVED_NETS)
         self._cache: Dict[Any, GeoInfo] = {}
 
     # ---- provenance -----------------------------------------------------
@@ -583,8 +583,8 @@ class GeoDB:
         except KeyError:
             pass
         except TypeError:                       # unhashable
-            return self._lookup_key(_addr_to_int(addr))
-        result = self._lookup_key(_addr_to_int(addr))
+            return self._lookup_key(addr_to_int(addr))
+        result = self._lookup_key(addr_to_int(addr))
         if len(cache) >= _CACHE_MAX:
             cache.clear()
         cache[addr] = result

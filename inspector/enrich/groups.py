@@ -45,9 +45,8 @@ import numpy as np
 import yaml
 
 from ..errors import ConfigError
-from ..site import (_TAG_FLOAT, _TAG_INT, _TAG_NULL, _TAG_STR,
-                    _addr_to_int, _kind, _parse_network, _to_network,
-                    normalize_domain, parse_asn)
+from ..site import addr_to_int, normalize_domain, parse_asn, parse_network, to_network
+from ..yamlconf import TAG_FLOAT, TAG_INT, TAG_NULL, TAG_STR, compose, is_null, node_kind, node_line
 from .ranges import flatten_most_specific
 
 __all__ = [
@@ -182,7 +181,7 @@ class Groups:
                                      f"{self._groups[self._domains[d]].id!r} and {g.id!r}")
                 self._domains[d] = gi
             for n in g.cidrs:
-                n = _to_network(n)
+                n = to_network(n)
                 if cidr_owner.get(n, gi) != gi:
                     raise ValueError(f"CIDR {n} is in groups "
                                      f"{self._groups[cidr_owner[n]].id!r} and {g.id!r}")
@@ -247,7 +246,7 @@ class Groups:
         object or packed bytes; IPv4-mapped IPv6 folded to IPv4)."""
         if addr is None:
             return None
-        key = _addr_to_int(addr)
+        key = addr_to_int(addr)
         if key is None:
             return None
         gi = self._cidrs[key[0]].find(key[1])
@@ -290,36 +289,6 @@ class Groups:
 # loader
 # --------------------------------------------------------------------------
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader; we only compose (nodes carry start_mark line numbers)."""
-
-
-def _compose(raw: bytes, path: str) -> Tuple[Optional[yaml.Node], Optional[ConfigError]]:
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        return None, ConfigError(path, line, "file is not valid UTF-8")
-    try:
-        return yaml.compose(text, Loader=_Loader), None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        detail = exc.problem or exc.context or "invalid YAML"
-        if exc.context and exc.problem:
-            detail = f"{exc.problem} ({exc.context})"
-        return None, ConfigError(path, mark.line + 1 if mark else None,
-                                 f"YAML syntax error: {detail}")
-    except yaml.YAMLError as exc:
-        position = getattr(exc, "position", None)
-        line = text.count("\n", 0, position) + 1 if isinstance(position, int) else None
-        reason = getattr(exc, "reason", None) or str(exc)
-        return None, ConfigError(path, line, f"YAML syntax error: {reason}")
-
-
-def _line(node: Optional[yaml.Node]) -> Optional[int]:
-    return node.start_mark.line + 1 if node is not None else None
-
-
 class _Collector:
     """Parses group files, collecting every problem instead of stopping."""
 
@@ -334,7 +303,7 @@ class _Collector:
     # ---- helpers ----------------------------------------------------------
 
     def problem(self, path: str, node: Optional[yaml.Node], message: str) -> None:
-        self.problems.append(ConfigError(path, _line(node), message))
+        self.problems.append(ConfigError(path, node_line(node), message))
 
     @staticmethod
     def _where(path: str, first: Tuple[str, int]) -> str:
@@ -343,23 +312,21 @@ class _Collector:
             return f"line {fline}"
         return f"{fpath}:{fline}"
 
-    @staticmethod
-    def is_null(node: yaml.Node) -> bool:
-        return isinstance(node, yaml.ScalarNode) and node.tag == _TAG_NULL
+    is_null = staticmethod(is_null)
 
     def text(self, path: str, node: yaml.Node, what: str,
-             tags: Sequence[str] = (_TAG_STR,)) -> Optional[str]:
+             tags: Sequence[str] = (TAG_STR,)) -> Optional[str]:
         if not isinstance(node, yaml.ScalarNode) or node.tag not in tags:
-            self.problem(path, node, f"{what}, got {_kind(node)}")
+            self.problem(path, node, f"{what}, got {node_kind(node)}")
             return None
         return node.value.strip()
 
     def seq(self, path: str, node: yaml.Node, key: str, gid: str) -> List[yaml.Node]:
         if isinstance(node, yaml.SequenceNode):
             return list(node.value)
-        if isinstance(node, yaml.ScalarNode) and node.tag != _TAG_NULL:
+        if isinstance(node, yaml.ScalarNode) and node.tag != TAG_NULL:
             return [node]                           # a single value is a one-item list
-        self.problem(path, node, f"'{key}' of group {gid!r} must be a list, got {_kind(node)}")
+        self.problem(path, node, f"'{key}' of group {gid!r} must be a list, got {node_kind(node)}")
         return []
 
     # ---- files ------------------------------------------------------------
@@ -372,32 +339,32 @@ class _Collector:
             self.problems.append(ConfigError(path, None, f"cannot read group file: "
                                                          f"{exc.strerror or exc}"))
             return
-        root, err = _compose(raw, path)
+        root, err = compose(raw, path)
         if err is not None:
             self.problems.append(err)
             return
         if root is None or self.is_null(root):
             return                                  # empty file: no groups
         if not isinstance(root, yaml.SequenceNode):
-            self.problem(path, root, f"a group file must be a list of groups, got {_kind(root)}")
+            self.problem(path, root, f"a group file must be a list of groups, got {node_kind(root)}")
             return
         for item in root.value:
             self.group(path, item)
 
     def group(self, path: str, node: yaml.Node) -> None:
         if not isinstance(node, yaml.MappingNode):
-            self.problem(path, node, f"each group must be a mapping, got {_kind(node)}")
+            self.problem(path, node, f"each group must be a mapping, got {node_kind(node)}")
             return
         values: Dict[str, yaml.Node] = {}
         keys: Dict[str, yaml.Node] = {}
         for knode, vnode in node.value:
-            if not (isinstance(knode, yaml.ScalarNode) and knode.tag == _TAG_STR):
-                self.problem(path, knode, f"group keys must be strings, got {_kind(knode)}")
+            if not (isinstance(knode, yaml.ScalarNode) and knode.tag == TAG_STR):
+                self.problem(path, knode, f"group keys must be strings, got {node_kind(knode)}")
                 continue
             key = knode.value
             if key in keys:
                 self.problem(path, knode, f"duplicate key {key!r} "
-                                          f"(first defined on line {_line(keys[key])})")
+                                          f"(first defined on line {node_line(keys[key])})")
                 continue
             keys[key] = knode
             if key not in GROUP_KEYS:
@@ -428,15 +395,15 @@ class _Collector:
                                                  f"(first defined at {self._where(path, first)})")
                     gid = None
                 else:
-                    self._ids[gid] = (path, _line(gid_node))
-        label = gid if gid is not None else f"at line {_line(node)}"
+                    self._ids[gid] = (path, node_line(gid_node))
+        label = gid if gid is not None else f"at line {node_line(node)}"
         ok = gid is not None
         n_problems = len(self.problems)
 
         name = gid or ""
         if "name" in values:
             t = self.text(path, values["name"], "'name' must be a string",
-                          (_TAG_STR, _TAG_INT, _TAG_FLOAT))
+                          (TAG_STR, TAG_INT, TAG_FLOAT))
             if t == "":
                 self.problem(path, values["name"], "'name' must not be empty")
             elif t is not None:
@@ -495,7 +462,7 @@ class _Collector:
                                              f"({where})")
                 continue
             if ok:
-                self._domains[d] = (gid, path, _line(item))
+                self._domains[d] = (gid, path, node_line(item))
             domains.append(d)
 
         cidrs: List[Any] = []
@@ -504,10 +471,10 @@ class _Collector:
                 self.problem(path, item, f"empty entry in 'cidrs' of group {label!r}")
                 continue
             t = self.text(path, item, "'cidrs' entries must be CIDR strings",
-                          (_TAG_STR, _TAG_INT, _TAG_FLOAT))
+                          (TAG_STR, TAG_INT, TAG_FLOAT))
             if t is None:
                 continue
-            net, reason = _parse_network(t)
+            net, reason = parse_network(t)
             if net is None:
                 self.problem(path, item, f"invalid CIDR {t!r} in group {label!r}: {reason}")
                 continue
@@ -518,7 +485,7 @@ class _Collector:
                                          f"({self._where(path, (fpath, fline))})")
                 continue
             if ok:
-                self._cidrs[net] = (gid, path, _line(item))
+                self._cidrs[net] = (gid, path, node_line(item))
             cidrs.append(net)
 
         asns: List[int] = []
@@ -527,7 +494,7 @@ class _Collector:
                 self.problem(path, item, f"empty entry in 'asns' of group {label!r}")
                 continue
             t = self.text(path, item, "'asns' entries must be AS numbers like 45102 or AS45102",
-                          (_TAG_STR, _TAG_INT))
+                          (TAG_STR, TAG_INT))
             if t is None:
                 continue
             try:
@@ -545,7 +512,7 @@ class _Collector:
                                          f"({self._where(path, (fpath, fline))})")
                 continue
             if ok:
-                self._asns[a] = (gid, path, _line(item))
+                self._asns[a] = (gid, path, node_line(item))
             asns.append(a)
 
         references: List[str] = []
@@ -571,7 +538,7 @@ class _Collector:
                 id=gid, name=name, category=category, country=country,
                 domains=tuple(domains), cidrs=tuple(cidrs), asns=tuple(asns),
                 references=tuple(references), notes=notes,
-                source=f"{path}:{_line(node)}",
+                source=f"{path}:{node_line(node)}",
             ))
 
 
@@ -623,13 +590,13 @@ def loads_groups(text: Union[str, bytes], path: str = "<string>") -> Groups:
     """Parse one group file's YAML text; ``path`` is used in errors."""
     col = _Collector()
     raw = text.encode("utf-8") if isinstance(text, str) else bytes(text)
-    root, err = _compose(raw, path)
+    root, err = compose(raw, path)
     if err is not None:
         raise err
     if root is not None and not col.is_null(root):
         if not isinstance(root, yaml.SequenceNode):
-            raise ConfigError(path, _line(root),
-                              f"a group file must be a list of groups, got {_kind(root)}")
+            raise ConfigError(path, node_line(root),
+                              f"a group file must be a list of groups, got {node_kind(root)}")
         for item in root.value:
             col.group(path, item)
     if col.problems:

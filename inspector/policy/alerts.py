@@ -32,7 +32,9 @@ One alert per finding (``alerts.jsonl``, one JSON object per line)::
 from __future__ import annotations
 
 import time
-__all__ = ["iso_timestamp", "Cover", "build_alert", "mask_samples", "write_alerts", "summary_lines", "APP_PROTO",
+
+from ..severity import severity_name
+__all__ = ["iso_timestamp", "Cover", "build_alert", "mask_samples", "window_object", "write_alerts", "summary_lines", "APP_PROTO",
            "MAX_UIDS", "SAMPLES_PER_CLASS"]
 
 SAMPLES_PER_CLASS = 3
@@ -54,6 +56,15 @@ def iso_timestamp(t: float | None) -> str | None:
     if usec >= 1_000_000:
         sec, usec = sec + 1, usec - 1_000_000
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{usec:06d}+0000"
+
+
+def window_object(w, seconds, group_by) -> dict:
+    """The alert's ``window`` object for a closed window ``w`` (:class:`~inspector.policy.window.Window`):
+    its start, length, the group it aggregated (``group_by`` names -> ``w.key`` values) and
+    ``closed_early`` when it was evicted before its end."""
+    key = w.key if isinstance(w.key, tuple) else (w.key,)
+    return {"start": iso_timestamp(w.start), "seconds": seconds, "group": dict(zip(group_by, key)),
+            **({"closed_early": True} if w.evicted else {})}
 
 
 def mask_samples(samples) -> dict:
@@ -268,14 +279,13 @@ def summary_lines(alerts) -> list:
     """Terminal summary: ``alerts N: high 3, medium 1`` then the most frequent signatures."""
     from collections import Counter
 
-    from .rules import SEVERITY_NAMES
     alerts = list(alerts)
     if not alerts:
         return ["  alerts 0"]
     by_sev = Counter(a["alert"]["severity"] for a in alerts)
-    lines = [f"  alerts {len(alerts):,}: " + ", ".join(f"{SEVERITY_NAMES.get(s, s)} {n:,}"
+    lines = [f"  alerts {len(alerts):,}: " + ", ".join(f"{severity_name(s)} {n:,}"
                                                       for s, n in sorted(by_sev.items()))]
     by_sig = Counter((a["alert"]["severity"], a["alert"]["signature_id"], a["alert"]["signature"]) for a in alerts)
     for (sev, sid, text), n in sorted(by_sig.items(), key=lambda kv: (kv[0][0], -kv[1], kv[0][1]))[:8]:
-        lines.append(f"    [{SEVERITY_NAMES.get(sev, sev)}] {sid} {text[:70]} ({n:,})")
+        lines.append(f"    [{severity_name(sev)}] {sid} {text[:70]} ({n:,})")
     return lines

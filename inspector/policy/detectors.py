@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-from .alerts import Cover
+from .alerts import Cover, window_object
 from ..domain import registered_domain
 from .view import FlowView, group_value
 from .window import WindowStore
@@ -102,10 +102,7 @@ class Detector:
                            max_keys=self.p.get("max_groups") or self.engine.max_groups)
 
     def window_info(self, w, group_by) -> dict:
-        from .alerts import iso_timestamp
-        key = w.key if isinstance(w.key, tuple) else (w.key,)
-        return {"start": iso_timestamp(w.start), "seconds": self.p["window"], "group": dict(zip(group_by, key)),
-                **({"closed_early": True} if w.evicted else {})}
+        return window_object(w, self.p["window"], group_by)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict
 
-from .alerts import Cover, build_alert, mask_samples
+from .alerts import Cover, build_alert, mask_samples, window_object
 from .detectors import DETECTORS
 from .rules import Rule, SEVERITIES, parse_severity, thresholds_met
 from .view import CLASS_ALIASES, EDI_CLASSES, IDENTIFIER_CLASSES, FlowView, class_sum, group_value, metric_value
@@ -97,11 +97,7 @@ class _Aggregator:
             c: Cover = w.state
             if not thresholds_met(self.agg.threshold, lambda m: cover_metric(c, m, classes)):
                 continue
-            from .alerts import iso_timestamp
-            window = {"start": iso_timestamp(w.start), "seconds": self.agg.window,
-                      "group": dict(zip(self.agg.group_by, w.key))}
-            if w.evicted:
-                window["closed_early"] = True
+            window = window_object(w, self.agg.window, self.agg.group_by)
             shown = {m: _shown(cover_metric(c, m, classes)) for m in self.agg.threshold}
             out.append(self.engine.alert(self.rule, c, window=window, thresholds=shown))
         return out

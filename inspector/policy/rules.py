@@ -38,10 +38,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import yaml
 
 from ..content import DATA_CLASSES
-from ..enrich.groups import CATEGORIES, _compose, _line
+from ..enrich.groups import CATEGORIES
 from ..errors import ConfigError
-from ..site import (_TAG_BOOL, _TAG_FLOAT, _TAG_INT, _TAG_NULL, _TAG_STR, _kind, _parse_network,
-                    normalize_domain, parse_asn)
+from ..severity import SEVERITIES, SEVERITY_NAMES, parse_severity  # the one scale (re-exported)
+from ..site import normalize_domain, parse_asn, parse_network
+from ..yamlconf import SCALAR_TEXT, TAG_BOOL, TAG_FLOAT, TAG_INT, TAG_STR, compose, is_null, node_kind, node_line
 from . import detectors as _detectors
 from .view import (AGGREGATE_METRICS, BYTE_METRICS, CLASS_ALIASES, FLOW_METRICS, GROUP_KEYS, TIME_METRICS,
                    metric_value)
@@ -49,10 +50,6 @@ from .view import (AGGREGATE_METRICS, BYTE_METRICS, CLASS_ALIASES, FLOW_METRICS,
 __all__ = ["SEVERITIES", "SEVERITY_NAMES", "ID_RANGES", "Rule", "Match", "DestinationMatch", "Aggregate",
            "load_rules", "loads_rules", "check_rules", "parse_severity", "parse_size", "parse_duration",
            "default_rules_dir", "RULE_KEYS", "MATCH_KEYS", "DESTINATION_KEYS", "DIRECTIONS"]
-
-#: Severity names -> EVE ``alert.severity`` numbers (Suricata's order: 1 is the most severe).
-SEVERITIES: Dict[str, int] = {"critical": 1, "high": 2, "medium": 3, "low": 4}
-SEVERITY_NAMES: Dict[int, str] = {v: k for k, v in SEVERITIES.items()}
 
 #: Documented signature id ranges.
 ID_RANGES: Dict[str, Tuple[int, int]] = {
@@ -77,7 +74,6 @@ _SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*\Z", re.IGNORECAS
 _DUR_PART_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _DUR_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_SCALAR_TEXT = (_TAG_STR, _TAG_INT, _TAG_FLOAT)
 
 
 def default_rules_dir() -> str:
@@ -89,22 +85,6 @@ def default_rules_dir() -> str:
 # --------------------------------------------------------------------------
 # value parsers (also used for detector parameters and the command line)
 # --------------------------------------------------------------------------
-
-def parse_severity(value: Union[int, str]) -> int:
-    """``critical``/``high``/``medium``/``low`` (any case) or 1..4 -> 1..4; ValueError otherwise."""
-    if isinstance(value, bool):
-        raise ValueError(f"invalid severity {value!r}")
-    if isinstance(value, int):
-        if value in SEVERITY_NAMES:
-            return value
-        raise ValueError(f"invalid severity {value!r}")
-    text = str(value).strip().lower()
-    if text in SEVERITIES:
-        return SEVERITIES[text]
-    if text.isdigit() and int(text) in SEVERITY_NAMES:
-        return int(text)
-    raise ValueError(f"invalid severity {value!r}")
-
 
 def parse_size(value: Union[int, float, str]) -> int:
     """``4096``, ``"64KB"``, ``"1.5 MiB"``, ``"2G"`` -> bytes (K = 1024); ValueError otherwise."""
@@ -362,26 +342,26 @@ class _Collector:
 
     # ---- helpers ----------------------------------------------------------
     def problem(self, node: Optional[yaml.Node], message: str) -> None:
-        self.problems.append(ConfigError(self.path, _line(node), message))
+        self.problems.append(ConfigError(self.path, node_line(node), message))
 
     @staticmethod
     def is_null(node: Optional[yaml.Node]) -> bool:
-        return node is None or (isinstance(node, yaml.ScalarNode) and node.tag == _TAG_NULL)
+        return node is None or is_null(node)
 
     def mapping(self, node: yaml.Node, what: str,
                 keys: Sequence[str]) -> Optional[Dict[str, Tuple[yaml.Node, yaml.Node]]]:
         """key -> (key node, value node) of a mapping; unknown and duplicate keys are problems."""
         if not isinstance(node, yaml.MappingNode):
-            self.problem(node, f"{what} must be a mapping, got {_kind(node)}")
+            self.problem(node, f"{what} must be a mapping, got {node_kind(node)}")
             return None
         out: Dict[str, Tuple[yaml.Node, yaml.Node]] = {}
         for knode, vnode in node.value:
-            if not (isinstance(knode, yaml.ScalarNode) and knode.tag in _SCALAR_TEXT):
-                self.problem(knode, f"keys of {what} must be strings, got {_kind(knode)}")
+            if not (isinstance(knode, yaml.ScalarNode) and knode.tag in SCALAR_TEXT):
+                self.problem(knode, f"keys of {what} must be strings, got {node_kind(knode)}")
                 continue
             key = knode.value
             if key in out:
-                self.problem(knode, f"duplicate key {key!r} in {what} (first defined on line {_line(out[key][0])})")
+                self.problem(knode, f"duplicate key {key!r} in {what} (first defined on line {node_line(out[key][0])})")
                 continue
             if keys and key not in keys:
                 self.problem(knode, f"unknown key {key!r} in {what}{_hint(key, keys)}")
@@ -389,9 +369,9 @@ class _Collector:
             out[key] = (knode, vnode)
         return out
 
-    def text(self, node: yaml.Node, what: str, tags=(_TAG_STR,)) -> Optional[str]:
+    def text(self, node: yaml.Node, what: str, tags=(TAG_STR,)) -> Optional[str]:
         if not isinstance(node, yaml.ScalarNode) or node.tag not in tags:
-            self.problem(node, f"{what}, got {_kind(node)}")
+            self.problem(node, f"{what}, got {node_kind(node)}")
             return None
         return node.value.strip()
 
@@ -401,7 +381,7 @@ class _Collector:
             return list(node.value)
         return [node]
 
-    def words(self, node: yaml.Node, what: str, tags=_SCALAR_TEXT) -> List[Tuple[yaml.Node, str]]:
+    def words(self, node: yaml.Node, what: str, tags=SCALAR_TEXT) -> List[Tuple[yaml.Node, str]]:
         out = []
         items = self.items(node)
         if isinstance(node, yaml.SequenceNode) and not items:
@@ -420,18 +400,18 @@ class _Collector:
         return out
 
     def boolean(self, node: yaml.Node, what: str) -> Optional[bool]:
-        if isinstance(node, yaml.ScalarNode) and node.tag == _TAG_BOOL:
+        if isinstance(node, yaml.ScalarNode) and node.tag == TAG_BOOL:
             return node.value.lower() in ("true", "yes", "on", "y")
-        self.problem(node, f"{what} must be true or false, got {_kind(node)}")
+        self.problem(node, f"{what} must be true or false, got {node_kind(node)}")
         return None
 
     def number(self, node: yaml.Node, what: str, integer: bool = False) -> Optional[float]:
-        tags = (_TAG_INT,) if integer else (_TAG_INT, _TAG_FLOAT)
+        tags = (TAG_INT,) if integer else (TAG_INT, TAG_FLOAT)
         if not isinstance(node, yaml.ScalarNode) or node.tag not in tags:
-            self.problem(node, f"{what} must be {'an integer' if integer else 'a number'}, got {_kind(node)}")
+            self.problem(node, f"{what} must be {'an integer' if integer else 'a number'}, got {node_kind(node)}")
             return None
         try:
-            v = yaml.safe_load(node.value) if node.tag == _TAG_FLOAT else int(node.value.replace("_", ""), 0)
+            v = yaml.safe_load(node.value) if node.tag == TAG_FLOAT else int(node.value.replace("_", ""), 0)
         except (ValueError, yaml.YAMLError):
             self.problem(node, f"{what}: invalid number {node.value!r}")
             return None
@@ -450,14 +430,14 @@ class _Collector:
 
     def text_file(self, raw: bytes, path: str) -> None:
         self.path = path
-        root, err = _compose(raw, path)
+        root, err = compose(raw, path)
         if err is not None:
             self.problems.append(err)
             return
         if self.is_null(root):
             return
         if not isinstance(root, yaml.SequenceNode):
-            self.problem(root, f"a rule file must be a list of rules, got {_kind(root)}")
+            self.problem(root, f"a rule file must be a list of rules, got {node_kind(root)}")
             return
         for item in root.value:
             self.rule(item)
@@ -466,7 +446,7 @@ class _Collector:
     def rule(self, node: yaml.Node) -> None:
         n0 = len(self.problems)
         if not isinstance(node, yaml.MappingNode):
-            self.problem(node, f"each rule must be a mapping, got {_kind(node)}")
+            self.problem(node, f"each rule must be a mapping, got {node_kind(node)}")
             return
         m = self.mapping(node, "a rule", RULE_KEYS)
         if m is None:
@@ -478,8 +458,8 @@ class _Collector:
             self.problem(node, "rule without an 'id'")
         else:
             n = v["id"]
-            if not (isinstance(n, yaml.ScalarNode) and n.tag == _TAG_INT):
-                self.problem(n, f"'id' must be an integer signature id, got {_kind(n)}")
+            if not (isinstance(n, yaml.ScalarNode) and n.tag == TAG_INT):
+                self.problem(n, f"'id' must be an integer signature id, got {node_kind(n)}")
             else:
                 rid = int(n.value.replace("_", ""), 0)
                 if not any(lo <= rid <= hi for lo, hi in ID_RANGES.values()):
@@ -493,8 +473,8 @@ class _Collector:
                         self.problem(n, f"duplicate rule id {rid} (first defined at {where})")
                         rid = None
                     else:
-                        self._ids[rid] = (self.path, _line(n))
-        label = f"rule {rid}" if rid is not None else f"the rule at line {_line(node)}"
+                        self._ids[rid] = (self.path, node_line(n))
+        label = f"rule {rid}" if rid is not None else f"the rule at line {node_line(node)}"
 
         message = None
         if "message" not in v:
@@ -510,14 +490,14 @@ class _Collector:
             self.problem(node, f"{label} has no 'severity'; use one of: critical, high, medium, low (or 1-4)")
         else:
             sn = v["severity"]
-            if isinstance(sn, yaml.ScalarNode) and sn.tag in (_TAG_STR, _TAG_INT):
+            if isinstance(sn, yaml.ScalarNode) and sn.tag in (TAG_STR, TAG_INT):
                 try:
-                    severity = parse_severity(int(sn.value) if sn.tag == _TAG_INT else sn.value)
+                    severity = parse_severity(int(sn.value) if sn.tag == TAG_INT else sn.value)
                 except ValueError:
                     self.problem(sn, f"invalid severity {sn.value!r}: use critical, high, medium, low "
                                      f"(or 1-4, 1 = critical)")
             else:
-                self.problem(sn, f"'severity' must be a name or 1-4, got {_kind(sn)}")
+                self.problem(sn, f"'severity' must be a name or 1-4, got {node_kind(sn)}")
 
         category = DEFAULT_CATEGORY
         if "category" in v:
@@ -554,7 +534,7 @@ class _Collector:
 
         references: List[str] = []
         if "references" in v:
-            for item, t in self.words(v["references"], "'references'", (_TAG_STR,)):
+            for item, t in self.words(v["references"], "'references'", (TAG_STR,)):
                 if _URL_RE.match(t):
                     references.append(t)
                 else:
@@ -603,7 +583,7 @@ class _Collector:
                 id=rid, message=message, severity=severity, category=category, name=name, rev=rev,
                 enabled=enabled, references=tuple(references), match=match, threshold=threshold,
                 aggregate=aggregate, detector=detector, params=params, notes=notes,
-                source=f"{self.path}:{_line(node)}"))
+                source=f"{self.path}:{node_line(node)}"))
 
     # ---- match ------------------------------------------------------------
     def choices(self, node: yaml.Node, what: str, allowed: Sequence[str], lower: bool = True) -> Optional[frozenset]:
@@ -665,7 +645,7 @@ class _Collector:
                 kw["destination"] = self.destination(vn)
             elif key == "any":
                 if not isinstance(vn, yaml.SequenceNode) or not vn.value:
-                    self.problem(vn, f"'any' must be a non-empty list of match blocks, got {_kind(vn)}")
+                    self.problem(vn, f"'any' must be a non-empty list of match blocks, got {node_kind(vn)}")
                     continue
                 subs = [self.match(item, "an 'any' entry") for item in vn.value]
                 kw["any"] = tuple(s for s in subs if s is not None)
@@ -691,7 +671,7 @@ class _Collector:
             elif key == "country":
                 out = set()
                 # YAML 1.1 reads NO (Norway) as a boolean: take the raw text of booleans too
-                for item, t in self.words(vn, "'destination.country'", _SCALAR_TEXT + (_TAG_BOOL,)):
+                for item, t in self.words(vn, "'destination.country'", SCALAR_TEXT + (TAG_BOOL,)):
                     if _COUNTRY_RE.match(t):
                         out.add(t.upper())
                     else:
@@ -699,7 +679,7 @@ class _Collector:
                 kw["countries"] = frozenset(out) or None
             elif key == "asn":
                 out = set()
-                for item, t in self.words(vn, "'destination.asn'", (_TAG_STR, _TAG_INT)):
+                for item, t in self.words(vn, "'destination.asn'", (TAG_STR, TAG_INT)):
                     try:
                         if not re.match(r"(?:as)?\d+(?:\.\d+)?\Z", t, re.IGNORECASE):
                             raise ValueError(t)
@@ -724,7 +704,7 @@ class _Collector:
             elif key == "host":
                 nets = []
                 for item, t in self.words(vn, "'destination.host'"):
-                    net, reason = _parse_network(t)
+                    net, reason = parse_network(t)
                     if net is None:
                         self.problem(item, f"invalid CIDR {t!r} in 'destination.host': {reason}")
                     else:
@@ -735,13 +715,13 @@ class _Collector:
     # ---- thresholds, aggregates, params -----------------------------------
     def metric_value(self, node: yaml.Node, metric: str) -> Optional[float]:
         """A threshold bound: bytes for byte metrics, seconds for time metrics, a number otherwise."""
-        if not isinstance(node, yaml.ScalarNode) or node.tag not in _SCALAR_TEXT:
-            self.problem(node, f"threshold of {metric!r} must be a number, got {_kind(node)}")
+        if not isinstance(node, yaml.ScalarNode) or node.tag not in SCALAR_TEXT:
+            self.problem(node, f"threshold of {metric!r} must be a number, got {node_kind(node)}")
             return None
         raw: Any = node.value
-        if node.tag == _TAG_INT:
+        if node.tag == TAG_INT:
             raw = int(raw.replace("_", ""), 0)
-        elif node.tag == _TAG_FLOAT:
+        elif node.tag == TAG_FLOAT:
             try:
                 raw = float(raw)
             except ValueError:
@@ -865,11 +845,11 @@ class _Collector:
         return Aggregate(window=window, group_by=group_by, threshold=threshold)
 
     def duration(self, node: yaml.Node, what: str) -> Optional[float]:
-        if not isinstance(node, yaml.ScalarNode) or node.tag not in _SCALAR_TEXT:
-            self.problem(node, f"{what} must be a duration like 90s, 15m, 6h, got {_kind(node)}")
+        if not isinstance(node, yaml.ScalarNode) or node.tag not in SCALAR_TEXT:
+            self.problem(node, f"{what} must be a duration like 90s, 15m, 6h, got {node_kind(node)}")
             return None
         try:
-            raw: Any = float(node.value) if node.tag in (_TAG_INT, _TAG_FLOAT) else node.value
+            raw: Any = float(node.value) if node.tag in (TAG_INT, TAG_FLOAT) else node.value
             d = parse_duration(raw)
         except ValueError:
             self.problem(node, f"invalid duration {node.value!r} for {what}: use seconds or a duration like "
