@@ -31,6 +31,7 @@ from .outputs.schema import DEST_FLOW_FIELDS, names
 from .pdns import PassiveDNS
 from .protocols import load as load_protocols
 from .protocols.base import PROBE_BYTES, FlowContext
+from .sniff import client_hello as _client_hello, printable_ascii as _texty, tls_records as _tls_records
 from .streams import ReassemblyBudget, Reassembler
 
 FIN, SYN, RST = 1, 2, 4
@@ -90,38 +91,6 @@ def _qname_payload(qname: str) -> bytes:
     dotted = " ".join(labels[:keep]).encode("utf-8", "surrogatepass")
     joined = dns_labels_payload(name)
     return dotted + b" " + joined if keep > 1 else dotted
-
-
-def _client_hello(data: bytes) -> bool:
-    """A chunk that starts with a TLS handshake record carrying a ClientHello."""
-    return len(data) >= 6 and data[0] == 0x16 and data[1] == 3 and data[2] <= 4 and data[5] == 1
-
-
-_PRINTABLE = bytes(range(32, 127)) + b"\t\n\r"
-
-
-def _texty(data: bytes) -> bool:
-    """Mostly printable ASCII: a text protocol (commands, banners, headers)."""
-    if not data:
-        return False
-    head = bytes(data[:512])
-    printable = len(head) - len(head.translate(None, _PRINTABLE))
-    return printable >= 0.85 * len(head)
-
-
-def _tls_records(data: bytes, need: int = 1) -> bool:
-    """At least ``need`` plausible TLS record headers in a row at the start of the data
-    (mid-session traffic); every header inside the data must be plausible."""
-    n = 0
-    p = 0
-    while p + 5 <= len(data) and n < 4:
-        ct, major, minor = data[p], data[p + 1], data[p + 2]
-        ln = (data[p + 3] << 8) | data[p + 4]
-        if ct not in (20, 21, 22, 23) or major != 3 or minor > 4 or ln == 0 or ln > 18432:
-            return False
-        n += 1
-        p += 5 + ln
-    return n >= need
 
 
 def _is_ip_literal(name: str) -> bool:

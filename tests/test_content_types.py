@@ -1,4 +1,4 @@
-"""Payload typing (inspector.content.types.classify): one real-ish sample per type, declared
+"""Payload typing (inspector.sniff.classify): one real-ish sample per type, declared
 Content-Type mismatches, and hostile input (never raises, always one of PAYLOAD_TYPES, bounded time)."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import zlib
 import pytest
 
 from inspector.content import PAYLOAD_TYPES
-from inspector.content.types import HEAD, classify, shannon_entropy
+from inspector.sniff import HEAD, classify, shannon_entropy
 
 
 def _zip(entries: dict, compress=zipfile.ZIP_DEFLATED) -> bytes:

@@ -11,8 +11,8 @@ import zlib
 
 import pytest
 
-from inspector.content.decoding import (boundary_of, decompress, dns_labels_payload, encoded_runs,
-                                        multipart)
+from inspector.content.decoding import decompress, dns_labels_payload, encoded_runs
+from inspector.mime import boundary_of, multipart
 
 TEXT = "".join(f"consignee: Jane Doe {i}, Hauptstraße {i % 97}, {20000 + i * 7} Hamburg, +49 40 {i * 7919 % 10**8:08d}\n"
                for i in range(400)).encode()

@@ -6,7 +6,8 @@ import random
 import pytest
 
 from inspector.content import records as R
-from inspector.content.records import RecordCount, count_records, sniff
+from inspector.content.records import RecordCount, count_records
+from inspector.sniff import classify
 
 FIRST = "John Jane Alice Bob Maria Peter Anna Lukas Sofia Max".split()
 LAST = "Smith Miller Müller Schmidt Garcia Rossi Dubois Jones Brown Novak".split()
@@ -290,7 +291,7 @@ def test_x12_other_separators():
     assert [m["type"] for m in rc.edi] == ["856", "856", "850"] and rc.customer == 2
     rc = count_records(x12_interchange(el="^", term="'", nl="\r\n").encode(), "x12")
     assert [m["type"] for m in rc.edi] == ["856", "856", "850"]
-    assert sniff(x12_interchange().encode()) == "x12"
+    assert classify(x12_interchange().encode())[0] == "x12"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -321,14 +322,13 @@ def test_text_and_opaque_types():
     assert count_records(b"", "json") == RecordCount()
 
 
-def test_sniff():
-    assert sniff(b'  {"a": 1}') == "json"
-    assert sniff(b"<?xml version='1.0'?><a/>") == "xml"
-    assert sniff(b"<!doctype html><html></html>") == "html"
-    assert sniff(b"UNA:+.? 'UNB+UNOC:3+A+B+240101:1200+1'") == "edifact"
-    assert sniff(b"a=1&b=2") == "form"
-    assert sniff(b"a,b,c\n1,2,3\n4,5,6\n") == "csv"
-    assert sniff(b"hello world") == "text"
+def test_untyped_payloads_are_typed_by_the_one_sniffer():
+    """count_records without a type (and multipart parts without one) use inspector.sniff.classify."""
+    for data, want in ((b'  {"a": 1}', "json"), (b"<?xml version='1.0'?><a/>", "xml"),
+                       (b"<!doctype html><html></html>", "html"),
+                       (b"UNA:+.? 'UNB+UNOC:3+A+B+240101:1200+1'", "edifact"), (b"a=1&b=2", "form"),
+                       (b"a,b,c\n1,2,3\n4,5,6\n", "csv"), (b"hello world", "text")):
+        assert classify(data)[0] == want, data
 
 
 def test_record_bound(monkeypatch):

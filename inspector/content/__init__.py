@@ -2,12 +2,9 @@
 
 Modules (one job each):
 
-* ``types.py``       ``classify(data, declared=None) -> (payload_type, note)``: the payload type from
-                     magic bytes, structure and entropy (one of ``PAYLOAD_TYPES``); ``note`` explains a
-                     mismatch with the declared Content-Type (the caller turns it into a weird).
 * ``decoding.py``    bounded decoders: ``decompress(data, encoding, limit)`` (gzip, deflate, br, with size
-                     and ratio limits against bombs), ``multipart(data, boundary)`` (parts with headers),
-                     ``encoded_runs(data)`` (base64, base32, hex runs found in text, decoded).
+                     and ratio limits against bombs), ``encoded_runs(data)`` (base64, base32, hex runs
+                     found in text, decoded).
 * ``identifiers.py`` data identifiers with validators: ``scan(text, context)`` -> {class: {normalised value}}
                      for the classes in ``DATA_CLASSES``; ``mask(cls, value)``.
 * ``records.py``     structured payloads parsed into records: ``count_records(data, payload_type)`` ->
@@ -16,9 +13,11 @@ Modules (one job each):
 * ``prefilter.py``   one multi-pattern pass (Hyperscan where it installs, a compiled alternation otherwise)
                      marking the regions worth running validators on.
 * ``stage.py``       per-flow aggregation fed by the application layer; flow fields and content.jsonl.
+
+Shared with the protocol analyzers, one level down: payload typing (``inspector.sniff.classify``,
+one of ``PAYLOAD_TYPES``) and MIME parsing (``inspector.mime``: multipart parts with headers).
 """
-PAYLOAD_TYPES = ("json", "xml", "csv", "tsv", "edifact", "x12", "form", "multipart", "protobuf", "pdf", "office",
-                 "zip", "gzip", "image", "text", "html", "tls-encrypted", "encrypted-or-compressed", "binary")
+from ..sniff import PAYLOAD_TYPES
 
 SHIPMENT_CLASSES = ("tracking_s10", "tracking_ups", "sscc", "gtin", "tracking_other", "hs_code")
 CUSTOMER_CLASSES = ("email", "phone", "person_name", "postal_address", "iban", "payment_card", "eori")

@@ -4,8 +4,6 @@
   deflate (zlib-wrapped or raw), br (brotli), zstd; lists like "gzip, br" are undone in reverse.
   Output stops at ``limit`` bytes or ``max_ratio`` x the input size (decompression bombs); damaged
   or truncated streams give what decoded.  The note explains any of that, else None.
-* ``multipart(data, boundary)``: parts as ``(headers, body)``; nested multipart expanded one level;
-  Content-Transfer-Encoding base64 / quoted-printable undone.
 * ``encoded_runs(data, min_len)``: base64 (standard and URL-safe, padded or not), base32 and hex
   runs inside text, decoded when they decode cleanly (canonically).
 * ``dns_labels_payload(qname)``: the labels left of the registered domain, joined, for decoding
@@ -24,7 +22,7 @@ import zlib
 
 from ..domain import registered_domain
 
-__all__ = ["decompress", "multipart", "boundary_of", "encoded_runs", "dns_labels_payload",
+__all__ = ["decompress", "encoded_runs", "dns_labels_payload",
            "DEFAULT_LIMIT", "DEFAULT_MAX_RATIO"]
 
 DEFAULT_LIMIT = 64 * 1024 * 1024
@@ -235,156 +233,6 @@ def decompress(data: bytes, encoding: str | None, limit: int = DEFAULT_LIMIT,
         return cur, "; ".join(notes) if notes else None
     except Exception as e:  # never raise on hostile input
         return b"", f"decompression failed ({type(e).__name__})"
-
-
-# --------------------------------------------------------------------------------------------
-# multipart
-
-MAX_PARTS = 1000
-MAX_HEADER_BYTES = 16 * 1024
-
-
-def boundary_of(content_type) -> str | None:
-    """The boundary parameter of a multipart Content-Type, or None."""
-    if isinstance(content_type, bytes):
-        content_type = content_type.decode("latin-1")
-    if not isinstance(content_type, str):
-        return None
-    m = re.search(r'(?i)\bboundary\s*=\s*("([^"]{1,200})"|[^;\s]{1,200})', content_type)
-    if not m:
-        return None
-    return (m.group(2) if m.group(2) is not None else m.group(1)).strip() or None
-
-
-def _parse_headers(block: bytes) -> dict:
-    headers: dict[str, str] = {}
-    last = None
-    for raw in re.split(rb"\r?\n", block[:MAX_HEADER_BYTES])[:100]:
-        if not raw:
-            continue
-        if raw[:1] in (b" ", b"\t") and last is not None:
-            headers[last] += " " + raw.strip().decode("latin-1")
-            continue
-        name, sep, value = raw.partition(b":")
-        if not sep:
-            continue
-        key = name.strip().decode("latin-1").lower()
-        if not key:
-            continue
-        val = value.strip().decode("latin-1")
-        if key in headers:
-            headers[key] += ", " + val
-        else:
-            headers[key] = val
-        last = key
-    return headers
-
-
-_B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
-
-
-def _b64_lenient(body: bytes) -> bytes:
-    s = _B64_JUNK.sub(b"", body)
-    s = s[:len(s) - (len(s) % 4 == 1)]
-    s += b"=" * (-len(s) % 4)
-    try:
-        return base64.b64decode(s)
-    except (binascii.Error, ValueError):
-        return b""
-
-
-def _decode_cte(headers: dict, body: bytes) -> bytes:
-    cte = headers.get("content-transfer-encoding", "").strip().lower()
-    if cte == "base64":
-        return _b64_lenient(body)
-    if cte == "quoted-printable":
-        try:
-            return binascii.a2b_qp(body)
-        except (binascii.Error, ValueError):
-            return body
-    return body
-
-
-def decode_transfer_encoding(cte, body: bytes) -> bytes:
-    """A MIME entity's body with its Content-Transfer-Encoding (base64, quoted-printable) undone;
-    other encodings (7bit, 8bit, binary, unknown) leave it as is."""
-    return _decode_cte({"content-transfer-encoding": cte if isinstance(cte, str) else ""}, body)
-
-
-def _parts(data: bytes, boundary: bytes, depth: int, budget: list) -> list:
-    delim = b"--" + boundary
-    n = len(data)
-    # first delimiter: at the start or at the start of a line
-    pos = 0 if data.startswith(delim) else -1
-    if pos < 0:
-        m = re.search(rb"\r?\n" + re.escape(delim), data)
-        if not m:
-            return []
-        pos = m.end() - len(delim)
-    parts = []
-    line_delim = re.compile(rb"\r?\n" + re.escape(delim))
-    while pos < n and budget[0] > 0:
-        after = pos + len(delim)
-        if data[after:after + 2] == b"--":
-            break  # close delimiter
-        eol = data.find(b"\n", after)
-        if eol < 0:
-            break
-        start = eol + 1
-        m = line_delim.search(data, start)
-        end = m.start() if m else n
-        part = data[start:end]
-        hdr_end = -1
-        sep_len = 0
-        if part.startswith(b"\r\n") or part.startswith(b"\n"):
-            hdr_end, sep_len = 0, (2 if part.startswith(b"\r\n") else 1)
-        else:
-            mh = re.search(rb"\r?\n\r?\n", part[:MAX_HEADER_BYTES + 4])
-            if mh:
-                hdr_end, sep_len = mh.start(), mh.end() - mh.start()
-        if hdr_end < 0:
-            headers, body = _parse_headers(part), b""
-        else:
-            headers, body = _parse_headers(part[:hdr_end]), part[hdr_end + sep_len:]
-        body = _decode_cte(headers, body)
-        budget[0] -= 1
-        ctype = headers.get("content-type", "")
-        nested = None
-        if depth == 0 and ctype.lower().lstrip().startswith("multipart/"):
-            sub = boundary_of(ctype)
-            if sub:
-                nested = _parts(body, sub.encode("latin-1", "replace"), depth + 1, budget)
-        if nested:
-            parts.extend(nested)
-        else:
-            parts.append((headers, body))
-        if not m:
-            break
-        pos = m.end() - len(delim)
-    return parts
-
-
-def multipart(data: bytes, boundary) -> list[tuple[dict, bytes]]:
-    """Parts of a multipart body (multipart/form-data, mixed, related, alternative...).
-
-    ``headers`` has lower-case names; base64 and quoted-printable bodies are decoded; a nested
-    multipart part is replaced by its own parts (one level).  A missing close delimiter (a truncated
-    body) ends the last part at the end of the data.  At most ``MAX_PARTS`` parts."""
-    try:
-        data = _as_bytes(data)
-        if isinstance(boundary, str):
-            boundary = boundary.strip().strip('"').encode("latin-1", "replace")
-        elif isinstance(boundary, (bytearray, memoryview)):
-            boundary = bytes(boundary)
-        if not boundary:
-            m = re.match(rb"(?:\r?\n)*--([^\r\n]{1,70}?)[ \t]*\r?\n", data)
-            if not m:
-                return []
-            boundary = m.group(1)
-        boundary = boundary[:200]
-        return _parts(data, boundary, 0, [MAX_PARTS])
-    except Exception:
-        return []
 
 
 # --------------------------------------------------------------------------------------------

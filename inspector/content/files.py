@@ -14,7 +14,7 @@ the file's ordinal in that direction), so the same input gives the same ids, unl
 ``uid``/``uids`` and ``id.*`` name the connection; ``is_orig`` says whether its originator sent the file;
 ``leaving`` whether the sender is inside the site and the receiver outside (the content stage's notion
 of "leaves the site"; files are logged for every direction).  ``mime_type`` is sniffed from the file's
-first bytes (``protocols.http.sniff_mime``, the sniffer the protocol logs use); ``filename`` comes from
+first bytes (``inspector.sniff.sniff_mime``, the sniffer the protocol logs use); ``filename`` comes from
 Content-Disposition / Content-Type ``name`` / the FTP command's argument, e-mail addresses in it are
 masked unless ``--show-raw`` (``app.PII_FIELDS``).  ``seen_bytes`` are the file bytes seen,
 ``total_bytes`` the size announced (Content-Length of an unencoded single-entity HTTP body, the FTP
@@ -147,10 +147,12 @@ class FilesStage:
         self.emit = emit              # callable(log, record); the application layer sets it
         self.extractor = extractor    # Extractor or None
         self.stats = Counter()
-        from ..protocols.http import sniff_mime
+        from .. import mime
+        from ..sniff import sniff_mime
         from . import decoding
         self._sniff = sniff_mime
         self._decoding = decoding
+        self._mime = mime
 
     def new_flow(self, ctx, leave) -> FilesFlow:
         return FilesFlow(ctx, leave)
@@ -182,7 +184,7 @@ class FilesStage:
         missing = max(body_len - len(data), 0) if info.get("incomplete") else 0
         seen_wire = body_len - missing
         ctype = info.get("content_type")
-        boundary = info.get("boundary") or (self._decoding.boundary_of(ctype)
+        boundary = info.get("boundary") or (self._mime.boundary_of(ctype)
                                             if ctype and "multipart/" in ctype.lower() else None)
         data = bytes(data)
         if source == "HTTP":
@@ -196,7 +198,7 @@ class FilesStage:
                 self._streamed_body(ff, is_orig, ts, info, body_len, streamed)
                 return
         if boundary:
-            parts = self._decoding.multipart(data, boundary)
+            parts = self._mime.multipart(data, boundary)
             if parts:
                 for headers, part in parts:
                     if part:
@@ -204,7 +206,7 @@ class FilesStage:
                                    whole)
                 return
         if source == "SMTP":
-            data = self._decoding.decode_transfer_encoding(info.get("content_transfer_encoding"), data)
+            data = self._mime.decode_transfer_encoding(info.get("content_transfer_encoding"), data)
             fn = part_filename({"content-type": ctype or "", "content-disposition": _header(info, "content-disposition")})
             total = None
             seen = len(data)

@@ -25,7 +25,8 @@ edifact    one record per message (UNH..UNT): a shipment record for the transpor
 x12        one record per transaction set (ST..SE), a shipment record for ``X12_SHIPMENT_SETS``; N1
            loops (N1/N2/N3/N4/PER) with a name or address are customer records. Element separator
            from ISA byte 4, component separator ISA16, segment terminator after ISA16 (byte 106).
-multipart  parts split on the boundary of the first line, each part counted by its sniffed type.
+multipart  parts (inspector.mime, boundary from the first line, transfer encodings undone), each counted
+           by its declared type, else by its sniffed one (inspector.sniff).
 other      text, html, binary...: no records, identifiers only (``data``).
 =========  ==========================================================================================
 
@@ -48,10 +49,12 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
+from ..mime import multipart
+from ..sniff import classify
 from . import CUSTOMER_CLASSES
 from .identifiers import field_role, scan, scan_fields, to_text
 
-__all__ = ["RecordCount", "count_records", "sniff", "EDIFACT_SHIPMENT_TYPES", "X12_SHIPMENT_SETS",
+__all__ = ["RecordCount", "count_records", "EDIFACT_SHIPMENT_TYPES", "X12_SHIPMENT_SETS",
            "SHIPMENT_RECORD_CLASSES",
            "MAX_RECORDS", "MAX_DEPTH"]
 
@@ -154,41 +157,6 @@ def _scan_record(t: _Tally, rec: dict, context: dict | None = None, seen: bool =
     if not seen:
         t.fields(rec.keys())
     t.record(scan_fields(rec, context))
-
-
-# ---------------------------------------------------------------------------------------------------------
-# sniffing (for multipart parts and mislabelled text)
-# ---------------------------------------------------------------------------------------------------------
-
-_FORM_RX = re.compile(r"^[A-Za-z0-9_.\-\[\]%+]+=[^&\s]*(?:&[A-Za-z0-9_.\-\[\]%+]+=[^&\s]*)*$")
-
-
-def sniff(data: bytes) -> str:
-    """A payload type guessed from the first bytes (a fallback for parts without a type)."""
-    head = to_text(data[:4096]).lstrip("\ufeff \t\r\n")
-    if not head:
-        return "text"
-    if head.startswith(("UNA", "UNB+", "UNB:", "UNH+")):
-        return "edifact"
-    if head.startswith("ISA") and len(head) > 4 and not head[3].isalnum():
-        return "x12"
-    if head[0] in "{[":
-        return "json"
-    if head[0] == "<":
-        low = head[:200].lower()
-        if low.startswith("<!doctype html") or low.startswith("<html") or "<html" in low:
-            return "html"
-        return "xml"
-    first = head.split("\n", 1)[0]
-    if "\n" not in head.strip() and _FORM_RX.match(head.strip()):
-        return "form"
-    lines = [ln for ln in head.splitlines()[:10] if ln.strip()]
-    if len(lines) >= 2:
-        for d in ("\t", ",", ";", "|"):
-            c = first.count(d)
-            if c >= 1 and all(ln.count(d) == c for ln in lines[1:-1] or lines[1:]):
-                return "tsv" if d == "\t" else "csv"
-    return "text"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -953,45 +921,24 @@ def _x12_interchange(text: str, i: int, t: _Tally):
 # ---------------------------------------------------------------------------------------------------------
 
 def _multipart(data: bytes, t: _Tally, depth: int) -> None:
-    head = data[:2000].lstrip(b"\r\n")
-    if not head.startswith(b"--"):
+    """Each part of a multipart body (boundary from its first line) counted by its declared type,
+    else by its sniffed one; media and archives are skipped."""
+    parts = multipart(data)
+    if not parts:
         _text_only(to_text(data), t)
         return
-    line = head.split(b"\n", 1)[0].rstrip(b"\r")
-    boundary = line[2:]
-    if not boundary or len(boundary) > 200:
-        _text_only(to_text(data), t)
-        return
-    for part in data.split(b"--" + boundary):
-        part = part.lstrip(b"\r\n")
-        if not part or part.startswith(b"--"):
-            continue
-        hdr_end = part.find(b"\r\n\r\n")
-        sep = 4
-        if hdr_end == -1:
-            hdr_end = part.find(b"\n\n")
-            sep = 2
-        if hdr_end == -1:
-            continue
-        headers = part[:hdr_end].decode("latin-1", "replace").lower()
-        body = part[hdr_end + sep:]
-        if body.endswith(b"\r\n"):
-            body = body[:-2]
+    for headers, body in parts:
+        ct = headers.get("content-type", "").split(";", 1)[0].strip().lower()
         ptype = None
-        m = re.search(r"content-type:\s*([^\s;]+)", headers)
-        if m:
-            ct = m.group(1)
+        if ct:
             ptype = ("json" if "json" in ct else "xml" if "xml" in ct else "csv" if "csv" in ct else
                      "tsv" if "tab-separated" in ct else "form" if "urlencoded" in ct else
                      "edifact" if "edifact" in ct else "x12" if "x12" in ct else "html" if "html" in ct else
                      None)
             if ct.startswith(("image/", "video/", "audio/")) or ct in ("application/zip", "application/pdf",
                                                                        "application/octet-stream"):
-                ptype = "skip"
-        if ptype == "skip":
-            continue
-        sub = _count(body, ptype or sniff(body), depth + 1)
-        t.rc.merge(sub)
+                continue
+        t.rc.merge(_count(body, ptype or classify(body)[0], depth + 1))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1020,7 +967,7 @@ def _count(data, payload_type, depth: int) -> RecordCount:
     else:
         raw = bytes(data)
         text = None
-    ptype = (payload_type or "").lower() or sniff(raw if raw is not None else text.encode("utf-8", "replace"))
+    ptype = (payload_type or "").lower() or classify(raw if raw is not None else text.encode("utf-8", "replace"))[0]
     t = _Tally(rc)
     if ptype in _NO_TEXT:
         return rc

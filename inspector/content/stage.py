@@ -12,7 +12,7 @@ by the local side to the non-local side, whichever side opened the connection):
   (TLS, SSH, QUIC), counted by type.
 
 Each body is decoded (Content-Encoding, multipart, base64/base32/hex runs),
-typed (``types.classify``), parsed for records (``records.count_records``) and
+typed (``sniff.classify``), parsed for records (``records.count_records``) and
 scanned for identifiers; values are kept per flow as DISTINCT normalised values
 per class.  ``finish(flow)`` returns the flow fields and the ``content.jsonl``
 record.  Evidence is masked and hashed (HMAC-SHA256 with the run's salt); raw
@@ -58,10 +58,12 @@ class ContentFlow:
 class ContentStage:
     def __init__(self, salt: bytes = b"inspector", show_raw: bool = False, edm=(), stream_budget: int = 4 << 20,
                  body_budget: int = 64 << 20, weird=None):
-        from . import decoding, identifiers, records, types
+        from .. import mime, sniff
+        from . import decoding, identifiers, records
         from .prefilter import Prefilter
         self.prefilter = Prefilter()
-        self.types = types
+        self.types = sniff
+        self.mime = mime
         self.decoding = decoding
         self.identifiers = identifiers
         self.records_mod = records
@@ -106,9 +108,8 @@ class ContentStage:
         declared = info.get("content_type")
         boundary = info.get("boundary")
         if boundary or (declared and "multipart/" in declared.lower() and "boundary=" in declared.lower()):
-            if not boundary:
-                boundary = declared.split("boundary=", 1)[1].split(";")[0].strip().strip('"')
-            parts = self.decoding.multipart(data, boundary)
+            # no usable boundary parameter: multipart() takes it from the body's first line
+            parts = self.mime.multipart(data, boundary or self.mime.boundary_of(declared))
             if parts:
                 cf.bytes_by_type["multipart"] += len(data)
                 cf.types_seen.add("multipart")

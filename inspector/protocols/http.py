@@ -32,10 +32,11 @@ passed to ``sink.body(ctx, is_orig, info, body)``; ``info`` describes it (see
 from __future__ import annotations
 
 import base64
-import json
 import re
 import zlib
 
+from ..mime import boundary_of, header_param, parts, split_entity
+from ..sniff import SNIFF_BYTES, sniff_mime
 from ..outputs.schema import CONN_ID, INT, ListOf, STRING, TIME, Field, Stream
 from .base import Analyzer as _Base
 
@@ -104,7 +105,6 @@ MAX_HEADER_BLOCK = 64 * 1024     # start line + headers (and, separately, traile
 MAX_CHUNK_LINE = 4096
 MAX_RESYNC_LINE = 16 * 1024
 MAX_PENDING = 100                # transactions waiting for a response
-SNIFF_BYTES = 4096               # body prefix kept for mime sniffing, whatever max_body is
 
 # direction states
 S_START, S_HEADERS, S_BODY_LEN, S_CHUNK_SIZE, S_CHUNK_DATA, S_CHUNK_CRLF, S_TRAILERS, \
@@ -144,182 +144,6 @@ def host_without_port(host: str) -> str:
     return h.rstrip(".").lower()
 
 
-# ---------------------------------------------------------------------------
-# MIME sniffing (magic numbers first, then text heuristics)
-# ---------------------------------------------------------------------------
-
-_MAGIC = (
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"GIF87a", "image/gif"),
-    (b"GIF89a", "image/gif"),
-    (b"%PDF-", "application/pdf"),
-    (b"PK\x05\x06", "application/zip"),
-    (b"\x1f\x8b", "application/gzip"),
-    (b"BZh", "application/x-bzip2"),
-    (b"\xfd7zXZ\x00", "application/x-xz"),
-    (b"(\xb5/\xfd", "application/zstd"),
-    (b"\x04\x22\x4d\x18", "application/x-lz4"),
-    (b"7z\xbc\xaf\x27\x1c", "application/x-7z-compressed"),
-    (b"Rar!\x1a\x07", "application/x-rar"),
-    (b"\x7fELF", "application/x-executable"),
-    (b"\xca\xfe\xba\xbe", "application/x-java-applet"),
-    (b"\xcf\xfa\xed\xfe", "application/x-mach-o-executable"),
-    (b"\xce\xfa\xed\xfe", "application/x-mach-o-executable"),
-    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "application/vnd.ms-office"),
-    (b"SQLite format 3\x00", "application/x-sqlite3"),
-    (b"\xd4\xc3\xb2\xa1", "application/vnd.tcpdump.pcap"),
-    (b"\xa1\xb2\xc3\xd4", "application/vnd.tcpdump.pcap"),
-    (b"\x4d\x3c\xb2\xa1", "application/vnd.tcpdump.pcap"),
-    (b"\x0a\x0d\x0d\x0a", "application/x-pcapng"),
-    (b"OggS", "audio/ogg"),
-    (b"ID3", "audio/mpeg"),
-    (b"fLaC", "audio/flac"),
-    (b"\x1a\x45\xdf\xa3", "video/webm"),
-    (b"II*\x00", "image/tiff"),
-    (b"MM\x00*", "image/tiff"),
-    (b"wOFF", "font/woff"),
-    (b"wOF2", "font/woff2"),
-    (b"\x00asm", "application/wasm"),
-    (b"{\\rtf", "text/rtf"),
-    (b"%!PS", "application/postscript"),
-    (b"-----BEGIN ", "application/x-pem-file"),
-    (b"MZ", "application/x-dosexec"),
-)
-_HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<title", b"<script", b"<h1",
-                b"<div", b"<p>", b"<meta", b"<table", b"<iframe", b"<style", b"<br", b"<a ",
-                b"<link", b"<form", b"<center", b"<frameset")
-_JSON_START = re.compile(rb'^(?:\{\s*(?:"|\}|$)|\[\s*(?:[\[\{"\]\-0-9]|true|false|null|$))')
-_TEXT_BYTES = frozenset(range(0x20, 0x7F)) | {9, 10, 12, 13, 27}
-
-
-def _zip_kind(head: bytes) -> str:
-    if b"word/" in head:
-        return "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-    if b"xl/" in head:
-        return "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-    if b"ppt/" in head:
-        return "application/vnd.openxmlformats-officedocument.presentationml.presentation"
-    if head[30:38] == b"mimetype":
-        mt = head[38:38 + 80].split(b"PK", 1)[0]
-        if mt.startswith(b"application/") and mt.isascii():
-            return mt.decode("ascii", "replace")
-    if b"AndroidManifest.xml" in head:
-        return "application/vnd.android.package-archive"
-    if b"META-INF/" in head:
-        return "application/java-archive"
-    return "application/zip"
-
-
-def _looks_text(b: bytes) -> bool:
-    if b"\x00" in b:
-        return False
-    sample = b[:1024]
-    try:
-        sample.decode("utf-8")
-        utf8 = True
-    except UnicodeDecodeError as e:
-        utf8 = e.start >= len(sample) - 3          # a character cut at the sample's end
-    bad = sum(1 for c in sample if c not in _TEXT_BYTES and (c < 0x80 or not utf8))
-    return bad * 20 <= len(sample)                 # at most 5% odd bytes
-
-
-def sniff_mime(b: bytes) -> str | None:
-    """A MIME type from the first bytes of a body; None for an empty body."""
-    if not b:
-        return None
-    b = b[:SNIFF_BYTES]
-    for magic, mt in _MAGIC:
-        if b.startswith(magic):
-            if mt == "application/x-dosexec" and len(b) >= 64 and b"PE\x00\x00" not in b[:1024] \
-                    and b"This program" not in b[:512]:
-                break                               # "MZ..." text, not a DOS/PE header
-            return mt
-    if b.startswith(b"PK\x03\x04"):
-        return _zip_kind(b[:SNIFF_BYTES])
-    if b[:4] == b"RIFF" and len(b) >= 12:
-        return {b"WEBP": "image/webp", b"WAVE": "audio/wav", b"AVI ": "video/x-msvideo"}.get(
-            b[8:12], "application/octet-stream")
-    if b[4:8] == b"ftyp":
-        brand = b[8:12]
-        if brand in (b"heic", b"heix", b"mif1"):
-            return "image/heic"
-        if brand == b"avif":
-            return "image/avif"
-        return "video/quicktime" if brand == b"qt  " else "video/mp4"
-    if b[:2] == b"BM" and len(b) >= 14 and b[6:10] == b"\x00\x00\x00\x00":
-        return "image/bmp"
-    if not _looks_text(b):
-        return "application/octet-stream"
-    s = b.lstrip(b"\xef\xbb\xbf").lstrip()[:1024].lower()
-    if s.startswith(b"<?xml"):
-        if b"<svg" in s:
-            return "image/svg+xml"
-        if b"<!doctype html" in s or b"<html" in s:
-            return "text/html"
-        return "application/xml"
-    if s.startswith(b"<svg"):
-        return "image/svg+xml"
-    if s.startswith(_HTML_STARTS) or (s.startswith(b"<!--") and (b"<html" in s or b"<head" in s)):
-        return "text/html"
-    if s[:1] in (b"{", b"["):
-        if _JSON_START.match(s):
-            return "application/json"
-        try:
-            json.loads(b)
-            return "application/json"
-        except ValueError:
-            pass
-    if s.startswith(b"#!"):
-        return "text/x-shellscript"
-    return "text/plain"
-
-
-def _param(value: str, name: str) -> str | None:
-    """A parameter of a header value: ``boundary`` of ``multipart/form-data; boundary=x``."""
-    m = re.search(r'(?i)(?:^|;)\s*' + re.escape(name) + r'\*?\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]*))', value)
-    if not m:
-        return None
-    v = m.group(1) if m.group(1) is not None else m.group(2)
-    if v and name == "filename" and "''" in v:       # RFC 5987 filename*=utf-8''x
-        v = v.split("''", 1)[1]
-    return v or None
-
-
-def _split_entity(data: bytes):
-    """(headers dict, body) of a MIME entity (header block, blank line, body)."""
-    if data.startswith(b"\r\n") or data.startswith(b"\n"):
-        return {}, data[2 if data.startswith(b"\r\n") else 1:]
-    sep, skip = data.find(b"\r\n\r\n"), 4
-    alt = data.find(b"\n\n")
-    if sep < 0 or (0 <= alt < sep):
-        sep, skip = alt, 2
-    if sep < 0:
-        return None, b""
-    hdrs = {}
-    for line in data[:sep].split(b"\n"):
-        k, c, v = line.partition(b":")
-        if c and k.strip():
-            hdrs[_s(k.strip()).lower()] = _s(v.strip())
-    return hdrs, data[sep + skip:]
-
-
-def _multipart_parts(body: bytes, boundary: bytes):
-    """Each part (bytes: headers + body) of a possibly truncated multipart body."""
-    delim = b"--" + boundary
-    out = []
-    for piece in body.split(delim)[1:]:
-        if piece.startswith(b"--"):
-            break
-        piece = piece[2:] if piece.startswith(b"\r\n") else piece[1:] if piece.startswith(b"\n") else piece
-        if piece.endswith(b"\r\n"):
-            piece = piece[:-2]
-        elif piece.endswith(b"\n"):
-            piece = piece[:-1]
-        out.append(piece)
-    return out
-
-
 MAX_MIME_DEPTH = 40
 MAX_MIME_LEAVES = 100
 
@@ -331,16 +155,14 @@ def mime_leaf_types(content_type: str | None, body: bytes, depth: int = 0, out: 
     ct = (content_type or "").strip().lower()
     if depth < MAX_MIME_DEPTH and len(out) < MAX_MIME_LEAVES:
         if ct.startswith("multipart/"):
-            boundary = _param(content_type, "boundary")
+            boundary = boundary_of(content_type)
             if boundary:
-                for part in _multipart_parts(body, boundary.encode("utf-8", "replace")):
-                    hdrs, pbody = _split_entity(part)
-                    if hdrs is None:
-                        continue
+                for hdrs, pbody in parts(body, boundary.encode("utf-8", "replace"), decode=False, nested=False,
+                                         max_parts=MAX_MIME_LEAVES):
                     mime_leaf_types(hdrs.get("content-type", "text/plain"), pbody, depth + 1, out)
                 return out
         elif ct.startswith("message/rfc822"):
-            hdrs, inner = _split_entity(body)
+            hdrs, inner = split_entity(body, need_blank_line=True)
             if hdrs is not None:
                 return mime_leaf_types(hdrs.get("content-type", "text/plain"), inner, depth + 1, out)
     mt = sniff_mime(body)
@@ -812,7 +634,7 @@ class Analyzer(_Base):
             elif name == "content-encoding":
                 m.content_encoding = _s(raw)
             elif name == "content-disposition":
-                fn = _param(_s(raw), "filename")
+                fn = header_param(_s(raw), "filename")
                 if fn:
                     filenames.append(fn)
             if d.is_orig:
@@ -1024,7 +846,7 @@ class Analyzer(_Base):
             "content_type": ct,
             "content_encoding": m.content_encoding,
             "transfer_encoding": m.transfer_encoding,
-            "boundary": _param(ct, "boundary") if ct and ct.lower().startswith("multipart/") else None,
+            "boundary": boundary_of(ct) if ct and ct.lower().startswith("multipart/") else None,
             "filenames": t.orig_fn if is_orig else t.resp_fn,
             "mime_type": sniff_mime(decode_prefix(bytes(m.head), m.content_encoding)),
             "body_len": m.body_len,             # bytes on the wire (gaps included)

@@ -33,7 +33,8 @@ import re
 
 from ..outputs.schema import ADDR, BOOL, CONN_ID, INT, ListOf, STRING, TIME, Field, Stream
 from .base import Analyzer as _Base
-from .http import _param, sniff_mime
+from ..mime import boundary_of
+from ..sniff import SNIFF_BYTES, sniff_mime
 
 NAME = "smtp"
 TRANSPORTS = ("tcp",)
@@ -82,7 +83,6 @@ MAX_HEADER_BLOCK = 64 * 1024
 MAX_PENDING = 100
 MAX_ADDRS = 1000
 MAX_BDAT = 1 << 40
-SNIFF_BYTES = 4096
 
 _SMTP_WORDS = (b"smtp", b"esmtp", b"postfix", b"sendmail", b"exim", b"lmtp", b"mail service",
                b"mailserver", b"mail server", b"qmail", b"exchange", b"haraka", b"zimbra")
@@ -719,7 +719,7 @@ class Analyzer(_Base):
             "msg_id": m.header("MESSAGE-ID"),
             "content_type": ct,
             "content_transfer_encoding": m.header("CONTENT-TRANSFER-ENCODING"),
-            "boundary": _param(ct, "boundary") if ct and ct.lower().startswith("multipart/") else None,
+            "boundary": boundary_of(ct) if ct and ct.lower().startswith("multipart/") else None,
             "headers": [(n, v) for n, v in m.headers],
             "mime_type": sniff_mime(bytes(m.head)),
             "body_len": m.body_len,

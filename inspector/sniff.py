@@ -1,5 +1,16 @@
-"""Payload typing: ``classify(data, declared=None) -> (payload_type, note)``.
+"""Payload sniffing: what the first bytes of a payload are.  The one module that looks at bytes to
+say so, used by protocol detection, the protocol logs and the content stage alike.
 
+* :func:`classify` ``(data, declared=None) -> (payload_type, note)``: the content stage's payload type
+  (one of :data:`PAYLOAD_TYPES`), described below.
+* :func:`sniff_mime` ``(data) -> str``: a MIME type for the ``*_mime_types`` fields of the HTTP and
+  SMTP logs (Zeek's vocabulary: ``application/json``, ``image/png``...).
+* :func:`tls_records`, :func:`client_hello`: TLS on the wire, for protocol detection and for
+  ``tls-encrypted`` payloads.
+* :func:`printable_ascii`: mostly printable ASCII, the mark of a text protocol (commands, banners).
+
+Payload typing
+--------------
 The type comes from the bytes (magic numbers, structure, entropy), never from the declared
 Content-Type alone; ``note`` says so when the two disagree ("declared application/json, content is
 gzip"), and is None otherwise (also when the declaration is missing, generic or unknown).
@@ -35,9 +46,14 @@ import json as _json
 
 import numpy as np
 
-from . import PAYLOAD_TYPES
+from .mime import boundary_of
 
-__all__ = ["classify", "shannon_entropy", "HEAD", "PAYLOAD_TYPES"]
+__all__ = ["classify", "shannon_entropy", "HEAD", "PAYLOAD_TYPES", "TEXTUAL", "sniff_mime", "looks_text",
+           "SNIFF_BYTES", "tls_records", "client_hello", "printable_ascii"]
+
+#: The payload types :func:`classify` returns (the content stage's ``payload_type`` values).
+PAYLOAD_TYPES = ("json", "xml", "csv", "tsv", "edifact", "x12", "form", "multipart", "protobuf", "pdf", "office",
+                 "zip", "gzip", "image", "text", "html", "tls-encrypted", "encrypted-or-compressed", "binary")
 
 HEAD = 8192                       # bytes examined for structure
 FULL_JSON_MAX = 256 * 1024        # bodies up to this size get a full JSON parse
@@ -92,21 +108,44 @@ def _image(h: bytes) -> bool:
     return False
 
 
-def _tls(h: bytes) -> bool:
-    """One or more TLS records: content type 20-23, version 3.0-3.4, length <= 2^14 + 2048."""
-    n = len(h)
-    if n < 5:
+TLS_MAX_RECORD = 16384 + 2048      # a TLSCiphertext fragment: 2^14 plus the expansion allowed
+
+
+def tls_records(data: bytes, need: int = 1, whole: bool = True) -> bool:
+    """At least ``need`` plausible TLS record headers in a row at the start of ``data``: content
+    type 20-23 (change_cipher_spec, alert, handshake, application_data), version 3.0-3.4, length
+    1..2^14+2048.  With ``whole`` (protocol detection on mid-session traffic), every header found
+    among the first four must be plausible; otherwise only the first ``need`` are looked at (a
+    payload that starts with TLS records and was cut anywhere)."""
+    n = p = 0
+    end = len(data)
+    limit = max(need, 4) if whole else need
+    while p + 5 <= end and n < limit:
+        ct, major, minor = data[p], data[p + 1], data[p + 2]
+        ln = (data[p + 3] << 8) | data[p + 4]
+        if not (20 <= ct <= 23 and major == 3 and minor <= 4 and 0 < ln <= TLS_MAX_RECORD):
+            return False if whole else n >= need
+        n += 1
+        p += 5 + ln
+    return n >= need
+
+
+def client_hello(data: bytes) -> bool:
+    """A chunk that starts with a TLS handshake record carrying a ClientHello."""
+    return len(data) >= 6 and data[0] == 0x16 and data[1] == 3 and data[2] <= 4 and data[5] == 1
+
+
+_PRINTABLE = bytes(range(32, 127)) + b"\t\n\r"
+
+
+def printable_ascii(data: bytes, sample: int = 512, share: float = 0.85) -> bool:
+    """At least ``share`` of the first ``sample`` bytes are printable ASCII (or tab, CR, LF): a text
+    protocol (commands, banners, headers)."""
+    if not data:
         return False
-    pos = 0
-    seen = 0
-    while pos + 5 <= n and seen < 16:
-        ct, major, minor = h[pos], h[pos + 1], h[pos + 2]
-        length = (h[pos + 3] << 8) | h[pos + 4]
-        if not (0x14 <= ct <= 0x17 and major == 3 and minor <= 4 and 0 < length <= 16384 + 2048):
-            return seen > 0
-        seen += 1
-        pos += 5 + length
-    return True
+    head = bytes(data[:sample])
+    printable = len(head) - len(head.translate(None, _PRINTABLE))
+    return printable >= share * len(head)
 
 
 def _zip_names(data: bytes):
@@ -176,7 +215,7 @@ def _magic(data: bytes, head: bytes):
         return "encrypted-or-compressed"
     if _image(head):
         return "image"
-    if _tls(head):
+    if tls_records(head, 1, whole=False):
         return "tls-encrypted"
     return None
 
@@ -695,15 +734,14 @@ def _clean_declared(declared) -> str | None:
 
 
 def _boundary(declared) -> bytes | None:
-    if not isinstance(declared, str) or "boundary=" not in declared.lower():
+    """The declared boundary as bytes (RFC 2046: at most 70), or None."""
+    b = boundary_of(declared) if isinstance(declared, str) else None
+    if not b:
         return None
-    i = declared.lower().index("boundary=")
-    b = declared[i + 9:].split(";", 1)[0].strip().strip('"').strip()
     try:
-        b = b.encode("latin-1")
+        return b.encode("latin-1")[:70]
     except UnicodeEncodeError:
         return None
-    return b[:70] or None
 
 
 # --------------------------------------------------------------------------------------------
@@ -768,3 +806,137 @@ def classify(data: bytes, declared: str | None = None) -> tuple[str, str | None]
     except Exception:
         note = None
     return ptype, note
+
+
+# --------------------------------------------------------------------------------------------
+# MIME types for protocol logs (magic numbers first, then text heuristics)
+
+SNIFF_BYTES = 4096               # bytes examined by sniff_mime (protocols keep this much of a body)
+
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"%PDF-", "application/pdf"),
+    (b"PK\x05\x06", "application/zip"),
+    (b"\x1f\x8b", "application/gzip"),
+    (b"BZh", "application/x-bzip2"),
+    (b"\xfd7zXZ\x00", "application/x-xz"),
+    (b"(\xb5/\xfd", "application/zstd"),
+    (b"\x04\x22\x4d\x18", "application/x-lz4"),
+    (b"7z\xbc\xaf\x27\x1c", "application/x-7z-compressed"),
+    (b"Rar!\x1a\x07", "application/x-rar"),
+    (b"\x7fELF", "application/x-executable"),
+    (b"\xca\xfe\xba\xbe", "application/x-java-applet"),
+    (b"\xcf\xfa\xed\xfe", "application/x-mach-o-executable"),
+    (b"\xce\xfa\xed\xfe", "application/x-mach-o-executable"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "application/vnd.ms-office"),
+    (b"SQLite format 3\x00", "application/x-sqlite3"),
+    (b"\xd4\xc3\xb2\xa1", "application/vnd.tcpdump.pcap"),
+    (b"\xa1\xb2\xc3\xd4", "application/vnd.tcpdump.pcap"),
+    (b"\x4d\x3c\xb2\xa1", "application/vnd.tcpdump.pcap"),
+    (b"\x0a\x0d\x0d\x0a", "application/x-pcapng"),
+    (b"OggS", "audio/ogg"),
+    (b"ID3", "audio/mpeg"),
+    (b"fLaC", "audio/flac"),
+    (b"\x1a\x45\xdf\xa3", "video/webm"),
+    (b"II*\x00", "image/tiff"),
+    (b"MM\x00*", "image/tiff"),
+    (b"wOFF", "font/woff"),
+    (b"wOF2", "font/woff2"),
+    (b"\x00asm", "application/wasm"),
+    (b"{\\rtf", "text/rtf"),
+    (b"%!PS", "application/postscript"),
+    (b"-----BEGIN ", "application/x-pem-file"),
+    (b"MZ", "application/x-dosexec"),
+)
+_HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<title", b"<script", b"<h1",
+                b"<div", b"<p>", b"<meta", b"<table", b"<iframe", b"<style", b"<br", b"<a ",
+                b"<link", b"<form", b"<center", b"<frameset")
+_JSON_START = re.compile(rb'^(?:\{\s*(?:"|\}|$)|\[\s*(?:[\[\{"\]\-0-9]|true|false|null|$))')
+_TEXT_BYTES = frozenset(range(0x20, 0x7F)) | {9, 10, 12, 13, 27}
+
+
+def _zip_kind(head: bytes) -> str:
+    if b"word/" in head:
+        return "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+    if b"xl/" in head:
+        return "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    if b"ppt/" in head:
+        return "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+    if head[30:38] == b"mimetype":
+        mt = head[38:38 + 80].split(b"PK", 1)[0]
+        if mt.startswith(b"application/") and mt.isascii():
+            return mt.decode("ascii", "replace")
+    if b"AndroidManifest.xml" in head:
+        return "application/vnd.android.package-archive"
+    if b"META-INF/" in head:
+        return "application/java-archive"
+    return "application/zip"
+
+
+def looks_text(b: bytes) -> bool:
+    """Text by its bytes: no NUL, at most 5% of the first KiB neither printable ASCII nor (in valid
+    UTF-8) part of a character."""
+    if b"\x00" in b:
+        return False
+    sample = b[:1024]
+    try:
+        sample.decode("utf-8")
+        utf8 = True
+    except UnicodeDecodeError as e:
+        utf8 = e.start >= len(sample) - 3          # a character cut at the sample's end
+    bad = sum(1 for c in sample if c not in _TEXT_BYTES and (c < 0x80 or not utf8))
+    return bad * 20 <= len(sample)                 # at most 5% odd bytes
+
+
+def sniff_mime(b: bytes) -> str | None:
+    """A MIME type from the first bytes of a body; None for an empty body."""
+    if not b:
+        return None
+    b = b[:SNIFF_BYTES]
+    for magic, mt in _MAGIC:
+        if b.startswith(magic):
+            if mt == "application/x-dosexec" and len(b) >= 64 and b"PE\x00\x00" not in b[:1024] \
+                    and b"This program" not in b[:512]:
+                break                               # "MZ..." text, not a DOS/PE header
+            return mt
+    if b.startswith(b"PK\x03\x04"):
+        return _zip_kind(b[:SNIFF_BYTES])
+    if b[:4] == b"RIFF" and len(b) >= 12:
+        return {b"WEBP": "image/webp", b"WAVE": "audio/wav", b"AVI ": "video/x-msvideo"}.get(
+            b[8:12], "application/octet-stream")
+    if b[4:8] == b"ftyp":
+        brand = b[8:12]
+        if brand in (b"heic", b"heix", b"mif1"):
+            return "image/heic"
+        if brand == b"avif":
+            return "image/avif"
+        return "video/quicktime" if brand == b"qt  " else "video/mp4"
+    if b[:2] == b"BM" and len(b) >= 14 and b[6:10] == b"\x00\x00\x00\x00":
+        return "image/bmp"
+    if not looks_text(b):
+        return "application/octet-stream"
+    s = b.lstrip(b"\xef\xbb\xbf").lstrip()[:1024].lower()
+    if s.startswith(b"<?xml"):
+        if b"<svg" in s:
+            return "image/svg+xml"
+        if b"<!doctype html" in s or b"<html" in s:
+            return "text/html"
+        return "application/xml"
+    if s.startswith(b"<svg"):
+        return "image/svg+xml"
+    if s.startswith(_HTML_STARTS) or (s.startswith(b"<!--") and (b"<html" in s or b"<head" in s)):
+        return "text/html"
+    if s[:1] in (b"{", b"["):
+        if _JSON_START.match(s):
+            return "application/json"
+        try:
+            _json.loads(b)
+            return "application/json"
+        except ValueError:
+            pass
+    if s.startswith(b"#!"):
+        return "text/x-shellscript"
+    return "text/plain"
