@@ -28,7 +28,7 @@ import struct
 
 import numpy as np
 
-from .ingest import MAX_RECORD, PCAP_MAGICS, PacketBatch, _walk_pcap
+from .ingest import MAX_RECORD, PCAP_MAGICS, PacketBatch, walk_pcap
 
 PCAP_ERRBUF_SIZE = 256
 PCAP_NETMASK_UNKNOWN = 0xFFFFFFFF
@@ -333,7 +333,7 @@ def records_to_batch(raw: bytes, count: int, big_endian: bool, tsres: float, lin
     orig = np.empty(cap, dtype=np.int64)
     off = np.empty(cap, dtype=np.int64)
     arr = np.frombuffer(raw, dtype=np.uint8)
-    n, pos, _stop = _walk_pcap(arr, 0, len(raw), len(raw), cap, big_endian, MAX_RECORD, sec, frac, incl, orig,
+    n, pos, _stop = walk_pcap(arr, 0, len(raw), len(raw), cap, big_endian, MAX_RECORD, sec, frac, incl, orig,
                                off)
     ts = sec[:n] + frac[:n] * tsres
     batch = PacketBatch(buf=raw, ts=ts, caplen=incl[:n].copy(), wirelen=orig[:n].copy(), offset=off[:n].copy(),

@@ -35,6 +35,7 @@ __all__ = [
     "community_id",
     "community_ids",
     "icmp_port_equivalents",
+    "hash_tuple",
     "ICMP4_COUNTERPART",
     "ICMP6_COUNTERPART",
     "PORT_PROTOCOLS",
@@ -114,8 +115,11 @@ def _check_seed(seed: int) -> bytes:
     return _SEED.pack(int(seed))
 
 
-def _hash(seed_bytes: bytes, proto: int, a: bytes, b: bytes,
-          sport: Optional[int], dport: Optional[int]) -> str:
+def hash_tuple(seed_bytes: bytes, proto: int, a: bytes, b: bytes,
+               sport: Optional[int], dport: Optional[int]) -> str:
+    """The Community ID of a tuple already in wire form: the packed seed (``!H``), the protocol
+    number, both packed addresses and the ports (or ICMP port equivalents); the flow table calls
+    this directly with the addresses it already holds packed."""
     if len(a) != len(b):
         raise ValueError("source and destination addresses are of different IP versions")
     if not 0 <= proto <= 255:
@@ -149,7 +153,7 @@ def community_id(proto: int, saddr: AddrLike, daddr: AddrLike,
     type/code for ICMP and ICMPv6 (None counts as 0); ignored for other
     protocols. ``seed``: 0..65535. Raises ValueError/TypeError on bad input.
     """
-    return _hash(_check_seed(seed), int(proto), _pack(saddr), _pack(daddr), sport, dport)
+    return hash_tuple(_check_seed(seed), int(proto), _pack(saddr), _pack(daddr), sport, dport)
 
 
 Row = Union[Sequence[Any], Mapping[str, Any]]
@@ -187,7 +191,7 @@ def community_ids(rows: Iterable[Row], seed: int = 0) -> List[str]:
             b = packed.get(daddr)
             if b is None:
                 b = packed[daddr] = _pack(daddr)
-            append(_hash(seed_bytes, int(proto), a, b, sport, dport))
+            append(hash_tuple(seed_bytes, int(proto), a, b, sport, dport))
         except (ValueError, TypeError, OverflowError):
             append("")
     return out

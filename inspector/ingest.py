@@ -44,7 +44,7 @@ READ_CHUNK = 16 << 20
 
 
 @nb.njit(cache=True, nogil=True)
-def _walk_pcap(buf, pos, end, limit, max_n, big, max_len, sec, frac, incl, orig, off):
+def walk_pcap(buf, pos, end, limit, max_n, big, max_len, sec, frac, incl, orig, off):
     """Find classic-pcap record boundaries.  Returns (records, new position, stop reason):
     0 batch full, 1 need more data, 2 impossible record length at the position."""
     n = 0
@@ -396,7 +396,7 @@ class CaptureReader:
             buf = self._buf
             arr = np.frombuffer(buf, dtype=np.uint8)
             start = self._pos
-            n, pos, stop = _walk_pcap(arr, start, len(buf), start + self.batch_bytes, cap, big, max_len,
+            n, pos, stop = walk_pcap(arr, start, len(buf), start + self.batch_bytes, cap, big, max_len,
                                       sec, frac, incl, orig, off)
             self._pos = pos
             if n:

@@ -864,8 +864,8 @@ def test_every_corpus_capture_through_all_modules(corpus):
 
 def _inner_checks(p: bytes):
     """The probes' inner functions, which (unlike ``probe``) do not swallow exceptions."""
-    dns._probe_msg(p, True)
-    dns._probe_msg(p, False)
+    dns.probe_message(p, True)
+    dns.probe_message(p, False)
     m = dns.parse_message(p)
     assert m is None or not any(w == "dns.malformed" for w, _ in m.weirds), m.weirds
     ntp._plausible(p)

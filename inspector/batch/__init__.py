@@ -118,8 +118,8 @@ def _check_settings(settings) -> str | None:
             except ImportError:
                 load_rules = None
             if load_rules is not None:
-                from .worker import _default_rules
-                load_rules(settings.rules or _default_rules(settings.signatures))
+                from .worker import default_rules
+                load_rules(settings.rules or default_rules(settings.signatures))
         from .worker import tz_of
         try:
             tz_of(settings.tz)

@@ -91,7 +91,7 @@ class _State:
             except ImportError:          # the policy stage is optional: flows and baselines work without it
                 PolicyEngine = load_rules = None
             if PolicyEngine is not None:
-                self.rules = load_rules(settings.rules or _default_rules(settings.signatures))
+                self.rules = load_rules(settings.rules or default_rules(settings.signatures))
                 self.policy_cls = PolicyEngine
 
     def new_engine(self):
@@ -100,7 +100,7 @@ class _State:
         return self.policy_cls(self.rules, site=self.site)
 
 
-def _default_rules(signatures):
+def default_rules(signatures):
     """The rules ``scan`` uses: ``<signatures dir>/rules`` when it exists, else the shipped default policy."""
     try:
         from ..policy import rules_dir

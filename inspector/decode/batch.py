@@ -16,7 +16,8 @@ import numpy as np
 
 from ..ingest import PacketBatch
 from .fastpath import fast_path
-from .slow import SlowDecoder, UDP_TUNNEL_PORTS, _ICMP4_COUNTERPART, _ICMP6_COUNTERPART
+from ..community_id import ICMP4_COUNTERPART, ICMP6_COUNTERPART
+from .slow import SlowDecoder, UDP_TUNNEL_PORTS
 
 _TUNNEL_PORTS = np.array(sorted(UDP_TUNNEL_PORTS), dtype=np.int64)
 _V4_LO_PREFIX = np.uint64(0x0000FFFF00000000)
@@ -29,8 +30,8 @@ def _cp_table(d: dict) -> np.ndarray:
     return t
 
 
-_CP4 = _cp_table(_ICMP4_COUNTERPART)
-_CP6 = _cp_table(_ICMP6_COUNTERPART)
+_CP4 = _cp_table(ICMP4_COUNTERPART)
+_CP6 = _cp_table(ICMP6_COUNTERPART)
 
 COLUMNS = ("frame", "ts", "ver", "src_hi", "src_lo", "dst_hi", "dst_lo", "proto", "sport", "dport",
            "flags", "seq", "ack", "win", "ip_len", "pay_len", "wire_len", "vlan", "inner_vlan",

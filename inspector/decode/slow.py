@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..community_id import ICMP4_COUNTERPART, ICMP6_COUNTERPART
 from .linktypes import linktype_name
 
 V4_PREFIX = b"\x00" * 10 + b"\xff\xff"
@@ -185,15 +186,12 @@ class FragmentReassembler:
 def icmp_ports(ver: int, itype: int, code: int) -> tuple[int, int]:
     """Zeek's ICMP 'ports': (type, counterpart type) for request/reply pairs, else (type, code)."""
     if ver == 4:
-        cp = _ICMP4_COUNTERPART.get(itype)
+        cp = ICMP4_COUNTERPART.get(itype)
     else:
-        cp = _ICMP6_COUNTERPART.get(itype)
+        cp = ICMP6_COUNTERPART.get(itype)
     return (itype, cp if cp is not None else code)
 
 
-_ICMP4_COUNTERPART = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 10: 9, 9: 10, 17: 18, 18: 17}
-_ICMP6_COUNTERPART = {128: 129, 129: 128, 133: 134, 134: 133, 135: 136, 136: 135, 130: 131, 131: 130,
-                      139: 140, 140: 139, 144: 145, 145: 144}
 
 
 class SlowDecoder:

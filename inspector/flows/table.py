@@ -17,7 +17,7 @@ import hashlib
 
 import numpy as np
 
-from ..community_id import _hash as _cid_hash
+from ..community_id import hash_tuple as _cid_hash
 from . import kernel as K
 from .reference import LIKELY_TCP, LIKELY_UDP, PROTO_NAMES, make_uid, tunnel_uid
 from .reference import addr_str as _addr

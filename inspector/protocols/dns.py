@@ -591,7 +591,7 @@ def _is_netbios_label(buf: bytes, p: int) -> bool:
     return all(0x41 <= c <= 0x50 for c in buf[p + 1:p + 33])
 
 
-def _probe_msg(b: bytes, complete: bool) -> bool:
+def probe_message(b: bytes, complete: bool) -> bool:
     """``complete``: ``b`` is the whole message (else a prefix of it)."""
     n = len(b)
     if n < 12:
@@ -665,12 +665,12 @@ def probe(data: bytes, is_orig: bool) -> bool:
     """A plausible DNS message, or a TCP 2-byte length + DNS message (or its start)."""
     try:
         data = bytes(data)
-        if _probe_msg(data, len(data) < PROBE_BYTES):
+        if probe_message(data, len(data) < PROBE_BYTES):
             return True
         if len(data) >= 14:
             ln = (data[0] << 8) | data[1]
             if ln >= 12:
-                return _probe_msg(data[2:2 + ln], ln + 2 <= len(data))
+                return probe_message(data[2:2 + ln], ln + 2 <= len(data))
         return False
     except Exception:
         return False
@@ -711,7 +711,7 @@ class Analyzer(_BaseAnalyzer):
             ok = False
             if state < RESYNC_CHUNKS and len(data) >= 14:
                 ln = (data[0] << 8) | data[1]
-                ok = ln >= 12 and _probe_msg(bytes(data[2:2 + ln]), ln + 2 <= len(data))
+                ok = ln >= 12 and probe_message(bytes(data[2:2 + ln]), ln + 2 <= len(data))
             if not ok:
                 if state < RESYNC_CHUNKS:
                     self._lost[is_orig] = state + 1

@@ -268,7 +268,7 @@ class Analyzer(_BaseAnalyzer):
     def _body(self, st: _Stream, is_orig: bool, ts: float | None) -> None:
         body = bytes(st.body[is_orig])
         st.body[is_orig] = bytearray()
-        if st.big[is_orig] or len(body) < 12 or not dns._probe_msg(body, True):
+        if st.big[is_orig] or len(body) < 12 or not dns.probe_message(body, True):
             return
         if st.dns is None:
             st.dns = dns.Analyzer(self.ctx)
