@@ -7,14 +7,15 @@ description of what a node is ("got a list") for error messages.
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple, Union
+import os
+from typing import List, Optional, Tuple, Union
 
 import yaml
 
 from .errors import ConfigError
 
 __all__ = ["TAG_NULL", "TAG_BOOL", "TAG_INT", "TAG_FLOAT", "TAG_STR", "SCALAR_TEXT", "compose", "node_line",
-           "node_kind", "is_null"]
+           "node_kind", "is_null", "yaml_files"]
 
 TAG_NULL = "tag:yaml.org,2002:null"
 TAG_BOOL = "tag:yaml.org,2002:bool"
@@ -78,3 +79,23 @@ def node_kind(node: yaml.Node) -> str:
 def is_null(node: Optional[yaml.Node]) -> bool:
     """A YAML null scalar (``~``, ``null`` or nothing)."""
     return isinstance(node, yaml.ScalarNode) and node.tag == TAG_NULL
+
+
+def yaml_files(path: Union[str, "os.PathLike[str]"], what: str) -> Tuple[List[str], Optional[ConfigError]]:
+    """The configuration files at ``path``: the file itself, or a directory's ``*.yaml`` / ``*.yml``
+    files in name order (hidden ones skipped); ``([], error)`` when there are none.  ``what`` names
+    the kind of file in errors (``rule``, ``group``)."""
+    p = os.fspath(path)
+    if os.path.isdir(p):
+        try:
+            names = sorted(os.listdir(p))
+        except OSError as exc:
+            return [], ConfigError(p, None, f"cannot read {what} directory: {exc.strerror or exc}")
+        files = [os.path.join(p, n) for n in names
+                 if n.endswith((".yaml", ".yml")) and not n.startswith(".") and os.path.isfile(os.path.join(p, n))]
+        if not files:
+            return [], ConfigError(p, None, f"no {what} files (*.yaml) in directory")
+        return files, None
+    if os.path.exists(p):
+        return [p], None
+    return [], ConfigError(p, None, f"no such {what} file or directory")

@@ -31,7 +31,6 @@ this prints is what the tests assert on.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections import Counter, defaultdict
@@ -412,7 +411,7 @@ def print_disagreements(s: dict, entries: list[dict], limit: int | None, field_g
             p(f"    {lab}{d['oracle']} {_fmt(x['expected'])}  |  ours {_fmt(x['ours'])}")
         ctx = {k: v for k, v in d["context"].items() if v not in (None, [], "")}
         if ctx:
-            p(f"    context  {_fmt(json.dumps(_jsonable(ctx)), 300)}")
+            p(f"    context  {_fmt(json.dumps(corpus.jsonable(ctx)), 300)}")
         for i in idx:
             p(f"    listed: {entries[i].get('class')}: {_fmt(entries[i].get('reason'), 300)}")
     if s["stale_entries"]:
@@ -422,40 +421,16 @@ def print_disagreements(s: dict, entries: list[dict], limit: int | None, field_g
             p(f"   {e.get('trace')} {e.get('field')} {e.get('key')}")
 
 
-def _jsonable(o: Any) -> Any:
-    if isinstance(o, Counter):
-        return dict(o)
-    if isinstance(o, dict):
-        return {str(k): _jsonable(v) for k, v in o.items()}
-    if isinstance(o, (set, frozenset)):
-        return sorted(_jsonable(v) for v in o)
-    if isinstance(o, (list, tuple)):
-        return [_jsonable(v) for v in o]
-    v = corpus.norm_val(o)
-    if isinstance(v, (str, int, float, bool)) or v is None:
-        return v
-    return str(v)
-
-
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--json", action="store_true", help="machine-readable output")
-    ap.add_argument("--oracle", default=",".join(ORACLES), help="comma list of zeek,suricata,ndpi")
-    ap.add_argument("--filter", help="only captures (or oracle files) whose corpus path contains this")
+    ap = corpus.report_parser(__doc__, ",".join(ORACLES), "comma list of zeek,suricata,ndpi",
+                              "only captures (or oracle files) whose corpus path contains this",
+                              "max disagreements printed (0: summary only)")
     ap.add_argument("--field", help="only disagreements whose field matches this glob, e.g. 'zeek.dns.*'")
-    ap.add_argument("--limit", type=int, default=None, help="max disagreements printed (0: summary only)")
-    ap.add_argument("--summary", action="store_true", help="same as --limit 0")
     ap.add_argument("--unlisted", action="store_true", help="print only disagreements not in the yaml")
-    ap.add_argument("--corpus", help="corpus directory (default: $INSPECTOR_CORPUS or ../shared/corpus)")
     args = ap.parse_args(argv)
-    limit = 0 if args.summary else args.limit
-    root = Path(args.corpus) if args.corpus else corpus.corpus_root()
-    if not root.is_dir():
-        print(f"corpus not found: {root}", file=sys.stderr)
-        return 2
-    if not cr.inspector_available():
-        print("inspector.scan is not importable yet", file=sys.stderr)
-        return 2
+    root, limit, status = corpus.report_setup(args, cr.inspector_available)
+    if status is not None:
+        return status
     index = corpus.load_index(root)
     entries = corpus.load_disagreements(APP_DISAGREEMENTS_YAML) if APP_DISAGREEMENTS_YAML.exists() else []
     items = collect(index, root, tuple(args.oracle.split(",")), args.filter)
@@ -473,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         out["disagreements"] = [dict({k: v for k, v in d.items() if k != "entries"},
                                      listed_as=[entries[i] for i in d["entries"]]) for d in dis]
         out["unlisted"] = len(s["unlisted"])
-        json.dump(_jsonable(out), sys.stdout, indent=1)
+        json.dump(corpus.jsonable(out), sys.stdout, indent=1)
         print()
         return 0
     print_summary(s, entries, asserted)

@@ -23,7 +23,6 @@ so what this prints is what the tests assert on.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib.util
 import json
@@ -490,38 +489,14 @@ def print_nfstream(summary: dict, limit: int | None, out=sys.stdout) -> None:
 # JSON
 # --------------------------------------------------------------------------
 
-def _jsonable(o: Any) -> Any:
-    if isinstance(o, Counter):
-        return [[_jsonable(k), v] for k, v in o.items()]
-    if isinstance(o, dict):
-        return {str(k): _jsonable(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple, set, frozenset)):
-        return [_jsonable(v) for v in o]
-    v = corpus.norm_val(o)
-    if isinstance(v, (str, int, float, bool)) or v is None:
-        return v
-    return str(v)
-
-
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--json", action="store_true", help="machine-readable output")
-    ap.add_argument("--oracle", default="zeek,ndpi,nfstream,packets",
-                    help="comma list of zeek,ndpi,nfstream,packets")
-    ap.add_argument("--filter", help="only captures whose corpus path contains this")
-    ap.add_argument("--limit", type=int, default=None,
-                    help="max disagreements printed per oracle (0: summary only)")
-    ap.add_argument("--summary", action="store_true", help="same as --limit 0")
-    ap.add_argument("--corpus", help="corpus directory (default: $INSPECTOR_CORPUS or ../shared/corpus)")
+    ap = corpus.report_parser(__doc__, "zeek,ndpi,nfstream,packets", "comma list of zeek,ndpi,nfstream,packets",
+                              "only captures whose corpus path contains this",
+                              "max disagreements printed per oracle (0: summary only)")
     args = ap.parse_args(argv)
-    limit = 0 if args.summary else args.limit
-    root = Path(args.corpus) if args.corpus else corpus.corpus_root()
-    if not root.is_dir():
-        print(f"corpus not found: {root}", file=sys.stderr)
-        return 2
-    if not inspector_available():
-        print("inspector.scan is not importable yet", file=sys.stderr)
-        return 2
+    root, limit, status = corpus.report_setup(args, inspector_available)
+    if status is not None:
+        return status
     index = corpus.load_index(root)
     oracles = set(args.oracle.split(","))
     entries = corpus.load_disagreements(DISAGREEMENTS_YAML) if DISAGREEMENTS_YAML.exists() else []
@@ -591,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
                  "nfstream_only": sorted(it["cmp"]["missing"].elements()),
                  "ours_only": sorted(it["cmp"]["extra"].elements())}
                 for it in out["nfstream"]["disagreements"]]
-        json.dump(_jsonable(out), sys.stdout, indent=1)
+        json.dump(corpus.jsonable(out, counters_as_pairs=True), sys.stdout, indent=1)
         print()
     return 0
 

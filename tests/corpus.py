@@ -1568,3 +1568,54 @@ def compare_zeek_service(conn_rows: list[dict], flows: list[dict], known: Iterab
         out.append({"key": f"{k[0]} {conn_str(conn)}", "kind": "agree" if ours == exp else "value",
                     "expected": sorted(exp), "ours": sorted(ours)})
     return out
+
+
+# --------------------------------------------------------------------------
+# the report scripts' command line (tests/conformance_report.py, tests/app_conformance_report.py)
+# --------------------------------------------------------------------------
+
+def report_parser(doc: str, oracles: str, oracle_help: str, filter_help: str, limit_help: str):
+    """The options both conformance report scripts take; a script adds its own after."""
+    import argparse
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--json", action="store_true", help="machine-readable output")
+    ap.add_argument("--oracle", default=oracles, help=oracle_help)
+    ap.add_argument("--filter", help=filter_help)
+    ap.add_argument("--limit", type=int, default=None, help=limit_help)
+    ap.add_argument("--summary", action="store_true", help="same as --limit 0")
+    ap.add_argument("--corpus", help="corpus directory (default: $INSPECTOR_CORPUS or ../shared/corpus)")
+    return ap
+
+
+def report_setup(args, inspector_available) -> tuple:
+    """``(corpus root, limit, None)`` for parsed report options, or ``(None, None, 2)`` after saying on
+    stderr why the report cannot run (no corpus, no inspector)."""
+    import sys
+    limit = 0 if args.summary else args.limit
+    root = Path(args.corpus) if args.corpus else corpus_root()
+    if not root.is_dir():
+        print(f"corpus not found: {root}", file=sys.stderr)
+        return None, None, 2
+    if not inspector_available():
+        print("inspector.scan is not importable yet", file=sys.stderr)
+        return None, None, 2
+    return root, limit, None
+
+
+def jsonable(o: Any, counters_as_pairs: bool = False) -> Any:
+    """``o`` as JSON-ready values: counters as objects (or ``[key, count]`` pairs, for keys that are
+    tuples), sets sorted, other values normalised like the comparisons (:func:`norm_val`)."""
+    if isinstance(o, Counter):
+        if counters_as_pairs:
+            return [[jsonable(k, True), v] for k, v in o.items()]
+        return dict(o)
+    if isinstance(o, dict):
+        return {str(k): jsonable(v, counters_as_pairs) for k, v in o.items()}
+    if isinstance(o, (set, frozenset)):
+        return sorted((jsonable(v, counters_as_pairs) for v in o), key=repr)
+    if isinstance(o, (list, tuple)):
+        return [jsonable(v, counters_as_pairs) for v in o]
+    v = norm_val(o)
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    return str(v)

@@ -46,7 +46,7 @@ import yaml
 
 from ..errors import ConfigError
 from ..site import addr_to_int, normalize_domain, parse_asn, parse_network, to_network
-from ..yamlconf import TAG_FLOAT, TAG_INT, TAG_NULL, TAG_STR, compose, is_null, node_kind, node_line
+from ..yamlconf import TAG_FLOAT, TAG_INT, TAG_NULL, TAG_STR, compose, is_null, node_kind, node_line, yaml_files
 from .ranges import flatten_most_specific
 
 __all__ = [
@@ -542,27 +542,9 @@ class _Collector:
             ))
 
 
-def _group_files(path: Union[str, "os.PathLike[str]"]) -> Tuple[List[str], Optional[ConfigError]]:
-    p = os.fspath(path)
-    if os.path.isdir(p):
-        try:
-            names = sorted(os.listdir(p))
-        except OSError as exc:
-            return [], ConfigError(p, None, f"cannot read group directory: {exc.strerror or exc}")
-        files = [os.path.join(p, n) for n in names
-                 if n.endswith((".yaml", ".yml")) and not n.startswith(".")
-                 and os.path.isfile(os.path.join(p, n))]
-        if not files:
-            return [], ConfigError(p, None, "no group files (*.yaml) in directory")
-        return files, None
-    if os.path.exists(p):
-        return [p], None
-    return [], ConfigError(p, None, "no such group file or directory")
-
-
 def _collect(path: Optional[Union[str, "os.PathLike[str]"]]) -> _Collector:
     col = _Collector()
-    files, err = _group_files(path if path is not None else default_groups_dir())
+    files, err = yaml_files(path if path is not None else default_groups_dir(), "group")
     if err is not None:
         col.problems.append(err)
     for f in files:

@@ -31,7 +31,7 @@ from collections import Counter, OrderedDict
 from .alerts import Cover, build_alert, mask_samples, window_object
 from .detectors import DETECTORS
 from .rules import Rule, SEVERITIES, parse_severity, thresholds_met
-from .view import CLASS_ALIASES, EDI_CLASSES, IDENTIFIER_CLASSES, FlowView, class_sum, group_value, metric_value
+from .view import FlowView, group_value, metric_value
 from .window import WindowStore
 
 __all__ = ["PolicyEngine", "evaluate", "exit_status", "cover_metric"]
@@ -45,32 +45,7 @@ def cover_metric(c: Cover, metric: str, classes=None) -> float:
         return (c.last_ts - c.first_ts) if c.flows else 0.0
     if metric == "destinations":
         return len(c.dsts)
-    if metric == "bytes_out":
-        return c.bytes_out
-    if metric == "bytes_in":
-        return c.bytes_in
-    if metric == "packets_out":
-        return c.packets_out
-    if metric == "packets_in":
-        return c.packets_in
-    if metric == "out_in_ratio":
-        return c.bytes_out / max(c.bytes_in, 1)
-    if metric == "duration":
-        return c.duration
-    if metric == "records":
-        return c.records.get("customer", 0) + c.records.get("shipment", 0)
-    if metric.startswith("records."):
-        return c.records.get(metric[8:], 0)
-    if metric == "identifiers":
-        return class_sum(c.data, classes or IDENTIFIER_CLASSES)
-    if metric.startswith("data."):
-        name = metric[5:]
-        return class_sum(c.data, CLASS_ALIASES.get(name, (name,)))
-    if metric == "edi_messages":
-        return class_sum(c.data, EDI_CLASSES)
-    if metric == "edm_rows":
-        return c.edm_rows
-    raise KeyError(metric)
+    return metric_value(c, metric, classes)     # the per-flow metrics, summed over the window
 
 
 def _shown(v):

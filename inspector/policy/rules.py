@@ -42,7 +42,8 @@ from ..enrich.groups import CATEGORIES
 from ..errors import ConfigError
 from ..severity import SEVERITIES, SEVERITY_NAMES, parse_severity  # the one scale (re-exported)
 from ..site import normalize_domain, parse_asn, parse_network
-from ..yamlconf import SCALAR_TEXT, TAG_BOOL, TAG_FLOAT, TAG_INT, TAG_STR, compose, is_null, node_kind, node_line
+from ..yamlconf import (SCALAR_TEXT, TAG_BOOL, TAG_FLOAT, TAG_INT, TAG_STR, compose, is_null, node_kind, node_line,
+                        yaml_files)
 from . import detectors as _detectors
 from .view import (AGGREGATE_METRICS, BYTE_METRICS, CLASS_ALIASES, FLOW_METRICS, GROUP_KEYS, TIME_METRICS,
                    metric_value)
@@ -909,23 +910,6 @@ class _Collector:
 # public entry points
 # --------------------------------------------------------------------------
 
-def _rule_files(path: Union[str, "os.PathLike[str]"]) -> Tuple[List[str], Optional[ConfigError]]:
-    p = os.fspath(path)
-    if os.path.isdir(p):
-        try:
-            names = sorted(os.listdir(p))
-        except OSError as exc:
-            return [], ConfigError(p, None, f"cannot read rule directory: {exc.strerror or exc}")
-        files = [os.path.join(p, n) for n in names
-                 if n.endswith((".yaml", ".yml")) and not n.startswith(".") and os.path.isfile(os.path.join(p, n))]
-        if not files:
-            return [], ConfigError(p, None, "no rule files (*.yaml) in directory")
-        return files, None
-    if os.path.exists(p):
-        return [p], None
-    return [], ConfigError(p, None, "no such rule file or directory")
-
-
 def rules_path(path: Optional[Union[str, "os.PathLike[str]"]]) -> str:
     """A rules directory or file: ``path`` itself, or ``path/rules`` when ``path`` is a signatures
     directory (one with a ``rules`` or ``destinations`` sub-directory); default :func:`default_rules_dir`."""
@@ -939,7 +923,7 @@ def rules_path(path: Optional[Union[str, "os.PathLike[str]"]]) -> str:
 
 def _collect(path) -> _Collector:
     col = _Collector()
-    files, err = _rule_files(rules_path(path))
+    files, err = yaml_files(rules_path(path), "rule")
     if err is not None:
         col.problems.append(err)
     for f in files:

@@ -144,6 +144,11 @@ class FlowView:
         return self._role
 
     @property
+    def edm_rows(self) -> float:
+        """Rows matched against the site's EDM fingerprint files, all files together."""
+        return sum(_num(v) for v in self.edm.values())
+
+    @property
     def registered_domain(self):
         return registered_domain(self.dst_name)
 
@@ -163,8 +168,11 @@ def class_sum(data: dict, classes) -> int:
     return int(sum(_num(data.get(c)) for c in classes))
 
 
-def metric_value(fv: FlowView, metric: str, classes=None) -> float:
-    """The value of a per-flow metric; ``classes`` are the rule's data classes (for ``identifiers``)."""
+def metric_value(fv, metric: str, classes=None) -> float:
+    """The value of a per-flow metric; ``classes`` are the rule's data classes (for ``identifiers``).
+
+    ``fv`` is one flow (:class:`FlowView`) or the flows of a window (``alerts.Cover``, through
+    ``engine.cover_metric``): both carry the same totals under the same names."""
     if metric == "bytes_out":
         return fv.bytes_out
     if metric == "bytes_in":
@@ -189,7 +197,7 @@ def metric_value(fv: FlowView, metric: str, classes=None) -> float:
     if metric == "edi_messages":
         return class_sum(fv.data, EDI_CLASSES)
     if metric == "edm_rows":
-        return sum(_num(v) for v in fv.edm.values())
+        return fv.edm_rows
     raise KeyError(metric)
 
 
