@@ -19,6 +19,8 @@ one of ``PAYLOAD_TYPES``) and MIME parsing (``inspector.mime``: multipart parts 
 """
 from ..sniff import PAYLOAD_TYPES
 
+__all__ = ["PAYLOAD_TYPES", "SHIPMENT_CLASSES", "CUSTOMER_CLASSES", "EDI_CLASSES", "DATA_CLASSES"]
+
 SHIPMENT_CLASSES = ("tracking_s10", "tracking_ups", "sscc", "gtin", "tracking_other", "hs_code")
 CUSTOMER_CLASSES = ("email", "phone", "person_name", "postal_address", "iban", "payment_card", "eori")
 EDI_CLASSES = ("edifact_message", "x12_transaction")
