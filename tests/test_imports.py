@@ -23,10 +23,10 @@ LOWER = ("inspector.decode", "inspector.flows", "inspector.protocols", "inspecto
          "inspector.ingest", "inspector.capture", "inspector.streams", "inspector.site", "inspector.pdns",
          "inspector.community_id", "inspector.domain", "inspector.sniff", "inspector.mime",
          "inspector.severity", "inspector.yamlconf", "inspector.errors", "inspector.timeutil")
-#: What a lower stage must never import: the policy, the reports, batch, live capture, the command
-#: line and the pipeline that wires the stages together.
-HIGHER = ("inspector.policy", "inspector.report", "inspector.batch", "inspector.live", "inspector.cli",
-          "inspector.pipeline")
+#: What a lower stage must never import: the policy, the reports, batch, live capture, alert delivery,
+#: the command line and the pipeline that wires the stages together.
+HIGHER = ("inspector.policy", "inspector.report", "inspector.batch", "inspector.live", "inspector.delivery",
+          "inspector.cli", "inspector.pipeline")
 
 #: Import cycles and cross-module private names another change is removing (inspector.protocols.quic
 #: and gquic share per-direction state); entries may only be deleted from these sets.
