@@ -26,6 +26,7 @@ import pytest
 
 import corpus as _corpus
 from inspector.protocols import http
+from inspector.sniff import sniff_mime
 from inspector.protocols.base import FlowContext
 
 # ---------------------------------------------------------------------------
@@ -809,7 +810,7 @@ def test_message_rfc822_entity_walked():
     (b"", None),
 ])
 def test_sniff_mime(blob, mt):
-    assert http.sniff_mime(blob) == mt
+    assert sniff_mime(blob) == mt
 
 
 # ---------------------------------------------------------------------------
