@@ -27,7 +27,7 @@ sys.path.insert(0, str(HERE))
 # fuzzer sees their branches too: atheris instruments bytecode, which numba cannot compile.
 _INSTRUMENTED = ("inspector.ingest", "inspector.decode", "inspector.decode.batch", "inspector.decode.slow",
                  "inspector.decode.fastpath", "inspector.flows.kernel", "inspector.protocols",
-                 "inspector.content.stage", "inspector.content.types", "inspector.content.decoding",
+                 "inspector.content.stage", "inspector.sniff", "inspector.mime", "inspector.content.decoding",
                  "inspector.content.records", "inspector.content.identifiers", "inspector.content.prefilter",
                  "inspector.enrich.groups", "inspector.policy.rules", "inspector.site")
 
