@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import quic, tls
+from . import quic_wire, tls
 from .base import Analyzer as _BaseAnalyzer
 from .base import FlowContext
 
@@ -54,7 +54,7 @@ LOG = "quic"
 TRANSPORTS = ("udp",)
 PORTS = ()                   # 443 belongs to quic.py, whose analyzer hands gQUIC over
 # ---- outputs (read by inspector.outputs): the quic log's schema and this module's weird names ----
-LOG_SCHEMA = quic.LOG_SCHEMA          # gQUIC writes quic.jsonl records with the same fields
+LOG_SCHEMA = quic_wire.LOG_SCHEMA     # gQUIC writes quic.jsonl records with the same fields
 FIELDS = LOG_SCHEMA.names
 WEIRDS = {
     "quic.gquic_bad_client_hello": "a gQUIC CHLO that cannot be parsed",
@@ -91,8 +91,8 @@ _MASK96 = (1 << 96) - 1
 TAG_CHLO = b"CHLO"
 _MESSAGE_TAGS = (b"CHLO", b"REJ\x00", b"SHLO", b"SREJ")
 _PN_LEN = (1, 2, 4, 6)
-_LONG_TYPES = (quic.INITIAL, quic.ZERO_RTT, quic.HANDSHAKE, quic.RETRY)
-_LETTER = {quic.INITIAL: "I", quic.ZERO_RTT: "Z", quic.HANDSHAKE: "H", quic.RETRY: "R"}
+_LONG_TYPES = (quic_wire.INITIAL, quic_wire.ZERO_RTT, quic_wire.HANDSHAKE, quic_wire.RETRY)
+_LETTER = {quic_wire.INITIAL: "I", quic_wire.ZERO_RTT: "Z", quic_wire.HANDSHAKE: "H", quic_wire.RETRY: "R"}
 
 TP_GOOGLE_USER_AGENT = 0x3129        # transport parameter of Chrome's T05x
 EXT_QUIC_TP = (0xFFA5, 0x0039)       # draft and RFC codepoints of quic_transport_parameters
@@ -224,25 +224,25 @@ def parse_long_header(dg: bytes, pos: int = 0) -> Header:
             raise Malformed("packet number runs past the datagram")
         return Header("q046", version, dcid, scid, kind, first, pn_len, p + pn_len, n, start=pos)
     dl = dg[p]
-    if dl > quic.MAX_CID or p + 1 + dl >= n:
+    if dl > quic_wire.MAX_CID or p + 1 + dl >= n:
         raise Malformed("bad DCID length %d" % dl)
     dcid = dg[p + 1:p + 1 + dl]
     p += 1 + dl
     sl = dg[p]
-    if sl > quic.MAX_CID or p + 1 + sl > n:
+    if sl > quic_wire.MAX_CID or p + 1 + sl > n:
         raise Malformed("bad SCID length %d" % sl)
     scid = dg[p + 1:p + 1 + sl]
     p += 1 + sl
     hdr = Header("ietf", version, dcid, scid, kind, first, start=pos)
-    if kind == quic.RETRY:
+    if kind == quic_wire.RETRY:
         hdr.end = n
         return hdr
     try:
-        if kind == quic.INITIAL:
-            tlen, p = quic.read_varint(dg, p)
+        if kind == quic_wire.INITIAL:
+            tlen, p = quic_wire.read_varint(dg, p)
             p += tlen
-        length, p = quic.read_varint(dg, p)
-    except quic._Truncated:
+        length, p = quic_wire.read_varint(dg, p)
+    except quic_wire.Truncated:
         raise Malformed("long header runs past the datagram") from None
     hdr.hash_at = p                                # here: the packet number offset
     hdr.end = p + length
@@ -265,7 +265,7 @@ def detect(data: bytes, is_orig: bool) -> bool:
             if v is None or (tag not in IETF_SALTS and v < 44):
                 return False
             if v >= 48:                                # IETF long header
-                return first & 0x40 != 0 and data[5] <= quic.MAX_CID
+                return first & 0x40 != 0 and data[5] <= quic_wire.MAX_CID
             return True
         if first & 0xC0:
             return False
@@ -386,8 +386,8 @@ def parse_frames(payload: bytes, big: bool = True, pn_len: int = 1, version: int
             elif t == 0x07:                            # PING
                 pass
             elif t == 0x08 and crypto_frames:          # CRYPTO (Q048+): varint offset, length
-                off, p = quic.read_varint(payload, p)
-                ln, p = quic.read_varint(payload, p)
+                off, p = quic_wire.read_varint(payload, p)
+                ln, p = quic_wire.read_varint(payload, p)
                 if p + ln > n:
                     raise Malformed("CRYPTO data runs past the packet")
                 out.crypto.append((off, bytes(payload[p:p + ln])))
@@ -397,7 +397,7 @@ def parse_frames(payload: bytes, big: bool = True, pn_len: int = 1, version: int
                 return out
             if p > n:
                 raise Malformed("frame runs past the packet")
-    except (Malformed, quic._Truncated, IndexError) as e:
+    except (Malformed, quic_wire.Truncated, IndexError) as e:
         out.bad = str(e) or "truncated frame"
     return out
 
@@ -481,12 +481,12 @@ def transport_parameter(tp: bytes, pid: int) -> bytes | None:
     p = 0
     try:
         while p < len(tp):
-            i, p = quic.read_varint(tp, p)
-            ln, p = quic.read_varint(tp, p)
+            i, p = quic_wire.read_varint(tp, p)
+            ln, p = quic_wire.read_varint(tp, p)
             if i == pid:
                 return tp[p:p + ln]
             p += ln
-    except quic._Truncated:
+    except quic_wire.Truncated:
         pass
     return None
 
@@ -508,7 +508,6 @@ def client_hello_user_agent(body: bytes) -> str | None:
 # Analyzer
 # ---------------------------------------------------------------------------
 
-_Dir = quic._Dir      # per-direction CRYPTO stream and packet-number state: the same as IETF QUIC
 
 
 class Analyzer(_BaseAnalyzer):
@@ -517,7 +516,7 @@ class Analyzer(_BaseAnalyzer):
 
     def __init__(self, ctx: FlowContext):
         super().__init__(ctx)
-        self._dirs = {True: _Dir(), False: _Dir()}
+        self._dirs = {True: quic_wire.DirectionState(), False: quic_wire.DirectionState()}
         self.version: bytes | None = None              # the version tag
         self.client_initial_dcid: str | None = None
         self.client_scid: str | None = None
@@ -673,11 +672,11 @@ class Analyzer(_BaseAnalyzer):
             self._history(is_orig, _LETTER[hdr.kind])
             ok = True
             if hdr.form == "q046":
-                if hdr.kind != quic.RETRY and null_hash_ok(dg, hdr.hash_at, is_orig):
+                if hdr.kind != quic_wire.RETRY and null_hash_ok(dg, hdr.hash_at, is_orig):
                     frames = parse_frames(dg[hdr.hash_at + 12:], True, hdr.pn_len, 46)
                     self._frames(is_orig, frames, ts, tls_hello=False)
                 return True                            # no length field: one packet per datagram
-            if hdr.kind == quic.INITIAL and hdr.version in IETF_SALTS and \
+            if hdr.kind == quic_wire.INITIAL and hdr.version in IETF_SALTS and \
                     not self._initial(is_orig, dg, hdr, ts):
                 return ok
             pos = hdr.end
@@ -697,13 +696,13 @@ class Analyzer(_BaseAnalyzer):
         if keys is None:
             if len(self._keys) > 8:
                 self._keys.clear()
-            secret = quic.hkdf_extract(IETF_SALTS[hdr.version], self._dcid)
-            secret = quic.hkdf_expand_label(secret, b"client in" if is_orig else b"server in", 32)
-            keys = self._keys[key] = quic.InitialKeys(secret, b"quic ")
-        lh = quic.LongHeader(hdr.start, hdr.flags, 0, hdr.dcid, hdr.scid, quic.INITIAL,
+            secret = quic_wire.hkdf_extract(IETF_SALTS[hdr.version], self._dcid)
+            secret = quic_wire.hkdf_expand_label(secret, b"client in" if is_orig else b"server in", 32)
+            keys = self._keys[key] = quic_wire.InitialKeys(secret, b"quic ")
+        lh = quic_wire.LongHeader(hdr.start, hdr.flags, 0, hdr.dcid, hdr.scid, quic_wire.INITIAL,
                              pn_offset=hdr.hash_at, end=hdr.end)
         try:
-            pn, payload = quic.unprotect(dg, lh, keys, d.largest_pn)
+            pn, payload = quic_wire.unprotect(dg, lh, keys, d.largest_pn)
         except Exception as e:                         # InvalidTag, too short
             if not d.warned:
                 d.warned = True
@@ -727,7 +726,7 @@ class Analyzer(_BaseAnalyzer):
             if d.crypto.overflow:
                 self._weird("quic.gquic_crypto_buffer_cap", "handshake data beyond %d bytes" % MAX_CRYPTO, ts)
                 d.hello_done = True
-                d.crypto = quic.CryptoStream()
+                d.crypto = quic_wire.CryptoStream()
             elif tls_hello:
                 self._tls_hello(is_orig, d, ts)
             else:
@@ -735,7 +734,7 @@ class Analyzer(_BaseAnalyzer):
         if frames.close is not None:
             self._history(is_orig, "C")
 
-    def _crypto_message(self, is_orig: bool, d: _Dir, ts: float, chunks: list) -> None:
+    def _crypto_message(self, is_orig: bool, d: quic_wire.DirectionState, ts: float, chunks: list) -> None:
         try:
             msg = parse_message(d.crypto.data)
             if msg is None:
@@ -749,12 +748,12 @@ class Analyzer(_BaseAnalyzer):
         except Malformed as e:
             self._weird("quic.gquic_bad_handshake_message", str(e), ts)
             d.hello_done = True
-            d.crypto = quic.CryptoStream()
+            d.crypto = quic_wire.CryptoStream()
             return
         if msg is None:
             return
         d.hello_done = True
-        d.crypto = quic.CryptoStream()
+        d.crypto = quic_wire.CryptoStream()
         self._history(is_orig, "S")
         if not is_orig:
             self.server_message = msg
@@ -771,12 +770,12 @@ class Analyzer(_BaseAnalyzer):
             self.server_name = sni
             self.ctx.hostname("quic_sni", sni, ts)
 
-    def _tls_hello(self, is_orig: bool, d: _Dir, ts: float) -> None:
+    def _tls_hello(self, is_orig: bool, d: quic_wire.DirectionState, ts: float) -> None:
         msg = d.crypto.message()
         if msg is None:
             return
         d.hello_done = True
-        d.crypto = quic.CryptoStream()
+        d.crypto = quic_wire.CryptoStream()
         mtype, body = msg
         if self._tls_ts is None:
             self._tls_ts = ts
