@@ -544,15 +544,11 @@ class LiveSession:
     def sweep(self, now: float) -> int:
         """End the flows whose timers ran out by packet time ``now`` (idle link); returns how many."""
         sc = self.scanner
-        table = sc.table
-        if self.last_ts is None or now <= table.now:
+        if self.last_ts is None or now <= sc.table.now:
             return 0
-        recs: list = []
-        table.sweep(now, recs)
-        sc._emit(recs)
-        sc._drain_table_weirds()
+        n = sc.sweep(now)
         self._drain()
-        return len(recs)
+        return n
 
     def add_weird(self, name: str, detail: str, ts: float | None = None) -> None:
         self.scanner.add_weird(ts if ts is not None else self.last_ts, None, name, detail)

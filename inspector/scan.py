@@ -10,13 +10,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from .app import AppLayer
+from .content.files import PII_FIELDS as FILES_PII
+from .content.sink import ContentSink, add_empty_fields
 from .decode import Decoder
+from .dispatch import Dispatcher, ProtocolLogs
+from .enrich.flows import DestinationNames, EnrichStage
 from .flows.reference import PyFlowTable
-from .flows.table import FlowTable
+from .flows.table import FlowBatch, FlowTable
 from .ingest import CaptureReader, NotACapture, expand_inputs
-
 from .outputs.schema import CONN_FLOW_FIELDS, FLOWS, WEIRD, names
+from .protocols import contributions
 
 # Field orders, from the stream declarations (inspector/outputs/schema.py owns them).
 CONN_FIELDS = names(CONN_FLOW_FIELDS)
@@ -39,6 +42,12 @@ class Scanner:
     """Stateful pipeline; ``feed`` batches from any source, ``finish`` at the end.
 
     Live capture and batch mode reuse it with their own sources.
+
+    With the application layer on (``app``), the flow table is observed by the protocol
+    dispatcher; ended flows then go through destination naming and enrichment
+    (``enrich.flows``) and the content sink (``content.sink``), which add their columns, before
+    they are handed on.  Protocol log records (and content records) take one path out,
+    ``ProtocolLogs``, which masks the PII the protocol modules declare.
     """
 
     def __init__(self, site=None, max_flows: int = 1_000_000, on_flows: Callable | None = None,
@@ -48,11 +57,21 @@ class Scanner:
         self.site = site if site is not None else Site.default()
         self.decoder = Decoder()
         self.engine = engine
-        self.app = None
+        self.dispatcher = None
+        self.content = None
+        self.logs = None
         if engine == "kernel":
             if app:
-                self.app = AppLayer(site=self.site, enricher=enricher, log_sink=log_sink, content=content)
-            self.table = FlowTable(site=self.site, max_flows=max_flows, app=self.app)
+                contrib = contributions()
+                pii = dict(contrib.pii)
+                pii.update(FILES_PII)
+                self.logs = ProtocolLogs(pii, show_raw=content is not None and content.show_raw, sink=log_sink)
+                if content is not None:
+                    self.content = ContentSink(content, self.site, contrib.encrypted, emit=self.logs)
+                names = DestinationNames(contrib.name_sources)
+                self.enrich = EnrichStage(names, enricher)
+                self.dispatcher = Dispatcher(contrib, self.logs, content=self.content, names=names)
+            self.table = FlowTable(site=self.site, max_flows=max_flows, observer=self.dispatcher)
         else:  # the plain-Python reference implementation (tests cross-check the two)
             self.table = PyFlowTable(max_flows=max_flows)
         self.outcomes: Counter = Counter()
@@ -67,6 +86,12 @@ class Scanner:
 
     def _emit(self, flows: Iterable) -> None:
         if self.engine == "kernel":
+            if self.dispatcher is not None and flows:
+                self.enrich.apply(flows)
+                if self.content is not None:
+                    self.content.finish(flows)
+                else:
+                    add_empty_fields(flows)
             recs = list(flows)
         else:
             recs = []
@@ -93,14 +118,24 @@ class Scanner:
         self._emit(self.table.process(db))
         self._drain_table_weirds()
 
+    def sweep(self, now: float) -> int:
+        """End the flows whose timers ran out by packet time ``now`` (an idle link in live mode),
+        hand them on like any ended batch; returns how many ended."""
+        recs = FlowBatch() if self.engine == "kernel" else []
+        self.table.sweep(now, recs)
+        self._emit(recs)
+        self._drain_table_weirds()
+        return len(recs)
+
     def _drain_table_weirds(self) -> None:
         for ts, uid, name, detail in self.table.weirds:
             self.add_weird(ts, uid, name, detail)
         self.table.weirds.clear()
-        if self.app is not None:
-            for ts, uid, name, detail in self.app.weirds:
-                self.add_weird(ts, uid, name, detail)
-            self.app.weirds.clear()
+        for stage in (self.dispatcher, self.content):
+            if stage is not None:
+                for ts, uid, name, detail in stage.weirds:
+                    self.add_weird(ts, uid, name, detail)
+                stage.weirds.clear()
 
     def account_reader(self, reader: CaptureReader) -> None:
         st = reader.stats
@@ -182,8 +217,8 @@ def run_scan(paths: list, site=None, progress: Callable | None = None, max_flows
             res.errors.append(f"{path}: {e.strerror or e}")
     sc.finish()
     res.flows = sc.flow_records
-    if sc.app is not None:
-        res.logs = dict(sc.app.logs)
+    if sc.logs is not None:
+        res.logs = dict(sc.logs.logs)
     res.weirds = sorted(sc.weird_records, key=lambda w: (w["ts"] is None, w["ts"] or 0.0, w["name"],
                                                        w["uid"] or "", w["detail"]))
     res.stats = sc.stats()

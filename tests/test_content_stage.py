@@ -4,7 +4,7 @@ from __future__ import annotations
 import gzip
 import json
 
-from inspector.app import AppLayer
+from inspector.content.sink import ContentSink
 from inspector.content.stage import ContentStage
 from inspector.site import Site
 
@@ -36,9 +36,18 @@ def test_decompression_bomb_is_bounded_and_reported():
     assert any(name == "content.decompression" for _uid, name, _d in seen)
 
 
-def test_app_layer_wires_content_weirds():
+def test_content_sink_wires_content_weirds():
     st = ContentStage(salt=b"t")
-    app = AppLayer(site=Site.default(), content=st)
+    sink = ContentSink(st, Site.default())
     assert st.weird is not None
     st.weird("Cx", "content.type_mismatch", "declared application/json, content is gzip")
-    assert app.weirds[-1][1:] == ("Cx", "content.type_mismatch", "declared application/json, content is gzip")
+    assert sink.weirds[-1][1:] == ("Cx", "content.type_mismatch", "declared application/json, content is gzip")
+
+
+def test_a_reused_stage_reports_to_the_current_run():
+    """batch mode keeps one stage for many scans: each scan's sink gets that scan's weirds."""
+    st = ContentStage(salt=b"t")
+    first = ContentSink(st, Site.default())
+    second = ContentSink(st, Site.default())
+    st.weird("Cy", "content.decompression", "limit")
+    assert not first.weirds and second.weirds[-1][1] == "Cy"

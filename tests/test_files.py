@@ -204,14 +204,15 @@ def test_smtp_single_part_base64_is_decoded():
 
 
 def test_filename_emails_masked_unless_show_raw():
-    from inspector.app import AppLayer
     from inspector.content.stage import ContentStage
+    from inspector.scan import Scanner
     for show_raw, masked in ((False, True), (True, False)):
-        app = AppLayer(content=ContentStage(show_raw=show_raw))
-        ff = app.files.new_flow(_Ctx(), True)
-        app.files.body(ff, True, {"protocol": "http", "ts": 1.0, "body_len": 3,
-                                  "filenames": ["export-jane.doe@example.com.csv"]}, b"a,b")
-        name = app.logs["files"][0]["filename"]
+        sc = Scanner(content=ContentStage(show_raw=show_raw))   # the files stage as the pipeline wires it
+        files = sc.content.files
+        ff = files.new_flow(_Ctx(), True)
+        files.body(ff, True, {"protocol": "http", "ts": 1.0, "body_len": 3,
+                              "filenames": ["export-jane.doe@example.com.csv"]}, b"a,b")
+        name = sc.logs.logs["files"][0]["filename"]
         assert ("jane.doe@example.com" not in name) is masked, name
         assert name.endswith(".csv")
 

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 #: The stages below the analysis and output layers: packets to flows to protocol records, content and
 #: enrichment, plus the shared pieces they use.  Each names a package or a module.
 LOWER = ("inspector.decode", "inspector.flows", "inspector.protocols", "inspector.content", "inspector.enrich",
-         "inspector.ingest", "inspector.capture", "inspector.streams", "inspector.site", "inspector.pdns",
+         "inspector.ingest", "inspector.capture", "inspector.streams", "inspector.site", "inspector.dispatch",
          "inspector.community_id", "inspector.domain", "inspector.sniff", "inspector.mime",
          "inspector.severity", "inspector.yamlconf", "inspector.errors", "inspector.timeutil")
 #: What a lower stage must never import: the policy, the reports, batch, live capture, alert delivery,
@@ -30,8 +30,8 @@ HIGHER = ("inspector.policy", "inspector.report", "inspector.batch", "inspector.
 
 #: Import cycles and cross-module private names another change is removing (inspector.protocols.quic
 #: and gquic share per-direction state); entries may only be deleted from these sets.
-PENDING_CYCLES = {("inspector.protocols.gquic", "inspector.protocols.quic")}
-PENDING_PRIVATE_IMPORTERS = {"inspector.protocols.gquic", "inspector.protocols.quic", "inspector.app"}
+PENDING_CYCLES: set = set()
+PENDING_PRIVATE_IMPORTERS: set = set()
 
 
 def _in(name: str, prefixes) -> bool:

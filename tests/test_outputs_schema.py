@@ -108,12 +108,13 @@ def test_every_protocol_log_is_declared():
 
 
 def test_stage_field_lists_come_from_the_schema():
-    from inspector import app, scan
+    from inspector import scan
     from inspector.batch import worker
     from inspector.content import stage
+    from inspector.enrich import flows as enrich
     from inspector.outputs import writers
     assert scan.FLOW_FIELDS == S.FLOWS.names
-    assert scan.CONN_FIELDS + app.APP_FIELDS + stage.FLOW_CONTENT_FIELDS == S.FLOWS.names
+    assert scan.CONN_FIELDS + enrich.ENRICH_FIELDS + stage.FLOW_CONTENT_FIELDS == S.FLOWS.names
     assert stage.CONTENT_FIELDS == S.CONTENT.names
     assert scan.WEIRD_FIELDS == S.WEIRD.names
     assert writers.FLOW_TYPES is S.FLOWS.types

@@ -1,7 +1,7 @@
-"""Passive DNS ordering and CNAME chains (inspector.pdns)."""
+"""Passive DNS ordering and CNAME chains (inspector.enrich.pdns)."""
 from __future__ import annotations
 
-from inspector.pdns import PassiveDNS
+from inspector.enrich.pdns import PassiveDNS
 
 
 def test_name_only_from_answers_before_the_connection():

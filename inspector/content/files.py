@@ -16,7 +16,7 @@ the file's ordinal in that direction), so the same input gives the same ids, unl
 of "leaves the site"; files are logged for every direction).  ``mime_type`` is sniffed from the file's
 first bytes (``inspector.sniff.sniff_mime``, the sniffer the protocol logs use); ``filename`` comes from
 Content-Disposition / Content-Type ``name`` / the FTP command's argument, e-mail addresses in it are
-masked unless ``--show-raw`` (``app.PII_FIELDS``).  ``seen_bytes`` are the file bytes seen,
+masked unless ``--show-raw`` (``PII_FIELDS`` below).  ``seen_bytes`` are the file bytes seen,
 ``total_bytes`` the size announced (Content-Length of an unencoded single-entity HTTP body, the FTP
 ``150 ... (N bytes)`` or ``213`` SIZE reply), ``missing_bytes`` the bytes lost in reassembly gaps.
 ``md5``/``sha1``/``sha256`` cover the whole file and are null when part of it was not seen (a gap, or
@@ -46,6 +46,10 @@ from collections import Counter
 from ..outputs.schema import FILES
 
 FILES_FIELDS = FILES.names          # declared in inspector/outputs/schema.py
+
+# Fields masked before files.jsonl is written: read by the pipeline's log masking, as the protocol
+# modules' PII_FIELDS declarations are.
+PII_FIELDS = {"files": ("filename",)}
 
 SOURCES = {"http": "HTTP", "smtp": "SMTP", "ftp-data": "FTP_DATA"}
 SNIFF_BYTES = 4096
@@ -144,7 +148,7 @@ class FilesStage:
     """Turns body and data-channel events into ``files`` records (``emit(log, record)``)."""
 
     def __init__(self, emit=None, extractor=None):
-        self.emit = emit              # callable(log, record); the application layer sets it
+        self.emit = emit              # callable(log, record); the pipeline's content sink sets it
         self.extractor = extractor    # Extractor or None
         self.stats = Counter()
         from .. import mime

@@ -38,11 +38,16 @@ MAX_VALUES_PER_CLASS = 1_000_000
 
 
 class ContentFlow:
-    """Accumulators of one connection's leaving payload."""
+    """Accumulators of one connection's leaving payload.  ``uid``, ``ts`` (connection start) and
+    ``leave`` (the ``is_orig`` value of the direction that leaves the site) are set by the
+    pipeline's content sink (``content.sink``) when the connection opens."""
     __slots__ = ("bytes_by_type", "values", "records", "encodings", "edi", "stream", "stream_info", "notes",
-                 "bodies", "types_seen")
+                 "bodies", "types_seen", "uid", "ts", "leave")
 
-    def __init__(self):
+    def __init__(self, uid: str | None = None, ts: float | None = None, leave: bool | None = None):
+        self.uid = uid
+        self.ts = ts
+        self.leave = leave
         self.bytes_by_type = Counter()
         self.types_seen = set()
         self.values = {}              # class -> set of normalised values

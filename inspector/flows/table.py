@@ -9,6 +9,17 @@ it the least recently active tenth is evicted (``flow.table_full`` weird).
 
 ``reference.PyFlowTable`` is the same semantics in plain Python; tests require
 both to give identical records.
+
+Later stages see the table through a small public surface: an *observer*
+(protocol dispatch) gets each batch's rows with their flow ids (``rows``) and is
+told which flows end before their records are built (``ending``), so it can
+finish its per-connection state and add the services it confirmed
+(``add_services``); it reads connections through ``uids``, ``endpoints_many``
+and ``first_seen``, never the arrays.  Ended flows come out as a ``FlowBatch``:
+the conn.log records plus the per-flow payload byte counts later stages need
+(Zeek leaves ``orig_bytes``/``resp_bytes`` unset on zero-length connections).
+The table adds no column of its own beyond conn.log's: naming, enrichment and
+content fields are added by the stages that own them.
 """
 from __future__ import annotations
 
@@ -58,15 +69,39 @@ def _hash_cols(cols) -> np.ndarray:
     return h
 
 
+class FlowBatch(list):
+    """Flow records (dicts in conn.log field order) that ended together, with per-record
+    payload byte counts (``orig_payload``/``resp_payload``, ints, set even where the
+    record leaves ``orig_bytes``/``resp_bytes`` unset)."""
+
+    def __init__(self, records=(), orig_payload=(), resp_payload=()):
+        super().__init__(records)
+        self.orig_payload = list(orig_payload)
+        self.resp_payload = list(resp_payload)
+
+    def add(self, other: "FlowBatch") -> None:
+        """Append another batch (records and their byte counts)."""
+        self.extend(other)
+        self.orig_payload.extend(other.orig_payload)
+        self.resp_payload.extend(other.resp_payload)
+
+
 class FlowTable:
     """Flow state in numpy arrays, driven by the compiled kernel.
 
-    ``process(decoded_batch)`` returns the flow records that ended during the batch;
-    ``flush()`` ends the rest.  ``weirds`` collects (ts, uid, name, detail).
+    ``process(decoded_batch)`` returns the flow records that ended during the batch (a
+    ``FlowBatch``); ``flush()`` ends the rest.  ``weirds`` collects (ts, uid, name, detail).
+
+    ``observer`` (optional) is told about rows and ending flows::
+
+        observer.rows(table, decoded_batch, row_fid, row_orig, row_new)
+        observer.ending(table, fids, last_ts)   # before the records of ``fids`` are built
+
+    Flow ids are slots: one is reused only after ``ending`` reported it.
     """
 
     def __init__(self, site=None, max_flows: int = 1_000_000, sweep_interval: float = 10.0,
-                 capacity: int = 32768, app=None):
+                 capacity: int = 32768, observer=None):
         self.site = site
         self.max_flows = max_flows
         self.sweep_interval = sweep_interval
@@ -82,7 +117,7 @@ class FlowTable:
         self.evicted = 0
         self.now = 0.0
         self.last_sweep = None
-        self.app = app             # the application layer (streams, protocols, destinations), or None
+        self.observer = observer   # protocol dispatch (see the class docstring), or None
         self.last_row_fid = np.zeros(0, dtype=np.int64)
         self.last_row_orig = np.zeros(0, dtype=np.bool_)
 
@@ -148,6 +183,18 @@ class FlowTable:
         rh = self._addr_strings(ver, AD[:, 2], AD[:, 3])
         return list(zip(oh, FI[:, K.OPORT].tolist(), rh, FI[:, K.RPORT].tolist()))
 
+    def first_seen(self, fids: np.ndarray) -> list:
+        """Start time (first packet, epoch seconds) of each connection."""
+        return self.FF[fids, K.TS].tolist()
+
+    def add_services(self, f: int, services) -> None:
+        """Services confirmed on connection ``f`` by a later stage, appended (once each) after
+        the ones the table knows (tunnel encapsulations); call before the flow's record is built."""
+        svc = self.services.setdefault(f, [])
+        for s in services:
+            if s not in svc:
+                svc.append(s)
+
     def endpoints(self, f: int) -> tuple:
         """(orig_h, orig_p, resp_h, resp_p) of an active connection, as strings and ints."""
         fi = self.FI[f]
@@ -160,10 +207,10 @@ class FlowTable:
         return tunnel_uid(self.tunnel_uids, spec)
 
     # -- main loop ---------------------------------------------------------------------
-    def process(self, db) -> list:
+    def process(self, db) -> FlowBatch:
         c = db.cols
         n = len(db)
-        records: list = []
+        records = FlowBatch()
         if n == 0:
             for ts, name, detail, _r in db.weirds:
                 self.weirds.append((ts, None, name, detail))
@@ -205,8 +252,8 @@ class FlowTable:
                 self.ended[:k], self.ended_ts[:k] = ended, ended_ts
         self.last_row_fid = row_fid
         self.last_row_orig = row_orig
-        if self.app is not None:
-            self.app.on_rows(self, db, row_fid, row_orig, row_new)
+        if self.observer is not None:
+            self.observer.rows(self, db, row_fid, row_orig, row_new)
         # Tunnel parents and decode weirds refer to rows: resolve them before flows are emitted.
         for i, (kind, parent) in db.tunnels.items():
             child = int(row_fid[i])
@@ -229,19 +276,19 @@ class FlowTable:
             self.sweep(self.now, records)
         return records
 
-    def _collect_ended(self, records: list) -> None:
+    def _collect_ended(self, records: FlowBatch) -> None:
         k = int(self.counters[2])
         if not k:
             return
         fids = self.ended[:k].copy()
         ends = self.ended_ts[:k].copy()
         self.counters[2] = 0
-        records.extend(self._records(fids, ends))
+        records.add(self._records(fids, ends))
         nf = int(self.counters[3])
         self.free[nf:nf + k] = fids
         self.counters[3] = nf + k
 
-    def sweep(self, now: float, records: list, force: bool = False) -> None:
+    def sweep(self, now: float, records: FlowBatch, force: bool = False) -> None:
         """End every flow whose timers have run out by ``now``."""
         self.last_sweep = now
         self.counters[2] = 0
@@ -249,7 +296,7 @@ class FlowTable:
                 self.ended_ts, self.counters, force)
         self._collect_ended(records)
 
-    def _evict(self, now: float, records: list) -> None:
+    def _evict(self, now: float, records: FlowBatch) -> None:
         self.sweep(now, records)
         if self.active_flows() <= self.max_flows * 0.9:
             return
@@ -277,14 +324,14 @@ class FlowTable:
         self.evicted += k
         self.weirds.append((now, None, "flow.table_full", f"evicted {k} least recently active flows"))
 
-    def flush(self) -> list:
-        records: list = []
+    def flush(self) -> FlowBatch:
+        records = FlowBatch()
         self.sweep(self.now, records, force=True)
         return records
 
     # -- records ------------------------------------------------------------------------
-    def _records(self, fids: np.ndarray, ends: np.ndarray) -> list:
-        """Flow records (dicts in FLOW_FIELDS order) for ended flows, built column-wise."""
+    def _records(self, fids: np.ndarray, ends: np.ndarray) -> FlowBatch:
+        """Flow records (dicts in conn.log field order) for ended flows, built column-wise."""
         n = len(fids)
         out = np.zeros((n, 4), dtype=np.int64)
         K.finalize(self.FI, self.EP, self.HOLES, self.HIST, fids, out)
@@ -315,6 +362,8 @@ class FlowTable:
         hw = K.HMAX
         hist_l = [hist_raw[j * hw:j * hw + k].decode("ascii") if k else None for j, k in enumerate(hl.tolist())]
         uids = self.uids(fids)
+        if self.observer is not None:
+            self.observer.ending(self, fids, FF[:, K.LAST].tolist())
         svc_l = [None] * n
         tp_l = None
         if self.services or self.tparents:
@@ -332,13 +381,8 @@ class FlowTable:
                     self.weirds.append((float(FF[j, K.LAST]), uids[j], name, detail))
         vlan = FI[:, K.VLAN]
         ivlan = FI[:, K.IVLAN]
-        ts_l = FF[:, K.TS].tolist()
-        extra = None
-        if self.app is not None:
-            extra = self.app.on_end(fids, uids, oh, rh, ts_l, FF[:, K.LAST].tolist(), dir_l, svc_l,
-                                    out[:, 0].tolist(), out[:, 1].tolist())
         cols = (
-            ts_l, uids, oh, FI[:, K.OPORT].tolist(), rh, FI[:, K.RPORT].tolist(),
+            FF[:, K.TS].tolist(), uids, oh, FI[:, K.OPORT].tolist(), rh, FI[:, K.RPORT].tolist(),
             _PROTO_NAMES[np.minimum(proto, 256)].tolist(), svc_l, dur_l, ob_l, rb_l,
             _STATE_NAMES[out[:, 3]].tolist(), lo_l, lr_l, out[:, 2].tolist(), hist_l,
             FI[:, K.OPK].tolist(), FI[:, K.OIP].tolist(), FI[:, K.RPK].tolist(), FI[:, K.RIP].tolist(),
@@ -348,10 +392,7 @@ class FlowTable:
             FI[:, K.OL2].tolist(), FI[:, K.RL2].tolist(),
         )
         fields = _FIELDS
-        if extra is not None:
-            fields = _FIELDS + tuple(extra)
-            cols = cols + tuple(extra.values())
-        return [dict(zip(fields, row)) for row in zip(*cols)]
+        return FlowBatch([dict(zip(fields, row)) for row in zip(*cols)], out[:, 0].tolist(), out[:, 1].tolist())
 
     def _local(self, ver, hi, lo, strings):
         """local_orig/local_resp as a bool array (vectorised for IPv4), or None without a site."""

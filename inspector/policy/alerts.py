@@ -33,8 +33,10 @@ from __future__ import annotations
 
 import time
 
+from ..protocols import contributions
 from ..severity import severity_name
-__all__ = ["iso_timestamp", "Cover", "build_alert", "mask_samples", "window_object", "write_alerts", "summary_lines", "APP_PROTO",
+
+__all__ = ["iso_timestamp", "Cover", "build_alert", "mask_samples", "window_object", "write_alerts", "summary_lines",
            "MAX_UIDS", "SAMPLES_PER_CLASS"]
 
 SAMPLES_PER_CLASS = 3
@@ -42,9 +44,6 @@ MAX_UIDS = 1000          # uids kept per finding; alert["uids_truncated"] counts
 MAX_DESTINATIONS = 1000
 
 #: Zeek service names -> Suricata app_proto names.
-APP_PROTO = {"ssl": "tls", "http": "http", "http2": "http2", "dns": "dns", "smtp": "smtp", "ftp": "ftp",
-             "ftp-data": "ftp-data", "ssh": "ssh", "quic": "quic", "ntp": "ntp", "dhcp": "dhcp", "snmp": "snmp",
-             "syslog": "syslog", "mqtt": "mqtt", "smb": "smb", "gquic": "quic", "doh": "http2"}
 
 
 def iso_timestamp(t: float | None) -> str | None:
@@ -91,13 +90,10 @@ def mask_samples(samples) -> dict:
 
 
 def app_proto(fv) -> str | None:
+    """EVE ``app_proto`` of a flow: what the protocol modules declare for its services."""
     if fv is None:
         return None
-    for s in fv.services:
-        p = APP_PROTO.get(s)
-        if p:
-            return p
-    return fv.services[0] if fv.services else None
+    return contributions().app_proto_of(fv.services)
 
 
 class Cover:

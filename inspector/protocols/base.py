@@ -14,15 +14,60 @@ One protocol = one module in ``inspector/protocols/`` with:
 * ``LOG`` (file stem, e.g. ``"http"`` -> ``http.jsonl``) and ``FIELDS`` (the log's
   field order; the dispatcher adds nothing, so ``ts`` and ``uid`` come first by
   convention), or ``LOG = None`` when the protocol has no log of its own;
-* ``register()`` is not needed: ``inspector/protocols/__init__.py`` lists modules.
+* registration: one line in ``MODULES`` (``inspector/protocols/__init__.py``); code
+  outside the package (plug-ins, tests) calls ``protocols.register(module)``.
 
 Analyzers talk to the rest of the pipeline only through ``FlowContext``.
+
+What a module contributes to the rest of the pipeline
+-----------------------------------------------------
+Besides detection and analysis, a module *declares* (module-level names, in a
+block of their own at the end of the module) what the pipeline does with its
+output.  The dispatcher, the protocol-log masking, the content stage, destination
+naming and the alerts read these declarations through :class:`Contributions`;
+none of them names a protocol.  Every name is optional (default in brackets):
+
+* ``APP_PROTO``: ``{service: EVE app_proto}`` for the services the module
+  confirms (``{"ssl": "tls"}``) [``{NAME: NAME}``];
+* ``PII_FIELDS``: ``{log: (field, ...)}``: log fields that carry people's
+  addresses, masked before the record is written unless the run shows raw values
+  (``--show-raw``) [none];
+* ``NAME_SOURCES``: the ``ctx.hostname()`` sources the module reports, best
+  first (``("sni",)``).  A connection's destination name comes from the first
+  source, in registry order, that named it; passive DNS comes after all of them
+  [none];
+* ``CONTENT``: how the connection's payload reaches the content stage:
+  ``"raw"`` the stream (or datagrams) that leave the site are the content;
+  ``"bodies"`` the analyzer hands message bodies through ``ctx.sink.body``
+  (HTTP, SMTP) and the raw stream is not inspected; ``"log"`` the module's log
+  records carry it (``LOG_CONTENT``); ``"none"`` nothing to read (encrypted, or
+  a control channel whose data flows elsewhere) [``"raw"``];
+* ``ENCRYPTED``: the payload type the connection's leaving bytes are counted as
+  when the service was confirmed (``"tls-encrypted"``) [None: cleartext];
+* ``LOG_CONTENT``: ``{log: function(record) -> (info, payload) or None}``: what a
+  record of that log carries out of the site *as sent by the originator*
+  (DNS query names); ``info`` is the content stage's body description [none];
+* ``FILE_CHANNELS``: services of the connections the module announces
+  (``ctx.expect``) whose bytes are files (files.jsonl); the announcing
+  analyzer's ``current_transfer()`` (``{"arg": ..., "size": ...}`` or None)
+  names the file in progress [none];
+* ``UPGRADE_PROBE``: ``function(data) -> bool`` on an originator chunk inside a
+  running stream: the stream turns into this protocol here (TLS after STARTTLS
+  or after a preamble no probe knows) [none];
+* ``JOINED_PROBE``: ``function(orig_head, resp_head, final) -> bool`` on the first
+  bytes of both directions of a connection no probe recognised: a session of
+  this protocol joined after its start; ``final`` when the connection ended
+  (weaker evidence suffices then) [none].
+
+Adding a protocol stays one module plus one registry line: nothing outside the
+module names it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 PROBE_BYTES = 2048
+CONTENT_KINDS = ("raw", "bodies", "log", "none")
 
 
 @dataclass
@@ -94,3 +139,62 @@ class Analyzer:
     def wants_more(self) -> bool:
         """False once the analyzer has all it needs; the dispatcher then stops feeding it."""
         return True
+
+
+class Contributions:
+    """The declarations of a list of protocol modules, merged for the stages that read them.
+
+    Built once per pipeline from the loaded modules; a module with a malformed
+    declaration is refused here (``ValueError``) rather than misbehaving later.
+    """
+
+    def __init__(self, modules):
+        self.modules = list(modules)
+        self.app_proto: dict = {}       # service -> EVE app_proto
+        self.pii: dict = {}             # log -> field names to mask
+        self.encrypted: dict = {}       # service -> payload type of its bytes
+        self.log_content: dict = {}     # log -> function(record) -> (info, payload) | None
+        self.upgrades: list = []        # (module, function(data) -> bool)
+        self.joined: list = []          # (module, function(orig_head, resp_head, final) -> bool)
+        file_channels = set()
+        no_raw = set()
+        sources: list = []
+        for m in self.modules:
+            name = m.NAME
+            for service, proto in getattr(m, "APP_PROTO", {name: name}).items():
+                self.app_proto.setdefault(service, proto)
+            for log, fields in getattr(m, "PII_FIELDS", {}).items():
+                merged = self.pii.setdefault(log, ())
+                self.pii[log] = merged + tuple(f for f in fields if f not in merged)
+            for src in getattr(m, "NAME_SOURCES", ()):
+                if src not in sources:
+                    sources.append(src)
+            kind = getattr(m, "CONTENT", "raw")
+            if kind not in CONTENT_KINDS:
+                raise ValueError(f"protocol {name}: CONTENT must be one of {CONTENT_KINDS}, not {kind!r}")
+            if kind != "raw":
+                no_raw.add(name)
+            enc = getattr(m, "ENCRYPTED", None)
+            if enc is not None:
+                self.encrypted.setdefault(name, enc)
+            file_channels.update(getattr(m, "FILE_CHANNELS", ()))
+            for log, fn in getattr(m, "LOG_CONTENT", {}).items():
+                self.log_content.setdefault(log, fn)
+            for attr, dest in (("UPGRADE_PROBE", self.upgrades), ("JOINED_PROBE", self.joined)):
+                fn = getattr(m, attr, None)
+                if fn is not None:
+                    if not callable(fn):
+                        raise ValueError(f"protocol {name}: {attr} must be callable")
+                    dest.append((m, fn))
+        self.no_raw = frozenset(no_raw)         # module NAMEs whose raw stream is not content
+        self.name_sources = tuple(sources)      # hostname sources, best first
+        self.file_channels = frozenset(file_channels)   # announced services whose bytes are files
+
+    def app_proto_of(self, services) -> str | None:
+        """EVE ``app_proto`` of a connection from its confirmed services (the first one
+        declared), else its first service, else None."""
+        for s in services:
+            p = self.app_proto.get(s)
+            if p:
+                return p
+        return services[0] if services else None

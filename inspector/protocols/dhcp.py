@@ -277,3 +277,10 @@ class Analyzer(_BaseAnalyzer):
         if tx.live <= 0:
             for x in sorted(tx.by_xid, key=lambda k: tx.by_xid[k]["ts"]):
                 self._emit(tx.by_xid.pop(x))
+
+
+# ---------------------------------------------------------------------------
+# Contributions to the pipeline (the contract is in base.py)
+# ---------------------------------------------------------------------------
+APP_PROTO = {NAME: "dhcp"}
+CONTENT = "raw"

@@ -30,6 +30,8 @@ import socket
 from collections import deque
 from dataclasses import dataclass, field
 
+from ..content.decoding import dns_labels_payload
+from ..domain import registered_domain
 from ..outputs.schema import BOOL, CONN_ID, INT, INTERVAL, ListOf, STRING, TIME, Field, Stream
 from .base import PROBE_BYTES, Analyzer as _BaseAnalyzer, FlowContext
 
@@ -950,3 +952,30 @@ class Analyzer(_BaseAnalyzer):
             ans = rr.value if kind != "CNAME" else _lower(rr.value)
             self.ctx.dns_answer(_lower(rr.name), ans, kind, float(rr.ttl), ts)
 
+
+# ---------------------------------------------------------------------------
+# Contributions to the pipeline (the contract is in base.py)
+# ---------------------------------------------------------------------------
+def query_content(record: dict):
+    """What a query name carries out of the site: the labels left of the registered domain,
+    space-separated (data in a label), then joined (data split over labels).  Returns
+    ``(info, payload)`` or None (see base.py, ``LOG_CONTENT``)."""
+    q = record.get("original_query") or record.get("query")
+    if not q:
+        return None
+    name = q.strip().rstrip(".")
+    labels = name.split(".")
+    reg = registered_domain(name.lower())
+    keep = len(labels) - (reg.count(".") + 1 if reg else len(labels))
+    if keep <= 0:
+        return None
+    dotted = " ".join(labels[:keep]).encode("utf-8", "surrogatepass")
+    payload = dotted + b" " + dns_labels_payload(name) if keep > 1 else dotted
+    return _QUERY_INFO, payload
+
+
+_QUERY_INFO = {"source": "dns"}
+
+APP_PROTO = {NAME: "dns"}
+CONTENT = "log"                    # query names sent to a resolver outside the site may carry data
+LOG_CONTENT = {"dns": query_content}

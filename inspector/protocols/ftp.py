@@ -611,3 +611,12 @@ class Analyzer(_Base):
             "data_channel.resp_h": dc[2] if dc else None,
             "data_channel.resp_p": dc[3] if dc else None,
         })
+
+
+# ---------------------------------------------------------------------------
+# Contributions to the pipeline (the contract is in base.py)
+# ---------------------------------------------------------------------------
+APP_PROTO = {NAME: "ftp", "ftp-data": "ftp-data"}
+PII_FIELDS = {"ftp": ("arg",)}     # USER/RCPT-style arguments may be addresses
+FILE_CHANNELS = ("ftp-data",)      # announced data channels carry files; Analyzer.current_transfer() names them
+CONTENT = "none"                   # the control channel; data channels (ctx.expect) are read raw

@@ -850,3 +850,11 @@ class Analyzer(_BaseAnalyzer):
             "san_dns": None,
         }
 
+
+# ---------------------------------------------------------------------------
+# Contributions to the pipeline (the contract is in base.py)
+# ---------------------------------------------------------------------------
+APP_PROTO = {NAME: "quic", "gquic": "quic"}
+NAME_SOURCES = ("quic_sni",)       # the CHLO's SNI tag or the T05x ClientHello
+CONTENT = "none"
+ENCRYPTED = "tls-encrypted"

@@ -907,3 +907,12 @@ class Analyzer(_Base):
             "req_content_type": t.req_ct,
             "resp_content_type": t.resp_ct,
         })
+
+
+# ---------------------------------------------------------------------------
+# Contributions to the pipeline (the contract is in base.py)
+# ---------------------------------------------------------------------------
+APP_PROTO = {NAME: "http"}
+PII_FIELDS = {"http": ("uri", "referrer")}
+NAME_SOURCES = ("http_host",)      # the request's Host header
+CONTENT = "bodies"                 # request bodies go to ctx.sink.body

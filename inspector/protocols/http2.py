@@ -297,3 +297,10 @@ class Analyzer(_BaseAnalyzer):
         if name not in self._weirded:
             self._weirded.add(name)
             self.ctx.weird(name, detail, ts)
+
+
+# ---------------------------------------------------------------------------
+# Contributions to the pipeline (the contract is in base.py)
+# ---------------------------------------------------------------------------
+APP_PROTO = {NAME: "http2", "doh": "http2"}
+CONTENT = "raw"                    # frames are not parsed for bodies: the leaving stream is read as is

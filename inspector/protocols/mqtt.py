@@ -280,3 +280,10 @@ def _encode_varint(n: int) -> bytes:
         out.append(c | (0x80 if n else 0))
         if not n:
             return bytes(out)
+
+
+# ---------------------------------------------------------------------------
+# Contributions to the pipeline (the contract is in base.py)
+# ---------------------------------------------------------------------------
+APP_PROTO = {NAME: "mqtt"}
+CONTENT = "raw"

@@ -215,3 +215,10 @@ class Analyzer(_BaseAnalyzer):
             for k in FIELDS[6:]:
                 rec[k] = m[k]
             c.emit(LOG, rec)
+
+
+# ---------------------------------------------------------------------------
+# Contributions to the pipeline (the contract is in base.py)
+# ---------------------------------------------------------------------------
+APP_PROTO = {NAME: "ntp"}
+CONTENT = "raw"

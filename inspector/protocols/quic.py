@@ -413,3 +413,12 @@ class Analyzer(_BaseAnalyzer):
             "issuer": None,
             "san_dns": None,
         }
+
+
+# ---------------------------------------------------------------------------
+# Contributions to the pipeline (the contract is in base.py)
+# ---------------------------------------------------------------------------
+APP_PROTO = {NAME: "quic"}
+NAME_SOURCES = ("quic_sni",)       # the Initial's ClientHello server_name
+CONTENT = "none"
+ENCRYPTED = "tls-encrypted"

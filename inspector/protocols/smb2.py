@@ -138,3 +138,10 @@ class Analyzer(_BaseAnalyzer):
             return
         if not self.ctx.service or NAME not in self.ctx.service:
             self.ctx.confirm(NAME)
+
+
+# ---------------------------------------------------------------------------
+# Contributions to the pipeline (the contract is in base.py)
+# ---------------------------------------------------------------------------
+APP_PROTO = {NAME: "smb"}
+CONTENT = "raw"

@@ -768,3 +768,11 @@ class Analyzer(_Base):
         if not self._confirmed:
             self._confirmed = True
             self.ctx.confirm("smtp")
+
+
+# ---------------------------------------------------------------------------
+# Contributions to the pipeline (the contract is in base.py)
+# ---------------------------------------------------------------------------
+APP_PROTO = {NAME: "smtp"}
+PII_FIELDS = {"smtp": ("mailfrom", "rcptto", "from", "to", "cc", "reply_to")}
+CONTENT = "bodies"                 # message bodies go to ctx.sink.body

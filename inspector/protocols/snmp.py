@@ -240,3 +240,10 @@ class Analyzer(_BaseAnalyzer):
         if self.rec is not None:
             self.ctx.emit(LOG, self.rec)
             self.rec = None
+
+
+# ---------------------------------------------------------------------------
+# Contributions to the pipeline (the contract is in base.py)
+# ---------------------------------------------------------------------------
+APP_PROTO = {NAME: "snmp"}
+CONTENT = "raw"

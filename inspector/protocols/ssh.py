@@ -319,3 +319,11 @@ class Analyzer(_Base):
             "host_key_alg": alg.get("host_key_alg"),
             "host_key_fingerprint": self.host_key,
         })
+
+
+# ---------------------------------------------------------------------------
+# Contributions to the pipeline (the contract is in base.py)
+# ---------------------------------------------------------------------------
+APP_PROTO = {NAME: "ssh"}
+CONTENT = "none"
+ENCRYPTED = "encrypted-or-compressed"

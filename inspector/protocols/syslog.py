@@ -210,3 +210,10 @@ class Analyzer(_BaseAnalyzer):
             if buf and self._framing[d] == "line" and buf.strip(b"\x00 \r\n"):
                 self._record(bytes(buf).rstrip(b"\r\n"), ts)
             buf.clear()
+
+
+# ---------------------------------------------------------------------------
+# Contributions to the pipeline (the contract is in base.py)
+# ---------------------------------------------------------------------------
+APP_PROTO = {NAME: "syslog"}
+CONTENT = "raw"

@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 
 from . import fingerprints
 from ..outputs.schema import BOOL, ListOf, STRING, TIME, Field, Stream
+from ..sniff import client_hello, tls_records
 from .base import Analyzer as _BaseAnalyzer
 from .base import FlowContext
 
@@ -1228,3 +1229,22 @@ class Analyzer(_BaseAnalyzer):
         for side in self._sides.values():
             side.buf = bytearray()
             side.hs = bytearray()
+
+
+# ---------------------------------------------------------------------------
+# Contributions to the pipeline (the contract is in base.py)
+# ---------------------------------------------------------------------------
+def joined_session(orig: bytes, resp: bytes, final: bool) -> bool:
+    """A TLS session joined after its handshake: record headers in both directions, or two
+    in a row in one; once the connection has ended, one plausible header in either suffices."""
+    if final:
+        return tls_records(orig) or tls_records(resp)
+    return (tls_records(orig) and tls_records(resp)) or tls_records(orig, 2) or tls_records(resp, 2)
+
+
+APP_PROTO = {NAME: "tls"}          # service -> EVE app_proto
+NAME_SOURCES = ("sni",)            # the ClientHello's server_name names the destination
+CONTENT = "none"                   # encrypted: nothing to read
+ENCRYPTED = "tls-encrypted"        # payload type its bytes count as
+UPGRADE_PROBE = client_hello       # a ClientHello starting a running stream (STARTTLS, after a preamble)
+JOINED_PROBE = joined_session
