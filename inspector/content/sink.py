@@ -107,6 +107,20 @@ class ContentSink:
             self.files_error(ctx.uid, ctx.ts, e)
         return ff
 
+    def file_data(self, ff, ctx, leave, is_orig: bool, chunk):
+        """Body bytes as they pass (HTTP), before the body is delivered; returns the FilesFlow."""
+        if ff is None:
+            ff = self.files.new_flow(ctx, leave)
+        self.files.body_data(ff, is_orig, chunk)
+        return ff
+
+    def file_gap(self, ff, ctx, leave, is_orig: bool, length: int):
+        """``length`` body bytes never seen (capture loss); returns the FilesFlow."""
+        if ff is None:
+            ff = self.files.new_flow(ctx, leave)
+        self.files.body_gap(ff, is_orig, length)
+        return ff
+
     def data_channel(self, ctx, leave, service: str, announcer):
         """An announced connection whose bytes are files (``FILE_CHANNELS``): its FilesFlow, the
         file named by the announcing analyzer's transfer in progress (the command is sent before

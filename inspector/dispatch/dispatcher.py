@@ -112,12 +112,23 @@ class Dispatcher:
         """A message body from an analyzer (HTTP, SMTP): a file in every direction, inspected
         when it leaves the site."""
         fa = ctx.sink_flow
-        if fa is None or not data:
+        if fa is None:
             return
         if self.files:
             fa.files = self.content.file_body(fa.files, ctx, fa.leave, is_orig, info, data)
-        if fa.content is not None and is_orig == fa.leave:
+        if fa.content is not None and is_orig == fa.leave and data:
             self.content.body(fa.content, info, data)
+
+    def body_data(self, ctx, is_orig: bool, chunk) -> None:
+        """Body bytes as they pass (HTTP): the files stage hashes whole files from them."""
+        fa = ctx.sink_flow
+        if self.files and fa is not None:
+            fa.files = self.content.file_data(fa.files, ctx, fa.leave, is_orig, chunk)
+
+    def body_gap(self, ctx, is_orig: bool, length: int) -> None:
+        fa = ctx.sink_flow
+        if self.files and fa is not None:
+            fa.files = self.content.file_gap(fa.files, ctx, fa.leave, is_orig, length)
 
     def dns_answer(self, query: str, answer: str, rtype: str, ttl: float, ts: float) -> None:
         if self.names is not None:
