@@ -460,3 +460,28 @@ def test_what_is_sent_is_fixed_at_submit_and_a_bad_alert_is_counted(tmp_path):
     assert [p["body"].get("incident_id") for p in rx.posts] == [None, None]
     st = d.stats()
     assert st["sent"] == 2 and st["failed"] == 1 and "cannot encode" in st["sinks"][0]["last_error"]
+
+
+def test_https_receiver_verified_against_the_given_ca(tmp_path):
+    import argparse
+
+    from helpers.receivers import self_signed_cert
+    from inspector.delivery import add_arguments, from_args
+    cert, key = self_signed_cert(tmp_path)
+    rx = HookReceiver(tls=(cert, key))
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    try:
+        for ca, expect in ((None, 0), (cert, 1)):
+            argv = ["--alert-webhook", rx.url, "--alert-spool", str(tmp_path / f"spool-{expect}")]
+            d = from_args(p.parse_args(argv + (["--alert-webhook-ca", cert] if ca else [])), str(tmp_path))
+            d([make_alert(0)])
+            if expect:
+                assert wait_for(lambda: len(rx.accepted()) == 1)
+            d.close(1)
+            st = d.stats()
+            assert st["sent"] == expect and st["spooled"] == 1 - expect
+            if not expect:
+                assert "CERTIFICATE_VERIFY_FAILED" in st["sinks"][0]["last_error"] and rx.posts == []
+    finally:
+        rx.stop()

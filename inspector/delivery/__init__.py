@@ -6,6 +6,7 @@ Options (``scan``, ``live`` and ``batch`` share them; ``add_arguments``)::
     --alert-syslog-facility NAME              syslog facility (default local0)
     --alert-webhook URL                       JSON POST of each alert (http:// or https://)
     --alert-webhook-header 'Name: value'      an extra request header (e.g. an API token), repeatable
+    --alert-webhook-ca FILE                   CA certificates (PEM) for an https:// receiver
     --alert-spool DIR                         where undelivered alerts wait (default: DIR.alert-spool
                                               beside the output directory DIR); one sub-folder per URL
     --alert-spool-mb MB                       spool bound per web hook (default 64)
@@ -134,6 +135,8 @@ def add_arguments(p, spool_default: str = "OUT.alert-spool beside the output dir
     g.add_argument("--alert-webhook-header", action="append", default=[], type=_checked(parse_header),
                    metavar="'NAME: VALUE'",
                    help="an extra header on every web hook request (e.g. an authorisation token); repeatable")
+    g.add_argument("--alert-webhook-ca", metavar="FILE",
+                   help="CA certificates (PEM) that sign the web hook server's certificate (default: the system's)")
     g.add_argument("--alert-spool", metavar="DIR", help=f"spool of undelivered alerts (default: {spool_default})")
     g.add_argument("--alert-spool-mb", type=_number(True), default=DEFAULT_SPOOL_MB, metavar="MB",
                    help=f"spool bound per web hook; alerts beyond it are dropped and counted "
@@ -159,12 +162,21 @@ def from_args(args, spool_root: str, clock=time.monotonic) -> AlertDelivery | No
     sinks = []
     root = getattr(args, "alert_spool", None) or spool_root
     try:
+        ctx = None
+        cafile = getattr(args, "alert_webhook_ca", None)
+        if cafile and hooks:
+            import ssl
+            try:
+                ctx = ssl.create_default_context(cafile=cafile)
+            except (OSError, ssl.SSLError) as e:
+                raise ValueError(f"--alert-webhook-ca {cafile}: {getattr(e, 'strerror', None) or e}") from None
         for t in syslogs:
             sinks.append(SyslogSink(t, facility=getattr(args, "alert_syslog_facility", 16), clock=clock))
         mb = getattr(args, "alert_spool_mb", DEFAULT_SPOOL_MB)
         for url in hooks:
             sinks.append(WebhookSink(url, webhook_spool_dir(root, url), spool_bytes=int(mb * (1 << 20)),
-                                     headers=list(getattr(args, "alert_webhook_header", None) or ()), clock=clock))
+                                     headers=list(getattr(args, "alert_webhook_header", None) or ()),
+                                     ssl_context=ctx, clock=clock))
     except (OSError, ValueError) as e:
         for s in sinks:
             s.release()

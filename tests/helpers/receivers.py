@@ -9,7 +9,8 @@
   (``MSG-LEN SP SYSLOG-MSG``) and refuses anything else; ``stop()``/``start()`` on the same port.
 * ``HookReceiver``: an ``http.server`` recording every POST (headers, JSON body, the status it
   answered); ``plan`` lists the statuses of the next answers (then 200), ``hang`` makes it hold
-  each answer that many seconds; ``stop()``/``start()`` take it down and up on the same port.
+  each answer that many seconds; ``stop()``/``start()`` take it down and up on the same port;
+  ``tls=(cert, key)`` serves HTTPS (``self_signed_cert`` makes a pair for 127.0.0.1).
 
 Every wait is bounded.
 """
@@ -222,6 +223,7 @@ def split_octet_counted(buf: bytearray) -> list:
 class UdpReceiver:
     def __init__(self):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)   # room for a burst (UDP drops)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
@@ -322,8 +324,38 @@ class TcpReceiver:
         self._threads = []
 
 
+def self_signed_cert(directory) -> tuple:
+    """A key and a self-signed certificate for 127.0.0.1 (PEM files in ``directory``): ``(cert, key)``."""
+    import datetime as dt
+    import ipaddress
+    import os
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "inspector test receiver")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = os.path.join(str(directory), "cert.pem"), os.path.join(str(directory), "key.pem")
+    with open(cert_path, "wb") as fh:
+        fh.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as fh:
+        fh.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                   serialization.NoEncryption()))
+    return cert_path, key_path
+
+
 class HookReceiver:
-    def __init__(self, port: int = 0):
+    def __init__(self, port: int = 0, tls: tuple | None = None):
+        self.tls = tls               # (cert, key): serve HTTPS
         self.port = port
         self.posts: list = []        # every request: {"key", "body", "status", "path", "headers"}
         self.plan: list = []         # statuses of the next answers (then 200)
@@ -338,6 +370,7 @@ class HookReceiver:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True     # headers and body are two writes: no 40 ms delayed-ACK stall
 
             def do_POST(self):
                 n = int(self.headers.get("Content-Length") or 0)
@@ -368,6 +401,11 @@ class HookReceiver:
 
         srv = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         srv.daemon_threads = True
+        if self.tls:
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*self.tls)
+            srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
         self.port = srv.server_address[1]
         self._srv = srv
         self._thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -375,7 +413,7 @@ class HookReceiver:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook?token=secret"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/hook?token=secret"
 
     def accepted(self) -> list:
         """Idempotency keys of the requests answered 2xx, in order."""
