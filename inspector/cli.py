@@ -50,6 +50,8 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="bytes written by all extracted files of the run (default 1G)")
     s.add_argument("--extract-all", action="store_true",
                    help="extract every file, not only those that left the site")
+    from .delivery import add_arguments as add_delivery_arguments
+    add_delivery_arguments(s)
     add_check_parser(sub)
     from .content import edm as _edm
     _edm.add_parser(sub)
@@ -185,17 +187,26 @@ def _cmd_scan(args) -> int:
     except _UsageError as e:
         print(str(e), file=sys.stderr)
         return 2
+    from .delivery import DeliveryConfigError, default_spool_root, from_args as delivery_from_args
+    try:   # started now: what an earlier run left in the spool goes out while this one scans
+        delivery = None if args.flows_only else delivery_from_args(args, default_spool_root(args.out))
+    except DeliveryConfigError as e:
+        print(f"inspector: error: {e}", file=sys.stderr)
+        return 2
     # The run writes into a staging folder next to --out, moved into place at the end (see
     # inspector/outputs/staging.py); any error leaves the old --out as it was.
     try:
         with OutputDir(args.out) as od, _StopSignals() as stop:
-            return _scan_into(od, args, site, enricher, content, policy, extractor, stop)
+            return _scan_into(od, args, site, enricher, content, policy, extractor, stop, delivery)
     except OutputError as e:
         print(str(e), file=sys.stderr)
         return 2
     except KeyboardInterrupt:       # a second SIGINT/SIGTERM: the run is abandoned, --out untouched
         print(f"inspector: interrupted: run abandoned, {args.out} left as it was", file=sys.stderr)
         return 130
+    finally:
+        if delivery is not None:    # already flushed on a normal end; otherwise stop now, the spool keeps the rest
+            delivery.close(0)
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -204,7 +215,7 @@ def _inside(path: str, folder: str) -> bool:
     return p == f or p.startswith(f.rstrip(os.sep) + os.sep)
 
 
-def _scan_into(od, args, site, enricher, content, policy, extractor, stop) -> int:
+def _scan_into(od, args, site, enricher, content, policy, extractor, stop, delivery) -> int:
     from .outputs import FlowWriter, LogWriter, write_json, write_jsonl
     from .report import Aggregates, Progress, print_summary
     from .scan import WEIRD_FIELDS, run_scan
@@ -244,14 +255,21 @@ def _scan_into(od, args, site, enricher, content, policy, extractor, stop) -> in
     for err in res.errors:
         print(f"inspector: {err}", file=sys.stderr)
     if res.inputs_ok == 0:
+        if delivery is not None:   # what the spool held went out while this run tried its inputs
+            delivery.close()
         print("inspector: error: no readable capture among the inputs", file=sys.stderr)
         return 2
+    if delivery is not None:   # the final alerts (after anything that annotates them), then a bounded flush
+        delivery(alerts)
+        delivery.close()
     stats = dict(res.stats)
     stats["site"] = site.name
     stats["alerts"] = len(alerts)
     stats["logs"] = dict(logs.counts)
     if extractor is not None:
         stats["extracted"] = extractor.summary()
+    if delivery is not None:
+        stats["delivery"] = delivery.stats()
     with od.writing():
         write_jsonl(os.path.join(out, "weird.jsonl"), res.weirds, WEIRD_FIELDS)
         if policy is not None:

@@ -82,7 +82,7 @@ class RotatingLog:
 
     def __init__(self, out_dir: str, name: str, fields=None, types=None, parquet: bool = False,
                  rotate_seconds: float = 0, rotate_bytes: int = 0, clock: Callable = time.time,
-                 row_group: int = 16384):
+                 row_group: int = 16384, on_rotate: Callable | None = None):
         self.out_dir = out_dir
         self.name = name
         self.fields = list(fields) if fields else None
@@ -95,6 +95,8 @@ class RotatingLog:
         self.path = os.path.join(out_dir, f"{name}.jsonl")
         self.pq_path = os.path.join(out_dir, f"{name}.parquet")
         self.rotated: list = []          # names of the files rotated so far
+        self.retired_suffix = None       # the suffix an earlier run's NAME.jsonl was renamed to, if any
+        self.on_rotate = on_rotate       # called with the stamp suffix ("YYYYmmddTHHMMSS[-k]") after a rotation
         self.total = 0                   # records written over all files
         self._schema = None
         if self.parquet:
@@ -114,6 +116,8 @@ class RotatingLog:
                 ext = ".jsonl" if path.endswith(".jsonl") else ".parquet"
                 dest = self._free_name(_stamp(os.path.getmtime(path)), (ext,))
                 os.replace(path, dest[ext])
+                if ext == ".jsonl":
+                    self.retired_suffix = os.path.basename(dest[ext])[len(self.name) + 1:-len(ext)]
 
     def _free_name(self, stamp: str, exts=(".jsonl", ".parquet")) -> dict:
         k = 0
@@ -202,6 +206,8 @@ class RotatingLog:
             os.replace(self.pq_path + ".tmp", names[".parquet"])
             self.rotated.append(os.path.basename(names[".parquet"]))
         self._open()
+        if self.on_rotate is not None:
+            self.on_rotate(os.path.basename(names[".jsonl"])[len(self.name) + 1:-len(".jsonl")])
 
     def close(self) -> None:
         self._close_files()
@@ -429,11 +435,18 @@ class LiveSession:
     Scanner collect them in a list attribute ``alerts``, which is drained after
     every batch and sweep.  ``alert_sinks`` are extra callables given each list
     of alerts (a pager, a socket...).
+
+    ``report.html`` (``report=True``): the flows and alerts of the current output
+    period (``report.period.PeriodReport``); when ``flows.jsonl`` rotates to
+    ``flows-STAMP.jsonl`` its period's report is written as ``report-STAMP.html``, and
+    ``finish()`` writes ``report.html`` for the period still open.  A report that cannot
+    be written is counted (``report_errors`` in the stats) and never stops the capture.
     """
 
     def __init__(self, out_dir: str, site=None, max_flows: int = 1_000_000, rotate_seconds: float = 0,
                  rotate_bytes: int = 0, policy: Callable | None = None, alert_sinks: Iterable = (),
-                 print_alerts: bool = True, clock: Callable = time.time, source: str = "live", **scanner_kw):
+                 print_alerts: bool = True, clock: Callable = time.time, source: str = "live",
+                 report: bool = True, **scanner_kw):
         from .outputs import FLOW_TYPES, WEIRD_TYPES
         from .scan import FLOW_FIELDS, WEIRD_FIELDS, Scanner
         os.makedirs(out_dir, exist_ok=True)
@@ -441,7 +454,8 @@ class LiveSession:
         self.clock = clock
         self.source = source
         self.rot = dict(rotate_seconds=rotate_seconds, rotate_bytes=rotate_bytes, clock=clock)
-        self.flows = RotatingLog(out_dir, "flows", FLOW_FIELDS, FLOW_TYPES, parquet=True, **self.rot)
+        self.flows = RotatingLog(out_dir, "flows", FLOW_FIELDS, FLOW_TYPES, parquet=True,
+                                 on_rotate=self._period_ended if report else None, **self.rot)
         self.weird = RotatingLog(out_dir, "weird", WEIRD_FIELDS, WEIRD_TYPES, **self.rot)
         self.alerts_log: RotatingLog | None = None
         self.logs: dict = {}
@@ -458,11 +472,21 @@ class LiveSession:
         self.bad_records = 0
         self._pending_logs: dict = {}
         self._finished = False
+        self.report = None
+        self.report_errors = 0
+        if report:
+            from .report.period import PeriodReport
+            self.report = PeriodReport(out_dir, self.site.name, role_of=self.site.role)
+            path = os.path.join(out_dir, "report.html")
+            if os.path.exists(path):
+                self.report.retire_leftover(self.flows.retired_suffix or _stamp(os.path.getmtime(path)))
 
     # -- sinks ------------------------------------------------------------------------
     def _on_flows(self, recs: list) -> None:
         if not recs:
             return
+        if self.report is not None:   # before the write, which may rotate: these flows end this period
+            self.report.add_flows(recs)
         self.flows.write(recs)
         if self.policy is not None:
             alerts = list(self.policy(recs) or ())
@@ -505,6 +529,8 @@ class LiveSession:
             self.alerts_log = RotatingLog(self.out_dir, "alerts", **self.rot)
         self.alerts_log.write(alerts)
         self.alerts_fired += len(alerts)
+        if self.report is not None:
+            self.report.add_alerts(alerts)
         if self.print_alerts:
             try:
                 out = sys.stdout
@@ -581,6 +607,27 @@ class LiveSession:
         self._drain()
         for w in self._writers():
             w.close()
+        self._write_report(None)
+
+    # -- report.html --------------------------------------------------------------------
+    def _period_ended(self, suffix: str) -> None:
+        self._write_report(suffix)
+
+    def _write_report(self, suffix: str | None) -> None:
+        """report-SUFFIX.html for the period that just ended (then a new one), or report.html at exit."""
+        if self.report is None:
+            return
+        content = self.logs.get("content")
+        content_path = content.path if content is not None else None
+        try:
+            st = self.stats()
+            if suffix is None:
+                self.report.write(st, content_path=content_path)
+            else:
+                self.report.rotate(suffix, st, content_path=content_path)
+        except Exception as e:   # a report must never stop the capture
+            self.report_errors += 1
+            _err(f"warning: cannot write the report: {type(e).__name__}: {e}")
 
     def stats(self) -> dict:
         sc = self.scanner
@@ -591,6 +638,9 @@ class LiveSession:
         st["alerts"] = self.alerts_fired
         st["site"] = self.site.name
         st["outputs_rotated"] = sum(len(w.rotated) for w in self._writers())
+        if self.report is not None:
+            st["reports_written"] = len(self.report.written)
+            st["report_errors"] = self.report_errors
         return st
 
 
@@ -640,6 +690,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"... or this many megabytes (default {DEFAULT_BATCH_MB})")
     s.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds (as on SIGTERM)")
     s.add_argument("-q", "--quiet", action="store_true", help="no stats lines on stderr, no alerts on stdout")
+    from .delivery import add_arguments as add_delivery_arguments
+    add_delivery_arguments(s)
     return s
 
 
@@ -751,9 +803,7 @@ def run(args, source=None, policy: Callable | None = None) -> int:
 
 
 def _run(args, source, policy, stop: threading.Event, stop_reason: list) -> int:
-    from .capture import CaptureError, LibpcapCapture, libpcap_version, sysfs_rx_dropped
     from .errors import ConfigError
-    from .outputs import write_json
     from .site import Site, load_site
     try:
         site = load_site(args.site) if args.site else Site.default()
@@ -769,6 +819,23 @@ def _run(args, source, policy, stop: threading.Event, stop_reason: list) -> int:
     except OSError as e:
         _err(f"error: cannot create output directory {args.out}: {e.strerror}")
         return 2
+    from .delivery import DeliveryConfigError, default_spool_root, from_args as delivery_from_args
+    try:
+        delivery = delivery_from_args(args, default_spool_root(args.out))
+    except DeliveryConfigError as e:
+        _err(f"error: {e}")
+        return 2
+    try:
+        return _capture(args, source, policy, stop, stop_reason, site, stages, delivery)
+    finally:
+        if delivery is not None:
+            delivery.close()
+
+
+def _capture(args, source, policy, stop: threading.Event, stop_reason: list, site, stages, delivery) -> int:
+    """The capture loop of ``_run``, once the settings are built; alerts also go to ``delivery``."""
+    from .capture import CaptureError, LibpcapCapture, libpcap_version, sysfs_rx_dropped
+    from .outputs import write_json
     iface = args.interface
     if source is None:
         source = LibpcapCapture(iface, bpf=args.bpf, snaplen=args.snaplen, promisc=args.promisc,
@@ -793,7 +860,8 @@ def _run(args, source, policy, stop: threading.Event, stop_reason: list) -> int:
         session = LiveSession(args.out, site=site, max_flows=args.max_flows,
                               rotate_seconds=args.rotate_seconds, rotate_bytes=int(args.rotate_mb * (1 << 20)),
                               policy=policy if policy is not None else _load_policy(args),
-                              print_alerts=not args.quiet, source=iface, **stages)
+                              print_alerts=not args.quiet, source=iface,
+                              alert_sinks=[delivery] if delivery is not None else (), **stages)
     except BaseException:
         source.close()
         if ring is not None:
@@ -861,6 +929,10 @@ def _run(args, source, policy, stop: threading.Event, stop_reason: list) -> int:
         st["packets_per_s"] = round((st["packets_read"] - state["stats_pkts"]) / dt, 1) if dt > 0 else None
         st["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         st["stopped_by"] = stop_reason[0] if (final and stop_reason) else None
+        if delivery is not None:
+            if final:    # the last alerts out (bounded by --alert-flush-timeout), then the final figures
+                delivery.close()
+            st["delivery"] = delivery.stats()
         state["stats_t"] = now
         state["stats_pkts"] = st["packets_read"]
         write_json(os.path.join(args.out, "stats.json"), st)

@@ -76,6 +76,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="process again the files recorded as unreadable by earlier runs")
     b.add_argument("--rehash", action="store_true", help="hash every file again (ignore the path/size/mtime cache)")
     b.add_argument("-q", "--quiet", action="store_true", help="no per-capture lines on stdout")
+    from ..delivery import SPOOL_DIRNAME, add_arguments as add_delivery_arguments
+    add_delivery_arguments(b, spool_default=f"{SPOOL_DIRNAME}/ beside the database")
     return b
 
 
@@ -229,8 +231,10 @@ def _run_dask(tasks: list, settings, address: str, on_result) -> None:
 
 def run_batch(dirs: list, db: str, settings=None, cfg=None, workers: int | None = None, dask: str | None = None,
               quiet: bool = False, rebaseline: bool = False, retry_errors: bool = False, rehash: bool = False,
-              out=None, err=None) -> int:
-    """The ``batch`` command as a function (the CLI's ``run`` parses arguments and calls this)."""
+              out=None, err=None, delivery=None) -> int:
+    """The ``batch`` command as a function (the CLI's ``run`` parses arguments and calls this).
+    ``delivery`` (``inspector.delivery.AlertDelivery``) is given each capture's policy alerts once
+    the capture is committed and each recomputed night's batch alerts, with their database ids."""
     from .baseline import BaselineConfig, run_baselines
     from .discover import discover, file_sha256
     from .store import Store, StoreError
@@ -353,6 +357,9 @@ def run_batch(dirs: list, db: str, settings=None, cfg=None, workers: int | None 
                     say(f"recorded {res.sha256[:12]} {name}: not a readable capture [{n}/{total}]")
                 return
             counts["committed"] += 1
+            if delivery is not None and res.alerts:
+                from .store import policy_alert_id
+                delivery([dict(a, alert_id=policy_alert_id(res.sha256, i)) for i, a in enumerate(res.alerts)])
             nf = res.flows.num_rows
             counts["flows"] += nf
             counts["alerts"] += len(res.alerts)
@@ -371,7 +378,8 @@ def run_batch(dirs: list, db: str, settings=None, cfg=None, workers: int | None 
                 return 2
         if commit_error:
             return 1
-        nights, n_alerts = run_baselines(store, cfg, everything=rebaseline, site_name=_site_name(settings))
+        nights, n_alerts = run_baselines(store, cfg, everything=rebaseline, site_name=_site_name(settings),
+                                         on_alerts=delivery)
         if nights:
             say(f"baselines: {nights} night{'s' if nights != 1 else ''} recomputed, {n_alerts} batch alert"
                 f"{'s' if n_alerts != 1 else ''}")
@@ -409,9 +417,31 @@ def run(args) -> int:
                               policy=not args.no_policy, max_flows=args.max_flows, tz=args.tz)
     cfg = BaselineConfig(nights=args.baseline_nights, k=args.baseline_k, min_nights=args.baseline_min_nights,
                          by=args.baseline_by)
-    return run_batch(args.dirs, args.db, settings=settings, cfg=cfg, workers=args.workers, dask=args.dask,
-                     quiet=args.quiet, rebaseline=args.rebaseline, retry_errors=args.retry_errors,
-                     rehash=args.rehash)
+    from ..delivery import SPOOL_DIRNAME, DeliveryConfigError, from_args as delivery_from_args
+    try:
+        delivery = delivery_from_args(args, os.path.join(os.path.dirname(os.path.abspath(args.db)), SPOOL_DIRNAME))
+    except DeliveryConfigError as e:
+        _err(f"inspector batch: error: {e}")
+        return 2
+    try:
+        return run_batch(args.dirs, args.db, settings=settings, cfg=cfg, workers=args.workers, dask=args.dask,
+                         quiet=args.quiet, rebaseline=args.rebaseline, retry_errors=args.retry_errors,
+                         rehash=args.rehash, delivery=delivery)
+    finally:
+        if delivery is not None:
+            delivery.close()
+            _report_delivery(delivery, args.quiet)
+
+
+def _report_delivery(delivery, quiet: bool) -> None:
+    """One line on what left for the receivers (batch has no stats.json); problems always."""
+    st = delivery.stats()
+    line = (f"alert delivery: {st['sent']} sent, {st['spooled']} spooled, {st['dropped']} dropped, "
+            f"{st['failed']} failed")
+    if st["dropped"] or st["failed"] or st["spooled"]:
+        _err(f"inspector batch: {line}")
+    elif not quiet:
+        print(f"inspector batch: {line}", flush=True)
 
 
 def _abs(path):

@@ -251,8 +251,10 @@ def _alert_id(eve: dict, entity: str, by: str) -> str:
     return f"batch:{eve['night']}:{sid}:{by}={entity}:{what}"
 
 
-def run_baselines(store, cfg: BaselineConfig, everything: bool = False, site_name: str | None = None) -> tuple:
-    """Recompute batch alerts from the earliest pending night on.  Returns (nights, alerts)."""
+def run_baselines(store, cfg: BaselineConfig, everything: bool = False, site_name: str | None = None,
+                  on_alerts=None) -> tuple:
+    """Recompute batch alerts from the earliest pending night on.  Returns (nights, alerts).
+    ``on_alerts``: given each night's alerts once committed (EVE dicts with their ``alert_id``)."""
     import pyarrow as pa
 
     from .store import ALERT_SCHEMA, alert_row
@@ -297,5 +299,7 @@ def run_baselines(store, cfg: BaselineConfig, everything: bool = False, site_nam
             except Exception:
                 pass
             raise
+        if on_alerts is not None and rows:
+            on_alerts([dict(eve, alert_id=row["alert_id"]) for eve, row in zip(alerts, rows)])
         total += len(rows)
     return len(nights), total

@@ -189,6 +189,11 @@ def parse_eve_time(value) -> float | None:
     return d.timestamp()
 
 
+def policy_alert_id(capture_sha256: str, index: int) -> str:
+    """The ``alerts`` table id of a capture's ``index``-th policy alert (also what alert delivery sends)."""
+    return f"{capture_sha256[:16]}-{index:06d}"
+
+
 def alert_row(eve: dict, alert_id: str, source: str, night, host, role=None, capture=None, ts=None) -> dict:
     """The ``alerts`` table row of an EVE alert record."""
     al = eve.get("alert") or {}
@@ -352,7 +357,7 @@ class Store:
                 night = night_of(ts, tzinfo) if ts is not None else first_night
                 if night is None:
                     night = _dt.date(1970, 1, 1)
-                alerts.append(alert_row(eve, f"{res.sha256[:16]}-{i:06d}", "policy", night, res.host,
+                alerts.append(alert_row(eve, policy_alert_id(res.sha256, i), "policy", night, res.host,
                                         capture=res.sha256, ts=ts))
         st = res.stats or {}
         row = [res.sha256, res.status, res.error, res.path, res.host, res.rel, res.size,
