@@ -324,7 +324,7 @@ def test_webhook_spool_survives_a_process_restart(tmp_path):
     rx = HookReceiver(port)
     try:
         second = first[2:] + [make_alert(i) for i in range(5, 8)]    # a re-run: 3 of them fire again
-        st2 = run_child(url, spool, second, tmp_path, timeout=10.0)
+        st2 = run_child(url, spool, second, tmp_path, timeout=60.0)
     finally:
         rx.stop()
     keys = rx.accepted()
@@ -336,7 +336,7 @@ def test_webhook_spool_survives_a_process_restart(tmp_path):
     # a third run raising the same alerts again sends none of them: the journal remembers
     rx = HookReceiver(port)
     try:
-        st3 = run_child(url, spool, first + second, tmp_path, timeout=10.0)
+        st3 = run_child(url, spool, first + second, tmp_path, timeout=60.0)
     finally:
         rx.stop()
     assert rx.posts == [] and st3["sent"] == 0 and st3["sinks"][0]["duplicates"] == 11

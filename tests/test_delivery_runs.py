@@ -21,7 +21,9 @@ JSON_HTTP = CAPTURES["content-a-http-json"]  # 2 alerts
 
 
 def scan(paths, out, *extra) -> int:
-    return cli.main(["scan", *map(str, paths), "--out", str(out), "-q", *map(str, extra)])
+    # a generous flush bound (a loaded test machine); the tests that need a short one give it after
+    return cli.main(["scan", *map(str, paths), "--out", str(out), "-q", "--alert-flush-timeout", "120",
+                     *map(str, extra)])
 
 
 def ids_of(out) -> list:
@@ -122,7 +124,8 @@ def test_scan_rejects_bad_delivery_options(tmp_path, capsys):
 
 def run_live(tmp_path, source, extra=()):
     out = tmp_path / "out"
-    args = live_args(["-i", "fake0", "--out", out, "--site", SITE, "--stats-interval", "0.2", "-q", *extra])
+    args = live_args(["-i", "fake0", "--out", out, "--site", SITE, "--stats-interval", "0.2", "-q",
+                      "--alert-flush-timeout", "120", *extra])
     n = len(source.records)
 
     def stopper():
@@ -218,7 +221,7 @@ def test_batch_sends_each_committed_captures_alerts_once(tmp_path):
     db.parent.mkdir()
     rx = HookReceiver()
     argv = ["batch", str(tmp_path / "caps"), "--db", str(db), "--site", str(SITE), "--workers", "0", "-q",
-            "--alert-webhook", rx.url]
+            "--alert-webhook", rx.url, "--alert-flush-timeout", "120"]
     try:
         assert batch_main(argv) == 0
         shutil.copy(CAPTURES["content-i-dns-exfil"], host / "later.pcap")     # the next night's new capture
@@ -247,7 +250,7 @@ def test_batch_baseline_alerts_are_delivered_with_their_ids(tmp_path):
         cfg = bl.BaselineConfig(nights=14, k=5.0, min_nights=5)
         bl.run_baselines(st, cfg, on_alerts=d)
         bl.run_baselines(st, cfg, everything=True, on_alerts=d)       # recomputed: the same alerts again
-        d.close(10)
+        d.close(120)
     finally:
         st.close()
         rx.stop()
