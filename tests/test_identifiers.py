@@ -233,7 +233,7 @@ def test_scan_fields_records():
     # nested keys: consignee.name is a person (or company) name, address parts form one address
     r = scan_fields({"consignee.name": "ACME Ltd", "consignee.address.street": "1 Dock Road",
                      "consignee.address.city": "Leeds", "tracking_number": "986578788855"})
-    assert r == {"person_name": {"acme ltd"}, "postal_address": {"1 dock road, leeds"},
+    assert r == {"postal_address": {"1 dock road, leeds"},  # "ACME Ltd" is a company: no person name
                  "tracking_other": {"986578788855"}}
     # two parties -> two addresses; an IP address is not a postal address
     r = scan_fields({"ShipToAddress1": "1 Main St", "ShipToCity": "Springfield", "BillToAddress1": "9 Elm Rd",

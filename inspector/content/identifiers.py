@@ -27,14 +27,18 @@ What is reported, and when
 ``email``           RFC-ish; TLD letters (2-letter TLDs must be ISO countries), no file-name look-alikes
                     (``logo@2x.png``); HTML ``&#64;`` and ``%40`` are undone; lower-cased
 ``phone``           ``+`` numbers validated with ``phonenumbers`` -> E.164; national numbers only with
-                    context (field name or keyword tel/phone/mobile/fax...), region from ``context``
+                    context (field name or keyword tel/phone/mobile/fax...), region from ``context``;
+                    in a field labelled as a phone (``role``/``field``: CSV header, JSON key, XML
+                    element, EDIFACT ``COM..:TE``) a *possible* number (``is_possible_number``) counts
 ``iban``            ISO 13616: country length table + mod 97; spaces allowed; free text
 ``payment_card``    Luhn + IIN prefix/length (Visa, Mastercard 51-55/2221-2720, Amex, Discover, JCB,
                     Diners, UnionPay, Maestro). Visa-16, Mastercard, Amex, Discover-16 and JCB-16 in free
                     text; the other brands/lengths need context (card/pan/visa... keyword or field).
                     Grouped numbers must use the usual 4-4-4-4 / 4-6-5 / 4-6-4 grouping.
 ``eori``            EU/GB/XI country code + 5-15 alphanumerics with a digit, only with context
-``person_name``,    only from structured fields (``scan_fields``); see ``field_role``
+``person_name``,    only from structured fields (``scan_fields``); see ``field_role``. A name with a
+                    legal form (GmbH, Ltd, B.V., Sp. z o.o....; ``is_organisation``) or in a group
+                    identified by a GLN / D-U-N-S key is an organisation, never a person name
 ``postal_address``
 ==================  ====================================================================================
 
@@ -53,7 +57,7 @@ from types import SimpleNamespace
 __all__ = ["scan", "scan_fields", "mask", "to_text", "field_role", "validators", "ROLES", "DEFAULT_REGIONS",
            "s10_ok", "ups_ok", "gs1_ok", "iban_ok", "luhn_ok", "card_brand", "card_ok", "fedex12_ok",
            "fedex34_ok", "usps_ok", "dhl_ok", "mod37_36", "dpd_ok", "tracking_other_ok", "email_ok",
-           "phone_e164", "hs_ok", "eori_ok", "sscc_ok", "gtin_ok", "gtin_norm"]
+           "phone_e164", "phone_possible_e164", "is_organisation", "hs_ok", "eori_ok", "sscc_ok", "gtin_ok", "gtin_norm"]
 
 # ---------------------------------------------------------------------------------------------------------
 # reference tables
@@ -401,23 +405,44 @@ def _phonenumbers():
     return _pn
 
 
-@lru_cache(maxsize=65536)
-def phone_e164(value: str, region: str | None = None) -> str | None:
-    """E.164 form of a valid phone number (``+`` numbers need no region), else None."""
+def _parse_phone(value: str, region: str | None, min_distinct: int = 1):
+    """``phonenumbers`` parse of ``value`` (``00`` read as ``+``; a national number needs ``region``),
+    or None for a value of 6-17 digits that does not parse or has fewer than ``min_distinct`` distinct
+    digits."""
     pn = _phonenumbers()
     v = value.strip()
-    digits = sum(c.isdigit() for c in v)
-    if digits < 6 or digits > 17:
+    digits = _NON_DIGITS.sub("", v)
+    if not 6 <= len(digits) <= 17 or len(set(digits)) < min_distinct:
         return None
     if v.startswith("00") and not v.startswith("000"):
         v = "+" + v[2:]
     if not v.startswith("+") and not region:
         return None
     try:
-        num = pn.parse(v, None if v.startswith("+") else region.upper())
+        return pn.parse(v, None if v.startswith("+") else region.upper())
     except Exception:
         return None
-    if not pn.is_valid_number(num):
+
+
+@lru_cache(maxsize=65536)
+def phone_e164(value: str, region: str | None = None) -> str | None:
+    """E.164 form of a valid phone number (``+`` numbers need no region), else None."""
+    pn = _phonenumbers()
+    num = _parse_phone(value, region)
+    if num is None or not pn.is_valid_number(num):
+        return None
+    return pn.format_number(num, pn.PhoneNumberFormat.E164)
+
+
+@lru_cache(maxsize=65536)
+def phone_possible_e164(value: str, region: str | None = None) -> str | None:
+    """E.164 form of a *possible* phone number (right length for its country, ``is_possible_number``),
+    else None. Only for a value whose field says it is a phone: the number need not be in an allocated
+    range of the libphonenumber metadata (new ranges, reserved ranges, synthetic data), but a run of one
+    or two repeated digits is a placeholder, not a number."""
+    pn = _phonenumbers()
+    num = _parse_phone(value, region, min_distinct=3)
+    if num is None or not pn.is_possible_number(num):
         return None
     return pn.format_number(num, pn.PhoneNumberFormat.E164)
 
@@ -427,7 +452,7 @@ validators = SimpleNamespace(
     gtin_ok=gtin_ok, gtin_norm=gtin_norm, luhn_ok=luhn_ok, card_brand=card_brand, card_ok=card_ok, iban_ok=iban_ok,
     fedex12_ok=fedex12_ok, fedex34_ok=fedex34_ok, usps_ok=usps_ok, dhl_ok=dhl_ok, mod37_36=mod37_36,
     dpd_ok=dpd_ok, tracking_other_ok=tracking_other_ok, hs_ok=hs_ok, eori_ok=eori_ok, email_ok=email_ok,
-    phone_e164=phone_e164,
+    phone_e164=phone_e164, phone_possible_e164=phone_possible_e164,
 )
 
 # ---------------------------------------------------------------------------------------------------------
@@ -799,6 +824,25 @@ def _phone_value(raw: str, regions) -> str | None:
     return None
 
 
+def _phone_possible(raw: str, regions, intl: bool, intl_first: bool) -> str | None:
+    """A possible number in a phone field: ``+``/``00`` numbers as dialled; else the national number in
+    the first region where it is possible, and an international number written without ``+`` (``intl``)
+    as such, that reading first when no region is known (``intl_first``)."""
+    raw = raw.strip().rstrip(".-/")
+    if raw.startswith("+") or (raw.startswith("00") and not raw.startswith("000")):
+        return phone_possible_e164(raw)
+    plus = "+" + _NON_DIGITS.sub("", raw) if intl else None
+    if plus and intl_first:
+        v = phone_possible_e164(plus)
+        if v:
+            return v
+    for r in regions:
+        v = phone_possible_e164(raw, r)
+        if v:
+            return v
+    return phone_possible_e164(plus) if plus and not intl_first else None
+
+
 def _scan_context_phones(text: str, cx: _Ctx, regions, out: dict) -> None:
     last = -1
     for end, _start in cx.hits("phone"):
@@ -1050,6 +1094,9 @@ def _scan_role(text: str, role: str, region, regions, out: dict) -> None:
                 p = _phone_value(part, regions)
             if p is None and intl:
                 p = phone_e164("+" + digits)
+            if p is None:
+                # the field says phone: a possible number (right length) is one, valid or not
+                p = _phone_possible(part, regions, intl, intl_first=not region)
             if p:
                 _add(out, "phone", p)
     elif role == "hs":
@@ -1164,6 +1211,28 @@ def _addr_part(v: str) -> str:
     return _norm_text(v).strip(" ,;")
 
 
+# Legal-form designations: a name carrying one is an organisation, never a person. Distinctive forms match
+# in any case; short ones that are also words or initials (AG, AB, AS, SA, NV, BV, KG...) only as written.
+_LEGAL_FORM_CI = re.compile(
+    r"(?<![^\W_])(?:gmbh|mbh|ggmbh|ltd|limited|plc|llc|l\.l\.c|llp|inc|incorporated|corp|corporation|"
+    r"co\.? ?kg|e\.k|ohg|gbr|b\.v|n\.v|s\.a|s\.a\.s|sarl|s\.a\.r\.l|s\.à r\.l|s\.r\.l|srl|s\.p\.a|"
+    r"s\.l|s\.l\.u|sp\. ?z ?o\.? ?o|sp\.k|s\.r\.o|a\.s|a/s|aps|oyj|pty|k\.k|kgaa|s\.c\.a|"
+    r"s\.n\.c|e\.v|pvt|ltda|s\. de r\.l)(?:\.|(?![^\W_]))", re.IGNORECASE)
+_LEGAL_FORM_CS = re.compile(r"(?<![^\W_-])(?:AG|AB|AS|SA|NV|BV|KG|SE|SAS|SpA|Oy|UG|Kft|Zrt|GIE|SCS|LP)\.?"
+                            r"(?![^\W_])|(?<![^\W_])Co\.|& ?Co(?![^\W_])")
+
+
+def is_organisation(name: str) -> bool:
+    """Whether ``name`` carries a legal-form designation (``Nordlicht Logistik GmbH``, ``Acme Ltd``,
+    ``Transco B.V.``, ``Spedycja Sp. z o.o.``): an organisation name, never a person name."""
+    if not name or len(name) > 300:
+        return False
+    words = name.split()
+    if len(words) < 2:
+        return False  # a legal form alone, or one word, is no company name either way
+    return _LEGAL_FORM_CI.search(name) is not None or _LEGAL_FORM_CS.search(name) is not None
+
+
 _MAYBE_ID = re.compile(r"[0-9@]|%40|&#")
 
 # between free-text fields: wider than any keyword-context window, so a keyword in one field never
@@ -1171,6 +1240,26 @@ _MAYBE_ID = re.compile(r"[0-9@]|%40|&#")
 _FIELD_SEP = "\n" + " " * 63
 
 _ADDR_ORDER = ("address", "street", "line2", "postcode", "city", "state", "country")
+
+
+_ORG_ID_KEY = re.compile(r"(^|_)(gln|iln|bbn|global_?location_?number|duns(_?(no|number))?)$")
+
+
+def _org_id_group(key: str, value: str) -> str | None:
+    """The group (key prefix, as ``field_role`` forms it) of a party identified by a GLN or a D-U-N-S
+    number (``shipper.gln``, ``consignor_gln``): a location or company identifier, so that party is an
+    organisation; None for any other key or a value that is not such a number."""
+    k = _norm_key(key)
+    parts = k.split(".")
+    m = _ORG_ID_KEY.search(parts[-1])
+    if m is None:
+        return None
+    digits = _NON_DIGITS.sub("", value)
+    if not ((len(digits) == 13 and gs1_ok(digits)) or len(digits) == 9):
+        return None
+    pre = parts[-1][:m.start()].strip("_")
+    parent = ".".join(parts[:-1])
+    return (parent + "." + pre) if (parent and pre) else (parent or pre)
 
 
 def scan_fields(record: dict, context: dict | None = None) -> dict[str, set]:
@@ -1187,6 +1276,7 @@ def scan_fields(record: dict, context: dict | None = None) -> dict[str, set]:
     weak_names: dict[str, str] = {}
     addrs: dict[str, dict[str, str]] = {}
     phones: list[str] = []
+    org_groups: set[str] = set()  # groups identified by a GLN / DUNS: organisations
     customerish = False
     region = ctx.get("region")
     for k, v in record.items():
@@ -1204,6 +1294,9 @@ def scan_fields(record: dict, context: dict | None = None) -> dict[str, set]:
             continue
         role, group = field_role(k)
         if role is None:
+            og = _org_id_group(k, v)
+            if og is not None:
+                org_groups.add(og)
             if len(v) >= 8 and _MAYBE_ID.search(v) is not None:
                 free.append(v)  # shorter values, and values without a digit or "@", hold no identifier
             continue
@@ -1279,12 +1372,14 @@ def scan_fields(record: dict, context: dict | None = None) -> dict[str, set]:
             v = parts["full_name"]
         else:
             v = " ".join(parts[r] for r in ("first_name", "middle_name", "last_name") if r in parts)
+        if is_organisation(v) or group in org_groups:
+            continue
         v = _norm_text(v)
         if v:
             _add(out, "person_name", v)
     if weak_names and (customerish or names or any(c in out for c in ("email", "phone", "iban", "payment_card"))):
         for group, v in weak_names.items():
-            if group in names:
+            if group in names or group in org_groups or is_organisation(v):
                 continue
             _add(out, "person_name", _norm_text(v))
     return out

@@ -622,6 +622,22 @@ def _el(elements: list, i: int, j: int = 0) -> str:
 
 # carrier and forwarder parties are transport providers, not customers
 _NOT_CUSTOMER_PARTIES = frozenset({"CA", "FW"})
+# parties that are organisations (EDIFACT 3035: CZ consignor, SH shipper, DT despatch party, SU supplier,
+# MF manufacturer; X12 98: SH shipper, SF ship from, SU supplier, VN vendor, MF manufacturer): their name is
+# a company name, never a person name (their address and contacts still count)
+_EDI_ORG_PARTIES = frozenset({"CZ", "SH", "DT", "SU", "MF"})
+_X12_ORG_PARTIES = frozenset({"SH", "SF", "SU", "VN", "MF"})
+# a party identified by a GLN (EDIFACT 3055 agency 9 = GS1) or D-U-N-S (agency 16; X12 66: 1, 9 DUNS,
+# UL GLN) is an organisation
+_EDI_ORG_AGENCIES = frozenset({"9", "16"})
+_X12_ORG_ID_QUAL = frozenset({"1", "9", "UL"})
+# commodity codes: EDIFACT CST C246 7361 (customs goods identifier: numeric is the tariff number), GIS and
+# PIA item type codes (7143 HS harmonised system; TAR/CC as used by customs guides); X12 23 commodity code
+# qualifiers based on the Harmonized System (A HTSUSA, B Schedule B, H Brussels nomenclature, J HS-based
+# Schedule B) in L5, L13 and TC2
+_EDI_HS_CODES = frozenset({"HS", "CC", "TAR", "HTS", "CN", "TARIC"})
+_X12_HS_QUAL = frozenset({"A", "B", "H", "J"})
+_DOTS = re.compile(r"[ .]")
 _EDI_TRACK_RFF = frozenset({"CN", "AAS", "SRN", "BM", "AWB", "ABT", "CU", "ACD", "AAM", "ZZZ", "TN", "PK"})
 _EDI_GTIN_CODES = frozenset({"SRV", "EN", "UP", "EAN", "UPC", "GTIN"})
 
@@ -697,8 +713,9 @@ def _edifact(text: str, t: _Tally) -> None:
                 lines = [c.strip() for c in (els[2] if len(els) > 2 else []) if c.strip()]
                 if not name and lines:
                     name = lines.pop(0)
+                org = qual in _EDI_ORG_PARTIES or (bool(_el(els, 1)) and _el(els, 1, 2) in _EDI_ORG_AGENCIES)
                 if name:
-                    f["party.name"] = name
+                    f["party.company" if org else "party.name"] = name
                 street = " ".join(c.strip() for c in (els[4] if len(els) > 4 else []) if c.strip())
                 if street:
                     f["party.street"] = street
@@ -738,6 +755,17 @@ def _edifact(text: str, t: _Tally) -> None:
                                 role = "sscc" if q in ("BJ", "AW") else "tracking_number" if q in (
                                     "AAA", "ML", "BN") else None
                                 _merge(msg["ids"], scan(v, {"field": role}) if role else scan(v))
+                elif tag == "CST":
+                    # CST+goods item+C246 x5: a numeric customs goods identifier is the tariff number
+                    for e in els[1:6]:
+                        v = _DOTS.sub("", e[0]) if e else ""
+                        if 6 <= len(v) <= 10 and v.isdigit():
+                            _merge(msg["ids"], scan(v, {"field": "hs_code"}))
+                elif tag == "GIS":
+                    # GIS+C529 (indicator:code list:agency): a commodity code when the list is a tariff
+                    for e in els[:1]:
+                        if len(e) > 1 and e[1].strip().upper() in _EDI_HS_CODES and e[0]:
+                            _merge(msg["ids"], scan(_DOTS.sub("", e[0]), {"field": "hs_code"}))
                 elif tag in ("LIN", "PIA"):
                     start = 2 if tag == "LIN" else 1
                     for e in els[start:]:
@@ -745,8 +773,8 @@ def _edifact(text: str, t: _Tally) -> None:
                             code = e[1].upper() if len(e) > 1 else ""
                             if code in _EDI_GTIN_CODES:
                                 _merge(msg["ids"], scan(e[0], {"field": "gtin"}))
-                            elif code in ("HS", "CC", "TAR"):
-                                _merge(msg["ids"], scan(e[0], {"field": "hs_code"}))
+                            elif code in _EDI_HS_CODES:
+                                _merge(msg["ids"], scan(_DOTS.sub("", e[0]), {"field": "hs_code"}))
                             else:
                                 msg["text"] += "\n" + e[0]
                 elif tag in ("FTX", "CNI", "BGM", "DOC", "TDT", "EQD", "SEL", "GID", "PCI"):
@@ -806,6 +834,7 @@ def _x12_interchange(text: str, i: int, t: _Tally):
     def close_party():
         nonlocal party
         if party:
+            party.pop("_org", None)
             found = scan_fields(party, {"regions": ("US", "CA", "GB", "DE", "FR")})
             if any(c in _CUSTOMER for c in found):
                 t.record(found)
@@ -855,13 +884,18 @@ def _x12_interchange(text: str, i: int, t: _Tally):
                 close_party()
                 q = els[1].upper() if len(els) > 1 else ""
                 party = {} if q not in _NOT_CUSTOMER_PARTIES else None
+                org = q in _X12_ORG_PARTIES or (len(els) > 4 and els[3].strip().upper() in _X12_ORG_ID_QUAL
+                                                and els[4].strip() != "")
                 if party is not None and len(els) > 2 and els[2].strip():
-                    party["party.name"] = els[2]
+                    party["party.company" if org else "party.name"] = els[2]
+                if party is not None and org:
+                    party["_org"] = True
             elif tag in ("N2", "N3", "N4", "PER"):
                 if party is None:
                     continue
                 if tag == "N2":
-                    party.setdefault("party.name", " ".join(e for e in els[1:] if e))
+                    party.setdefault("party.company" if party.get("_org") else "party.name",
+                                     " ".join(e for e in els[1:] if e))
                 elif tag == "N3":
                     party["party.street"] = " ".join(e for e in els[1:3] if e)
                 elif tag == "N4":
@@ -908,7 +942,16 @@ def _x12_interchange(text: str, i: int, t: _Tally):
                     vals = [e for e in els[1:4] if e]
                     for v in vals:
                         _merge(tx["ids"], scan(v, {"field": "tracking_number"}) if tag == "B10" else scan(v))
-                elif tag in ("TD1", "TD5", "MSG", "NTE", "K1", "L5", "AT8", "PRF", "CUR"):
+                elif tag in ("L5", "L13", "TC2"):
+                    # commodity code + qualifier (23): L503/L504, L1302/L1301, TC202/TC201
+                    q, v = {"L5": (4, 3), "L13": (1, 2), "TC2": (1, 2)}[tag]
+                    q = els[q].strip().upper() if len(els) > q else ""
+                    v = _DOTS.sub("", els[v]) if len(els) > v else ""
+                    if q in _X12_HS_QUAL and v:
+                        _merge(tx["ids"], scan(v, {"field": "hs_code"}))
+                    if tag == "L5":
+                        tx["text"] += "\n" + " ".join(e for e in els[1:3] if e).replace(comp, " ")
+                elif tag in ("TD1", "TD5", "MSG", "NTE", "K1", "AT8", "PRF", "CUR"):
                     tx["text"] += "\n" + " ".join(e for e in els[1:] if e).replace(comp, " ")
                 if len(tx["text"]) > 1_000_000:
                     tx["text"] = tx["text"][-500_000:]
