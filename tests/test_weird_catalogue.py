@@ -36,6 +36,7 @@ NOT_WEIRDS = {
     "ip.fragment",        # a decode outcome (a fragment held for reassembly), counted in stats.json outcomes
     "ip6.arpa",           # the reverse-DNS zone
     "content.jsonl",      # a file name
+    "content.xml",        # the ODF part holding a document's text and tables
 }
 
 

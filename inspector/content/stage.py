@@ -11,7 +11,8 @@ by the local side to the non-local side, whichever side opened the connection):
 * ``opaque(flow, payload_type, nbytes)``: payload that cannot be inspected
   (TLS, SSH, QUIC), counted by type.
 
-Each body is decoded (Content-Encoding, multipart, base64/base32/hex runs),
+Each body is decoded (Content-Encoding, multipart, base64/base32/hex runs; archives and office
+documents are opened by ``archives.expand`` and each member inspected, within one shared budget),
 typed (``sniff.classify``), parsed for records (``records.count_records``) and
 scanned for identifiers; values are kept per flow as DISTINCT normalised values
 per class.  ``finish(flow)`` returns the flow fields and the ``content.jsonl``
@@ -64,10 +65,11 @@ class ContentStage:
     def __init__(self, salt: bytes = b"inspector", show_raw: bool = False, edm=(), stream_budget: int = 4 << 20,
                  body_budget: int = 64 << 20, weird=None):
         from .. import mime, sniff
-        from . import decoding, identifiers, records
+        from . import archives, decoding, identifiers, records
         from .prefilter import Prefilter
         self.prefilter = Prefilter()
         self.types = sniff
+        self.archives = archives
         self.mime = mime
         self.decoding = decoding
         self.identifiers = identifiers
@@ -127,20 +129,19 @@ class ContentStage:
                 return
         self._inspect(cf, info, data, uid, count_bytes=True)
 
-    def _inspect(self, cf: ContentFlow, info: dict, data: bytes, uid, count_bytes: bool, depth: int = 0) -> None:
+    def _inspect(self, cf: ContentFlow, info: dict, data: bytes, uid, count_bytes: bool, depth: int = 0,
+                 budget=None, level: int = 0) -> None:
         if not data:
             return
         ptype, note = self.types.classify(data, info.get("content_type"))
-        if note:
+        if note and not level:
             self._weird(uid, "content.type_mismatch", note)
         cf.types_seen.add(ptype)
         if count_bytes:
             cf.bytes_by_type[ptype] += len(data)
-        if ptype in ("gzip",) and depth == 0:
-            inner, _n = self.decoding.decompress(data, "gzip")
-            if inner:
-                self._inspect(cf, {"source": info.get("source")}, inner, uid, count_bytes=False, depth=1)
-                return
+        if ptype in self.archives.ARCHIVE_TYPES or (ptype in ("binary", "text") and self.archives.is_tar(data)):
+            self._archive(cf, info, data, uid, ptype, budget, level)
+            return
         if ptype in ("tls-encrypted", "encrypted-or-compressed", "image", "zip", "office", "pdf", "protobuf"):
             return
         # One multi-pattern pass first: unstructured payloads with no candidate at all skip the
@@ -159,6 +160,24 @@ class ContentStage:
         # Encoded data (base64/base32/hex in text, JSON strings, DNS labels) is decoded and inspected too.
         if depth < 2:
             self._encoded(cf, data, depth)
+
+    def _archive(self, cf: ContentFlow, info: dict, data: bytes, uid, ptype: str, budget, level: int) -> None:
+        """Open an archive or document (``archives.expand``) and inspect each member as a body of its
+        own.  One ``Budget`` bounds all nesting levels of a body; a bound reached or an encrypted entry
+        is a weird (``content.archive_bomb``, ``content.encrypted_archive``), never an exception."""
+        if budget is None:
+            budget = self.archives.Budget()
+        if level >= budget.max_depth:
+            self._weird(uid, "content.archive_bomb", f"archives nested deeper than {budget.max_depth} levels")
+            return
+        members, problems = self.archives.expand(data, ptype, budget)
+        for name, detail in problems:
+            self._weird(uid, name, detail)
+        sub = {"source": info.get("source")}
+        for m in members:
+            self.stats["archive_members"] += 1
+            self._inspect(cf, dict(sub, content_type=m.declared), m.data, uid, count_bytes=False,
+                          budget=budget, level=level + 1)
 
     def _encoded(self, cf: ContentFlow, data: bytes, depth: int) -> None:
         for encoding, decoded in self.decoding.encoded_runs(data):

@@ -119,6 +119,8 @@ CORE = (
     + _entries("content", {
         "content.decompression": "a message body that could not be fully decompressed (limit or corrupt data)",
         "content.type_mismatch": "a body whose bytes disagree with its declared Content-Type",
+        "content.archive_bomb": "an archive past a member-count, size, ratio, nesting or time bound: expansion stopped",
+        "content.encrypted_archive": "an archive with encrypted entries (their content cannot be inspected)",
         "files.error": "the files stage raised on a body (exception in detail); content inspection goes on",
     })
 )
