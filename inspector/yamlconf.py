@@ -56,6 +56,18 @@ def compose(text: Union[str, bytes], path: str) -> Tuple[Optional[yaml.Node], Op
         return None, ConfigError(path, line, f"YAML syntax error: {reason}")
 
 
+def yaml_int(text: str) -> int:
+    """The integer a YAML int scalar denotes, as YAML 1.1 reads it (the resolver that tagged it):
+    signs, underscores, 0x/0b, leading-zero octal (``0500001``), sexagesimal.  ValueError if not."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ValueError(f"invalid integer {text!r}") from e
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"invalid integer {text!r}")
+    return value
+
+
 def node_line(node: Optional[yaml.Node]) -> Optional[int]:
     """The 1-based line a node starts on; None for no node."""
     return node.start_mark.line + 1 if node is not None else None

@@ -43,7 +43,7 @@ from ..errors import ConfigError
 from ..severity import SEVERITIES, SEVERITY_NAMES, parse_severity  # the one scale (re-exported)
 from ..site import normalize_domain, parse_asn, parse_network
 from ..yamlconf import (SCALAR_TEXT, TAG_BOOL, TAG_FLOAT, TAG_INT, TAG_STR, compose, is_null, node_kind, node_line,
-                        yaml_files)
+                        yaml_files, yaml_int)
 from . import detectors as _detectors
 from .view import (AGGREGATE_METRICS, BYTE_METRICS, CLASS_ALIASES, FLOW_METRICS, GROUP_KEYS, TIME_METRICS,
                    metric_value)
@@ -412,7 +412,7 @@ class _Collector:
             self.problem(node, f"{what} must be {'an integer' if integer else 'a number'}, got {node_kind(node)}")
             return None
         try:
-            v = yaml.safe_load(node.value) if node.tag == TAG_FLOAT else int(node.value.replace("_", ""), 0)
+            v = yaml.safe_load(node.value) if node.tag == TAG_FLOAT else yaml_int(node.value)
         except (ValueError, yaml.YAMLError):
             self.problem(node, f"{what}: invalid number {node.value!r}")
             return None
@@ -462,7 +462,10 @@ class _Collector:
             if not (isinstance(n, yaml.ScalarNode) and n.tag == TAG_INT):
                 self.problem(n, f"'id' must be an integer signature id, got {node_kind(n)}")
             else:
-                rid = int(n.value.replace("_", ""), 0)
+                try:
+                    rid = yaml_int(n.value)
+                except ValueError:
+                    rid = -1                    # reported as out of range below
                 if not any(lo <= rid <= hi for lo, hi in ID_RANGES.values()):
                     self.problem(n, f"id {rid} is out of range: use 2000000-2999999 for site rules "
                                     f"(1000000-1099999 is the default policy)")
@@ -721,7 +724,11 @@ class _Collector:
             return None
         raw: Any = node.value
         if node.tag == TAG_INT:
-            raw = int(raw.replace("_", ""), 0)
+            try:
+                raw = yaml_int(raw)
+            except ValueError:
+                self.problem(node, f"threshold of {metric!r}: invalid number {node.value!r}")
+                return None
         elif node.tag == TAG_FLOAT:
             try:
                 raw = float(raw)
