@@ -222,7 +222,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-scan-reference", action="store_true", help="skip timing `inspector scan` on the capture")
     ap.add_argument("--json", type=Path, help="write every trial as JSON")
     args = ap.parse_args(argv)
-    args.inspector = [sys.executable, "-m", "inspector.live"]
+    args.inspector = [sys.executable, "-m", "inspector", "live"]
 
     missing = [("root", os.geteuid() == 0), ("ip (iproute2)", shutil.which("ip")),
                ("tcpreplay", shutil.which("tcpreplay"))]

@@ -11,13 +11,11 @@ def read_flows(path, site=None):
     Columns are the ``flows.jsonl`` fields (Zeek conn.log names plus inspector's own).
     """
     from .outputs import records_frame
-    from .scan import FLOW_FIELDS, run_scan
-    from .settings import build_enricher
-    from .site import Site, load_site
-    if isinstance(site, str):
+    from .pipeline import run_scan
+    from .scan import FLOW_FIELDS
+    from .settings import build_enricher, load_site
+    if site is None or isinstance(site, str):
         site = load_site(site)
-    if site is None:
-        site = Site.default()
     paths = list(path) if isinstance(path, (list, tuple)) else [str(path)]
     res = run_scan(paths, site=site, enricher=build_enricher(site))
     return records_frame(res.flows, FLOW_FIELDS)

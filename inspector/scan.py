@@ -1,8 +1,9 @@
-"""The scan pipeline: inputs -> ingest -> decode -> flows (-> later stages) -> records.
+"""The analysis core: decode -> flows -> application layer (protocols, content) -> records.
 
-Deterministic and free of wall-clock time: the same input gives the same
-records.  The CLI (``inspector.cli``) and the Python API (``read_flows``) are
-thin shells around ``run_scan``.
+``Scanner`` is what ``inspector.pipeline`` drives for every mode (scan, live,
+batch); sources feed it packet batches and the pipeline hands what it emits to
+the sinks.  Deterministic and free of wall-clock time: the same packets give
+the same records.
 """
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from .dispatch import Dispatcher, ProtocolLogs
 from .enrich.flows import DestinationNames, EnrichStage
 from .flows.reference import PyFlowTable
 from .flows.table import FlowBatch, FlowTable
-from .ingest import CaptureReader, NotACapture, expand_inputs
 from .outputs.schema import CONN_FLOW_FIELDS, FLOWS, WEIRD, names
 from .protocols import contributions
 
@@ -39,9 +39,11 @@ class ScanResult:
 
 
 class Scanner:
-    """Stateful pipeline; ``feed`` batches from any source, ``finish`` at the end.
+    """Stateful analysis of one run: ``feed`` packet batches, ``finish`` at the end.
 
-    Live capture and batch mode reuse it with their own sources.
+    Ended flows go to ``on_flows`` (else ``flow_records``), protocol records to
+    ``log_sink``; weirds collect in ``weird_records`` (``inspector.pipeline``
+    drains them to its sinks).
 
     With the application layer on (``app``), the flow table is observed by the protocol
     dispatcher; ended flows then go through destination naming and enrichment
@@ -137,7 +139,8 @@ class Scanner:
                     self.add_weird(ts, uid, name, detail)
                 stage.weirds.clear()
 
-    def account_reader(self, reader: CaptureReader) -> None:
+    def account_reader(self, reader) -> None:
+        """A capture file read to its end (an ``ingest.CaptureReader``): counters, events, file entry."""
         st = reader.stats
         self.packets_read += st.packets_read
         self.bytes_read += st.bytes_read
@@ -145,23 +148,8 @@ class Scanner:
             if ev.packets:
                 self.outcomes[ev.name] += ev.packets
             self.add_weird(ev.ts, None, ev.name, f"{reader.path}: {ev.detail}")
-
-    def scan_file(self, path: str, progress: Callable | None = None, stop: Callable | None = None) -> None:
-        """Scan one input; ``stop()`` (when given) is asked after every batch: a true value ends the
-        input there (SIGINT/SIGTERM: the CLI keeps what was processed)."""
-        reader = CaptureReader(path)
-        packets = 0
-        for batch in reader:
-            self.feed(batch)
-            packets += len(batch)
-            if progress is not None:
-                progress(path, packets, reader)
-            if stop is not None and stop():
-                reader.close()
-                break
-        self.account_reader(reader)
-        self.files.append({"path": path, "format": reader.kind, "packets_read": reader.stats.packets_read,
-                           "bytes_read": reader.stats.bytes_read})
+        self.files.append({"path": reader.path, "format": reader.kind, "packets_read": st.packets_read,
+                           "bytes_read": st.bytes_read})
 
     def finish(self) -> None:
         now = self.table.now
@@ -182,48 +170,3 @@ class Scanner:
             "flows_evicted": self.table.evicted,
             "files": self.files,
         }
-
-
-def run_scan(paths: list, site=None, progress: Callable | None = None, max_flows: int = 1_000_000,
-             engine: str = "kernel", on_flows: Callable | None = None, enricher=None,
-             log_sink: Callable | None = None, content=None, app: bool = True,
-             stop: Callable | None = None) -> ScanResult:
-    """Scan capture files, directories, globs or '-' (stdin) into flow records.
-
-    Flows come in the order they end (as in Zeek's conn.log).  With ``on_flows``
-    they are handed to that callable batch by batch instead of being kept.
-    ``stop()``, asked between batches, ends the scan early when it returns a reason
-    (e.g. ``"SIGTERM"``): open flows are ended as at the end of the input, and
-    ``stats["stopped_by"]`` records the reason.
-    """
-    res = ScanResult()
-    inputs, errors = expand_inputs(list(paths))
-    res.errors.extend(errors)
-    sc = Scanner(site=site, max_flows=max_flows, engine=engine, on_flows=on_flows, enricher=enricher,
-                 log_sink=log_sink, content=content, app=app)
-    for path in inputs:
-        if stop is not None and stop():
-            break
-        try:
-            sc.scan_file(path, progress=progress, stop=stop)
-            res.inputs_ok += 1
-        except NotACapture as e:
-            res.errors.append(str(e))
-        except IsADirectoryError:
-            res.errors.append(f"{path}: is a directory")
-        except PermissionError:
-            res.errors.append(f"{path}: permission denied")
-        except OSError as e:
-            res.errors.append(f"{path}: {e.strerror or e}")
-    sc.finish()
-    res.flows = sc.flow_records
-    if sc.logs is not None:
-        res.logs = dict(sc.logs.logs)
-    res.weirds = sorted(sc.weird_records, key=lambda w: (w["ts"] is None, w["ts"] or 0.0, w["name"],
-                                                       w["uid"] or "", w["detail"]))
-    res.stats = sc.stats()
-    res.stats["inputs_failed"] = res.errors
-    reason = stop() if stop is not None else None
-    if reason:
-        res.stats["stopped_by"] = reason
-    return res

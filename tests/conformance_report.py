@@ -97,7 +97,7 @@ def scan(path: str | Path, timeout: float | None = SCAN_TIMEOUT_S):
     """
     key = str(path)
     if key not in _SCAN_CACHE:
-        from inspector.scan import run_scan
+        from inspector.pipeline import run_scan
         if timeout and not any(st == "ok" for st, _ in _SCAN_CACHE.values()):
             timeout = max(timeout, FIRST_SCAN_TIMEOUT_S)
         try:

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from inspector.scan import run_scan
+from inspector.pipeline import run_scan
 from inspector.site import load_site
 
 from corpus import corpus_root

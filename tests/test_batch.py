@@ -72,7 +72,7 @@ def tree(tmp_path_factory):
 
 
 def batch_cmd(caps: Path, db: Path, *extra) -> list:
-    return [PY, "-m", "inspector.batch", "batch", str(caps), "--db", str(db), "--site", str(SITE), *map(str, extra)]
+    return [PY, "-m", "inspector", "batch", str(caps), "--db", str(db), "--site", str(SITE), *map(str, extra)]
 
 
 def run_ok(cmd, timeout=120) -> str:
@@ -291,7 +291,7 @@ def test_dask_cluster_equals_local(tree, reference, tmp_path):
 
 
 def test_cli_usage_errors(tmp_path, capsys):
-    from inspector.batch import main
+    from inspector.cli import main
     assert main(["batch", str(tmp_path), "--db", str(tmp_path / "x.duckdb"), "--workers", "2",
                  "--dask", "tcp://127.0.0.1:1"]) == 2
     assert "exclude each other" in capsys.readouterr().err
@@ -435,7 +435,7 @@ def test_baselines_first_seen_and_volume(tmp_path):
     finally:
         st.close()
     # the CLI: default night = the latest one (the real capture's), with its policy alerts
-    from inspector.batch import main
+    from inspector.cli import main
     assert main(["report", "--db", str(db), "--out", str(tmp_path / "latest.html")]) == 0
     page = (tmp_path / "latest.html").read_text(encoding="utf-8")
     assert "Nightly report: 2025-11-25" in page and "Zhejiang Taobao" in page

@@ -15,7 +15,7 @@ import re
 
 import pytest
 
-from inspector.scan import run_scan
+from inspector.pipeline import run_scan
 from inspector.settings import build_content, build_enricher
 from inspector.site import load_site
 

@@ -23,7 +23,7 @@ import inspect
 
 from inspector.decode.batch import COLUMNS, Decoder
 from inspector.ingest import CaptureReader, NotACapture, PacketBatch
-from inspector.scan import run_scan
+from inspector.pipeline import run_scan
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = 1_764_000_000.0

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from inspector.cli import fingerprint as fingerprint_cli
 from inspector.content import edm
 from inspector.content.edm import EDMError, EDMIndex, build_fingerprint, normalise
 
@@ -48,13 +49,13 @@ def index(src, tmp_path) -> EDMIndex:
 def _parser():
     ap = argparse.ArgumentParser(prog="inspector")
     sub = ap.add_subparsers(dest="command")
-    edm.add_parser(sub)
+    fingerprint_cli.add_parser(sub)
     return ap
 
 
 def run_cli(argv, capsys):
     args = _parser().parse_args(["fingerprint", *map(str, argv)])
-    rc = edm.run(args)
+    rc = fingerprint_cli.run(args, {})
     cap = capsys.readouterr()
     return rc, cap.out, cap.err
 

@@ -16,7 +16,8 @@ import pytest
 from inspector.decode import Decoder
 from inspector.decode.batch import COLUMNS
 from inspector.ingest import CaptureReader, NotACapture
-from inspector.scan import CONN_FIELDS, run_scan
+from inspector.pipeline import run_scan
+from inspector.scan import CONN_FIELDS
 
 from corpus import corpus_root, load_index
 

@@ -18,7 +18,7 @@ import pytest
 from helpers.pkt import pcap_bytes, pcap_header, shb, udp_frame
 from inspector.decode.batch import Decoder
 from inspector.ingest import PacketBatch
-from inspector.scan import run_scan
+from inspector.pipeline import run_scan
 
 REPO = Path(__file__).resolve().parents[1]
 T0_NS = 1_764_000_000_000_000_000

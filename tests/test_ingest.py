@@ -17,7 +17,7 @@ from helpers.pkt import (custom_block, epb, eth, idb, ipv4, legacy_pb, pcap_byte
                          raw_block, shb, sll_header, spb, tcp_session, udp, udp_frame)
 from inspector import cli
 from inspector.ingest import CaptureReader, NotACapture, expand_inputs, read_all
-from inspector.scan import run_scan
+from inspector.pipeline import run_scan
 
 REPO = Path(__file__).resolve().parents[1]
 INSPECTOR_BIN = REPO / ".venv" / "bin" / "inspector"

@@ -3,7 +3,7 @@
 Two kinds of tests:
 
 * in-process, no privileges: the writers, the session fed chunks of pcap
-  records, and ``live.run`` driven by ``FileSource`` (a test double of the
+  records, and ``inspector.cli.live.run`` driven by ``FileSource`` (a test double of the
   libpcap capture that serves the records of a capture file);
 * end to end (root and ``ip netns``): a pair of network namespaces joined by a
   veth pair; the inspector captures on one end (``inspector.live`` in its own
@@ -15,6 +15,7 @@ Two kinds of tests:
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -32,8 +33,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from inspector import capture, cli, live
-from inspector.capture import CaptureError, parse_header, records_to_batch
+from inspector import cli
+from inspector.cli import live as live_cli
+from inspector.outputs import rotating
+from inspector.sources import libpcap as capture
+from inspector.sources.libpcap import CaptureError, parse_header, records_to_batch
 from inspector.ingest import read_all
 from inspector.outputs import WEIRD_TYPES
 
@@ -89,8 +93,8 @@ def lines_counter(out: Path, name: str) -> Counter:
 
 
 def live_args(argv):
-    parser = live.argparse.ArgumentParser(prog="inspector")
-    live.add_parser(parser.add_subparsers(dest="command"))
+    parser = argparse.ArgumentParser(prog="inspector")
+    live_cli.add_parser(parser.add_subparsers(dest="command"))
     return parser.parse_args(["live", *map(str, argv)])
 
 
@@ -188,7 +192,7 @@ class FakeClock:
 def test_rotating_log_by_size_and_time(tmp_path):
     clock = FakeClock(1_700_000_000.0)   # 2023-11-14T22:13:20Z
     fields = ("ts", "uid", "name", "detail")
-    w = live.RotatingLog(str(tmp_path), "weird", fields, WEIRD_TYPES, rotate_seconds=3600, rotate_bytes=300,
+    w = rotating.RotatingLog(str(tmp_path), "weird", fields, WEIRD_TYPES, rotate_seconds=3600, rotate_bytes=300,
                          clock=clock)
     rec = {"ts": 1.0, "uid": None, "name": "x.y", "detail": "d" * 40}
     w.write([rec] * 2)                       # ~150 bytes: stays current
@@ -217,7 +221,7 @@ def test_rotating_log_parquet_matches_jsonl_and_name_clash(tmp_path):
     from inspector.outputs import FLOW_TYPES
     from inspector.scan import FLOW_FIELDS
     clock = FakeClock()
-    w = live.RotatingLog(str(tmp_path), "flows", FLOW_FIELDS, FLOW_TYPES, parquet=True, rotate_bytes=1,
+    w = rotating.RotatingLog(str(tmp_path), "flows", FLOW_FIELDS, FLOW_TYPES, parquet=True, rotate_bytes=1,
                          clock=clock)
     recs = [{f: None for f in FLOW_FIELDS} | {"uid": f"C{i}", "ts": float(i), "orig_pkts": i,
                                               "tunnel_parents": []} for i in range(3)]
@@ -239,8 +243,8 @@ def test_rotating_log_parquet_matches_jsonl_and_name_clash(tmp_path):
 def test_rotating_log_keeps_leftovers_of_an_earlier_run(tmp_path):
     (tmp_path / "flows.jsonl").write_text('{"uid": "old"}\n')
     (tmp_path / "weird.jsonl").write_text("")
-    live.RotatingLog(str(tmp_path), "flows").close()
-    live.RotatingLog(str(tmp_path), "weird").close()
+    rotating.RotatingLog(str(tmp_path), "flows").close()
+    rotating.RotatingLog(str(tmp_path), "weird").close()
     old = [p for p in tmp_path.glob("flows-*.jsonl")]
     assert len(old) == 1 and read_jsonl(old[0]) == [{"uid": "old"}]
     assert (tmp_path / "flows.jsonl").read_text() == ""
@@ -251,7 +255,7 @@ def test_ring_writer_keeps_n_files_readable(tmp_path):
     header, records = pcap_records(DAY)
     (tmp_path / "ring-000007-20200101T000000.pcap").write_bytes(header)   # an earlier run's file
     (tmp_path / "unrelated.pcap").write_bytes(b"keep me")
-    ring = live.RingWriter(str(tmp_path), header, files=3, size_mb=0.05)
+    ring = rotating.RingWriter(str(tmp_path), header, files=3, size_mb=0.05)
     for i in range(0, len(records), 40):
         ring.write(b"".join(records[i:i + 40]))
     ring.close()
@@ -298,14 +302,49 @@ def test_records_to_batch_equals_file_reader():
 # the session: chunks of records -> the same outputs as scan
 # ----------------------------------------------------------------------------------------------
 
+class Session:
+    """The live pipeline without the capture thread: ``pipeline.Pipeline`` with live's settings and
+    sink (``LiveSink``), fed chunks of pcap records as the capture thread hands them over."""
+
+    def __init__(self, out: Path, policy=None, alert_sinks=()):
+        from inspector.outputs.rotating import LiveSink
+        from inspector.pipeline import Pipeline
+        from inspector.settings import Settings
+        settings = Settings.from_args(live_args(["-i", "x", "--out", out, "--site", SITE]), {})
+        printer = live_cli._AlertPrinter()
+
+        def on_alerts(alerts):
+            printer(alerts)
+            for sink in alert_sinks:
+                sink(alerts)
+        self.sink = LiveSink(str(out), stats_interval=3600, on_alerts=on_alerts)
+        self.pipe = Pipeline(settings, [self.sink], policy=policy)
+
+    def feed(self, raw: bytes, count: int, big: bool, tsres: float, lt: int) -> None:
+        batch, rest = records_to_batch(raw, count, big, tsres, lt)
+        assert rest == 0
+        self.pipe.account(len(batch), int(batch.caplen.sum()))
+        self.pipe.feed(batch)
+        self.pipe.tick()
+
+    def sweep(self, now: float) -> int:
+        n = self.pipe.sweep(now)
+        self.pipe.tick()
+        return n
+
+    @property
+    def last_ts(self):
+        return self.pipe.last_ts
+
+    def finish(self) -> None:
+        self.pipe.finish()
+
+    def stats(self) -> dict:
+        return self.sink.stats(self.pipe)
+
+
 def _session(out: Path, **kw):
-    from inspector.site import load_site
-    site = load_site(SITE)
-    stages = live.scanner_settings(site, live_args(["-i", "x", "--out", out]))
-    if "policy" not in kw:
-        from inspector.policy import PolicyEngine, load_rules, rules_dir
-        kw["policy"] = live.PolicyFeed(PolicyEngine(load_rules(rules_dir()), site))
-    return live.LiveSession(str(out), site=site, **stages, **kw)
+    return Session(out, **kw)
 
 
 def _feed_file(session, path: Path, chunk: int):
@@ -353,20 +392,28 @@ def test_idle_sweep_writes_timed_out_flows_before_the_end(tmp_path):
     assert before == key_counter(read_jsonl(tmp_path / "scan" / "flows.jsonl"))
 
 
-def test_alert_hook_policy_and_scanner_alerts(tmp_path, capsys):
-    seen = []
+class IcmpPolicy:
+    """A policy stage of the pipeline: one alert per ICMP flow as it ends, one more at the end."""
 
-    def policy(recs):
+    def observe_flows(self, recs):
         return [{"ts": r["ts"], "uid": r["uid"], "name": "test.icmp_seen"} for r in recs if r["proto"] == "icmp"]
-    s = _session(tmp_path, policy=policy, alert_sinks=[seen.extend])
-    s.scanner.alerts = []                        # a policy stage inside the Scanner appends here
-    s.scanner.alerts.append({"ts": 1.0, "uid": None, "name": "test.from_scanner"})
+
+    def observe_log(self, log, rec):
+        return []
+
+    def flush(self, now=None, final=False):
+        return [{"ts": 1.0, "uid": None, "name": "test.final"}] if final else []
+
+
+def test_alert_hook_policy(tmp_path, capsys):
+    seen = []
+    s = _session(tmp_path, policy=IcmpPolicy(), alert_sinks=[seen.extend])
     _feed_file(s, DAY, chunk=50)
     s.finish()
     alerts = read_jsonl(tmp_path / "alerts.jsonl")
     names = Counter(a["name"] for a in alerts)
     icmp = sum(1 for f in read_jsonl(tmp_path / "flows.jsonl") if f["proto"] == "icmp")
-    assert icmp > 0 and names == {"test.icmp_seen": icmp, "test.from_scanner": 1}
+    assert icmp > 0 and names == {"test.icmp_seen": icmp, "test.final": 1}
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert printed == alerts == seen
     assert s.stats()["alerts"] == len(alerts)
@@ -388,7 +435,7 @@ def _run_in_process(tmp_path, source, extra=(), stop_signal=signal.SIGTERM, expe
             os.kill(os.getpid(), stop_signal)
     t = threading.Thread(target=stopper, daemon=True)
     t.start()
-    rc = live.run(args, source=source)
+    rc = live_cli.run(args, {}, capture=source)
     t.join()
     return rc, out
 
@@ -429,7 +476,7 @@ def test_run_duration_and_rotation(tmp_path):
     out = tmp_path / "out"
     args = live_args(["-i", "fake0", "--out", out, "--duration", "4", "--rotate-mb", "0.004", "-q",
                       "--batch-packets", "50"])
-    assert live.run(args, source=src) == 0
+    assert live_cli.run(args, {}, capture=src) == 0
     rotated = sorted(out.glob("flows-*.jsonl"))
     assert len(rotated) >= 2
     for p in rotated:
@@ -444,17 +491,17 @@ def test_usage_errors_exit_2(tmp_path, capsys):
     bad_site = tmp_path / "site.yaml"
     bad_site.write_text("local_nets: [172.20.1.0/16]\n")
     args = live_args(["-i", "fake0", "--out", tmp_path / "o", "--site", bad_site])
-    assert live.run(args, source=FileSource(DAY)) == 2
+    assert live_cli.run(args, {}, capture=FileSource(DAY)) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "host bits set" in err
-    assert live.main(["-i", "x", "--out", str(tmp_path), "--rotate-mb", "-1"]) == 2
-    assert live.main(["--out", str(tmp_path)]) == 2   # -i is required
+    assert cli.main(["live", "-i", "x", "--out", str(tmp_path), "--rotate-mb", "-1"]) == 2
+    assert cli.main(["live", "--out", str(tmp_path)]) == 2   # -i is required
 
 
 def test_subcommand_plugs_into_the_cli_parser():
     p = cli._Parser(prog="inspector")
     sub = p.add_subparsers(dest="command", parser_class=cli._Parser)
-    live.add_parser(sub)
+    live_cli.add_parser(sub)
     a = p.parse_args(["live", "-i", "eth1", "--bpf", "not port 22", "--out", "o", "--rotate-seconds", "60",
                       "--rotate-mb", "5", "--ring", "r", "--ring-files", "4", "--ring-size", "8",
                       "--max-flows", "1000"])
@@ -470,7 +517,7 @@ def test_capture_open_error_is_one_line(tmp_path, capsys):
     except CaptureError as e:
         pytest.skip(str(e))
     args = live_args(["-i", "nosuchif0", "--out", tmp_path, "-q"])
-    assert live.run(args) == 2
+    assert live_cli.run(args, {}) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nosuchif0" in err[0]
     assert re.search(r"no such device|permission denied|operation not permitted", err[0], re.I)
@@ -546,7 +593,7 @@ class VethPair:
     # -- the inspector on vB -----------------------------------------------------------
     def start_live(self, out: Path, *extra) -> "LiveProcess":
         env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        cmd = ["ip", "netns", "exec", self.rx, sys.executable, "-m", "inspector.live", "-i", "vB", "--out",
+        cmd = ["ip", "netns", "exec", self.rx, sys.executable, "-m", "inspector", "live", "-i", "vB", "--out",
                str(out), "--stats-interval", "0.3", "-q", *map(str, extra)]
         p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.procs.append(p)
@@ -745,7 +792,7 @@ def test_bpf_filter(veth, tmp_path):
 
 def test_bad_bpf_and_missing_interface_exit_2(veth, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    base = ["ip", "netns", "exec", veth.rx, sys.executable, "-m", "inspector.live", "--out", str(tmp_path)]
+    base = ["ip", "netns", "exec", veth.rx, sys.executable, "-m", "inspector", "live", "--out", str(tmp_path)]
     r = subprocess.run(base + ["-i", "vB", "--bpf", "port nonsense"], capture_output=True, text=True, env=env,
                        cwd=REPO, timeout=120)
     assert r.returncode == 2 and "bad --bpf expression" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -15,8 +15,9 @@ import textwrap
 import pytest
 
 from inspector.errors import ConfigError
-from inspector.policy import (SEVERITIES, PolicyEngine, add_check_parser, check, exit_status, load_rules,
-                              loads_rules, run_check, severity_arg)
+from inspector.cli import signatures as signatures_cli
+from inspector.cli.options import severity_arg
+from inspector.policy import SEVERITIES, PolicyEngine, check, exit_status, load_rules, loads_rules
 from inspector.policy.detectors import beacon_score, label_entropy, mask_qname
 from inspector.policy.rules import check_rules, default_rules_dir, parse_duration, parse_size
 from inspector.scan import FLOW_FIELDS
@@ -280,14 +281,14 @@ def test_check_covers_destinations_and_cli(tmp_path, capsys):
 
     parser = argparse.ArgumentParser(prog="inspector")
     sub = parser.add_subparsers(dest="command")
-    add_check_parser(sub)
+    signatures_cli.add_parser(sub)
     args = parser.parse_args(["signatures", "check", str(sig)])
-    assert run_check(args) == 1
+    assert signatures_cli.run(args, {}) == 1
     out = capsys.readouterr().out.splitlines()
     assert out == expected
-    assert run_check(parser.parse_args(["signatures", "check", SIGS])) == 0
+    assert signatures_cli.run(parser.parse_args(["signatures", "check", SIGS]), {}) == 0
     assert "OK" in capsys.readouterr().out
-    assert run_check(parser.parse_args(["signatures"])) == 2
+    assert signatures_cli.run(parser.parse_args(["signatures"]), {}) == 2
 
 
 # ----------------------------------------------------------------------------------------------
@@ -748,7 +749,7 @@ def test_exit_status_fail_on():
 # ----------------------------------------------------------------------------------------------
 
 def test_engine_fed_by_the_scanner_on_bundled_captures(rules):
-    from inspector.scan import run_scan
+    from inspector.pipeline import run_scan
     from inspector.settings import build_content, build_enricher
     from inspector.site import load_site
     site = load_site(os.path.join(REPO, "captures", "site-dc-north.yaml"))

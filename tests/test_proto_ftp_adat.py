@@ -225,7 +225,7 @@ def test_hostile_tokens_never_raise():
 
 @pytest.mark.corpus
 def test_globus_url_copy_matches_zeek(corpus):
-    from inspector.scan import run_scan
+    from inspector.pipeline import run_scan
     trace = corpus / "zeek/Traces/globus-url-copy.pcap"
     base = corpus / "zeek/Baseline/scripts.base.protocols.ftp.gridftp"
     if not trace.exists() or not (base / "ssl.log").exists():
@@ -250,7 +250,7 @@ def test_globus_url_copy_matches_zeek(corpus):
 
 @pytest.mark.corpus
 def test_globus_url_copy_bad_encoding(corpus):
-    from inspector.scan import run_scan
+    from inspector.pipeline import run_scan
     trace = corpus / "zeek/Traces/globus-url-copy-bad-encoding.pcap"
     if not trace.exists():
         pytest.skip("not in corpus")

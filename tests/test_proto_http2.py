@@ -306,7 +306,7 @@ def _session(segments, cport=40000, sport=80):
 
 
 def _scan(tmp_path, segments):
-    from inspector.scan import run_scan
+    from inspector.pipeline import run_scan
     p = tmp_path / "h2.pcap"
     p.write_bytes(pcap_bytes(_session(segments)))
     return run_scan([str(p)])
@@ -358,7 +358,7 @@ DOH_TESTS = {
 @pytest.mark.corpus
 @pytest.mark.parametrize("trace", sorted(DOH_TESTS))
 def test_suricata_verify_doh(corpus, trace):
-    from inspector.scan import run_scan
+    from inspector.pipeline import run_scan
     path = corpus / trace
     if not path.exists():
         pytest.skip("not in corpus")

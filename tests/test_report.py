@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from inspector.report import Aggregates, Progress, print_summary, write_report, write_report_from_dir
-from inspector.report.html import fmt_bucket, render_report
+from inspector.cli.terminal import Progress, print_summary
+from inspector.report import Aggregates, write_report, write_report_from_dir
 from inspector.report.format import clean, esc, fmt_bytes
+from inspector.report.html import fmt_bucket, render_report
 from inspector.report.summary import BYTES, CUST, FLOWS, Timeline, TopTable
 
 REPO = Path(__file__).resolve().parents[1]

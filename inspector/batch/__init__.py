@@ -20,79 +20,16 @@ Exit status: 0 done; 1 some captures failed and will be retried by the next
 run (or the database refused a commit); 2 usage or configuration error,
 database in use, nothing readable.
 
-The CLI integration is four calls: ``add_parser(subparsers)`` and ``run(args)``
-for ``batch``, ``add_report_parser(subparsers)`` and ``run_report(args)`` for
-``report``; ``python -m inspector.batch batch|report ...`` runs them stand-alone.
+``run_batch`` is the coordinator; the command line (``inspector.cli.batch`` and
+``inspector.cli.report``) parses the arguments and calls it.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 
-__all__ = ["add_parser", "run", "add_report_parser", "run_report", "run_batch", "main"]
-
-
-# ----------------------------------------------------------------------------------------------
-# argument parsing
-# ----------------------------------------------------------------------------------------------
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    from .baseline import BaselineConfig
-    d = BaselineConfig()
-    b = subparsers.add_parser("batch", help="nightly batch: captures under DIR... into a DuckDB database, "
-                                            "with baselines and batch alerts")
-    b.add_argument("dirs", nargs="+", metavar="DIR",
-                   help="capture folders (searched recursively; DIR/<host>/... : the sub-folder names the host)")
-    b.add_argument("--db", required=True, metavar="PATH", help="DuckDB database (created when absent); "
-                                                               "Parquet files go to <its dir>/parquet/")
-    b.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="local worker processes (default: the number of CPUs; 0: in this process)")
-    b.add_argument("--dask", metavar="ADDRESS", help="run on the Dask distributed cluster whose scheduler is at "
-                                                     "ADDRESS (tcp://host:8786); workers need the same paths")
-    b.add_argument("--site", metavar="FILE", help="site file (YAML): local_nets, roles, allowed_destinations")
-    b.add_argument("--geoip", metavar="PATH", help="MaxMind country/city .mmdb (default: bundled offline data)")
-    b.add_argument("--asn-db", metavar="PATH", help="MaxMind ASN .mmdb (default: bundled offline data)")
-    b.add_argument("--signatures", metavar="DIR", help="signatures directory (default: ./signatures or the one "
-                                                       "shipped with inspector)")
-    b.add_argument("--rules", metavar="PATH", help="policy rules (default: the policy engine's own)")
-    b.add_argument("--no-policy", action="store_true", help="no policy alerts (flows and baselines only)")
-    b.add_argument("--hash-salt", metavar="TEXT", help="salt for evidence hashes (default: $INSPECTOR_HASH_SALT, "
-                                                       "else derived from the site name)")
-    b.add_argument("--max-flows", type=int, default=1_000_000, help="flow table bound per capture")
-    b.add_argument("--tz", metavar="ZONE", help="time zone whose calendar dates are the nights (default: UTC; "
-                                                "fixed by the first run of a database)")
-    b.add_argument("--baseline-nights", type=int, default=d.nights, metavar="N",
-                   help=f"history window: a host's last N nights with traffic (default {d.nights})")
-    b.add_argument("--baseline-k", type=float, default=d.k, metavar="K",
-                   help=f"alert above median + K * MAD-based scale (default {d.k:g})")
-    b.add_argument("--baseline-min-nights", type=int, default=d.min_nights, metavar="M",
-                   help=f"no baseline alert before M history nights (default {d.min_nights})")
-    b.add_argument("--baseline-by", choices=("host", "role"), default=d.by,
-                   help="baseline entity: the site host (capture sub-folder) or the local host's role")
-    b.add_argument("--rebaseline", action="store_true", help="recompute the batch alerts of every night")
-    b.add_argument("--retry-errors", action="store_true",
-                   help="process again the files recorded as unreadable by earlier runs")
-    b.add_argument("--rehash", action="store_true", help="hash every file again (ignore the path/size/mtime cache)")
-    b.add_argument("-q", "--quiet", action="store_true", help="no per-capture lines on stdout")
-    from ..delivery import SPOOL_DIRNAME, add_arguments as add_delivery_arguments
-    add_delivery_arguments(b, spool_default=f"{SPOOL_DIRNAME}/ beside the database")
-    return b
-
-
-def add_report_parser(subparsers) -> argparse.ArgumentParser:
-    r = subparsers.add_parser("report", help="the nightly HTML report of a batch database")
-    r.add_argument("--db", required=True, metavar="PATH", help="the batch database (inspector batch --db)")
-    r.add_argument("--night", metavar="DATE", help="YYYY-MM-DD (default: the latest night in the database)")
-    r.add_argument("--out", required=True, metavar="FILE.html", help="the report (one self-contained page)")
-    r.add_argument("--nights", type=int, default=14, metavar="N", help="trend over the last N nights (default 14)")
-    r.add_argument("--by", choices=("host", "role"), default="host", help="rows of the host table: site host or role")
-    return r
-
-
-def _err(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+__all__ = ["run_batch"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -100,39 +37,20 @@ def _err(msg: str) -> None:
 # ----------------------------------------------------------------------------------------------
 
 def _check_settings(settings) -> str | None:
-    """Validate what every worker would load, once, here: one error line or None."""
-    from ..errors import ConfigError
+    """Load what every worker will load, once, here (and keep it for workers in this process):
+    one error line, or None."""
+    from ..settings import SettingsError
+    from .worker import state, tz_of
     try:
-        if settings.site:
-            from ..site import load_site
-            load_site(settings.site)
-        from ..enrich import load_groups
-        from ..settings import signatures_dir
-        load_groups(os.path.join(signatures_dir(settings.signatures), "destinations"))
-        for p in (settings.geoip, settings.asn_db):
-            if p and not os.path.exists(p):
-                return f"inspector: error: cannot load geo data: {p}: no such file"
-        if settings.rules and not os.path.exists(settings.rules):
-            return f"inspector: error: {settings.rules}: no such file"
-        if settings.policy:
-            try:
-                from ..policy import load_rules
-            except ImportError:
-                load_rules = None
-            if load_rules is not None:
-                from .worker import default_rules
-                load_rules(settings.rules or default_rules(settings.signatures))
-        from .worker import tz_of
-        try:
-            tz_of(settings.tz)
-        except Exception:
-            return f"inspector batch: error: --tz {settings.tz}: unknown time zone (use an IANA name like Europe/Berlin)"
-    except ConfigError as e:
-        return str(e)
+        tz_of(settings.tz)
+    except Exception:
+        return f"inspector batch: error: --tz {settings.tz}: unknown time zone (use an IANA name like Europe/Berlin)"
+    try:
+        state(settings)
+    except SettingsError as e:
+        return e.line("inspector")
     except (OSError, ValueError, KeyError) as e:
         return f"inspector: error: {e}"
-    except Exception as e:   # ZoneInfoNotFoundError, a rules error class of the policy engine...
-        return f"inspector: error: {type(e).__name__}: {e}"
     return None
 
 
@@ -392,123 +310,13 @@ def run_batch(dirs: list, db: str, settings=None, cfg=None, workers: int | None 
 
 
 def _site_name(settings):
+    """The site's name, from the settings this process loaded (``_check_settings``)."""
     if not settings.site:
         return None
-    from ..site import load_site
-    return load_site(settings.site).name
+    from .worker import state
+    return state(settings).site.name
 
 
 def _replace(settings, **kw):
     import dataclasses
     return dataclasses.replace(settings, **kw)
-
-
-def run(args) -> int:
-    from .baseline import BaselineConfig
-    from .worker import WorkerSettings
-    if args.dask and args.workers is not None:
-        _err("inspector batch: error: --workers and --dask exclude each other (Dask workers are the cluster's)")
-        return 2
-    if args.max_flows is not None and args.max_flows < 1:
-        _err("inspector batch: error: --max-flows must be at least 1")
-        return 2
-    settings = WorkerSettings(site=_abs(args.site), geoip=_abs(args.geoip), asn_db=_abs(args.asn_db),
-                              signatures=_abs(args.signatures), hash_salt=args.hash_salt, rules=_abs(args.rules),
-                              policy=not args.no_policy, max_flows=args.max_flows, tz=args.tz)
-    cfg = BaselineConfig(nights=args.baseline_nights, k=args.baseline_k, min_nights=args.baseline_min_nights,
-                         by=args.baseline_by)
-    from ..delivery import SPOOL_DIRNAME, DeliveryConfigError, from_args as delivery_from_args
-    try:
-        delivery = delivery_from_args(args, os.path.join(os.path.dirname(os.path.abspath(args.db)), SPOOL_DIRNAME))
-    except DeliveryConfigError as e:
-        _err(f"inspector batch: error: {e}")
-        return 2
-    try:
-        return run_batch(args.dirs, args.db, settings=settings, cfg=cfg, workers=args.workers, dask=args.dask,
-                         quiet=args.quiet, rebaseline=args.rebaseline, retry_errors=args.retry_errors,
-                         rehash=args.rehash, delivery=delivery)
-    finally:
-        if delivery is not None:
-            delivery.close()
-            _report_delivery(delivery, args.quiet)
-
-
-def _report_delivery(delivery, quiet: bool) -> None:
-    """One line on what left for the receivers (batch has no stats.json); problems always."""
-    st = delivery.stats()
-    line = (f"alert delivery: {st['sent']} sent, {st['spooled']} spooled, {st['dropped']} dropped, "
-            f"{st['failed']} failed")
-    if st["dropped"] or st["failed"] or st["spooled"]:
-        _err(f"inspector batch: {line}")
-    elif not quiet:
-        print(f"inspector batch: {line}", flush=True)
-
-
-def _abs(path):
-    """Workers (other processes, other machines with the same mounts) resolve paths themselves."""
-    return os.path.abspath(path) if path else path
-
-
-# ----------------------------------------------------------------------------------------------
-# report
-# ----------------------------------------------------------------------------------------------
-
-def run_report(args) -> int:
-    import datetime as _dt
-
-    from .report import write_report
-    from .store import Store, StoreError
-    night = None
-    if args.night:
-        try:
-            night = _dt.date.fromisoformat(args.night)
-        except ValueError:
-            _err(f"inspector report: error: --night {args.night!r}: expected YYYY-MM-DD")
-            return 2
-    if args.nights < 1:
-        _err("inspector report: error: --nights must be at least 1")
-        return 2
-    try:
-        store = Store(args.db, read_only=True)
-    except StoreError as e:
-        _err(f"inspector report: error: {e}")
-        return 2
-    try:
-        try:
-            info = write_report(store, night, args.out, nights=args.nights, by=args.by)
-        except ValueError as e:
-            _err(f"inspector report: error: {e}")
-            return 2
-        except OSError as e:
-            _err(f"inspector report: error: cannot write {args.out}: {e.strerror or e}")
-            return 2
-    finally:
-        store.close()
-    print(f"inspector report: night {info['night']}: {info['alerts']} alerts, {info['hosts']} "
-          f"{'hosts' if args.by == 'host' else 'roles'} -> {args.out}")
-    return 0
-
-
-# ----------------------------------------------------------------------------------------------
-# stand-alone: python -m inspector.batch batch|report ...
-# ----------------------------------------------------------------------------------------------
-
-def main(argv=None) -> int:
-    class _P(argparse.ArgumentParser):
-        def error(self, message):
-            _err(f"{self.prog}: error: {message}")
-            raise SystemExit(2)
-    p = _P(prog="inspector")
-    sub = p.add_subparsers(dest="command", parser_class=_P)
-    add_parser(sub)
-    add_report_parser(sub)
-    try:
-        args = p.parse_args(sys.argv[1:] if argv is None else list(argv))
-    except SystemExit as e:
-        return int(e.code or 0)
-    if args.command == "batch":
-        return run(args)
-    if args.command == "report":
-        return run_report(args)
-    _err("inspector: error: a command is required (batch, report)")
-    return 2

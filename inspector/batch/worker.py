@@ -1,9 +1,9 @@
 """Processing one capture: the unit of work of a batch, run in a worker process (local or Dask).
 
-``process_capture(task, settings)`` scans one capture file with its own
-``Scanner`` (a capture is never mixed with another: a connection split over two
-rotated files is two flows), runs the policy engine over its flows and
-protocol logs when ``inspector.policy`` is installed, and returns a
+``process_capture(task, settings)`` runs one capture file through its own
+``inspector.pipeline`` run (a capture is never mixed with another: a connection
+split over two rotated files is two flows), the same pipeline ``scan`` runs,
+policy stage included, and returns a
 ``CaptureResult``: the flows as an Arrow table (``FLOW_FIELDS`` plus the batch
 columns ``capture_sha256``, ``host``, ``seq``, ``role``, ``night``), the alerts
 (EVE dicts), the scan's ``stats`` and error lines.  It writes nothing: the
@@ -12,11 +12,13 @@ the same paths for captures, site file and signatures) and a killed worker
 loses nothing.
 
 Pure and deterministic: the same capture bytes and settings give the same
-result, wherever it runs.  Heavy settings (site, geo data, signatures, rules)
-are built once per worker process and reused.
+result, wherever it runs.  ``WorkerSettings`` is the picklable description;
+the loaded ``Settings`` (site, geo data, signatures, rules) are built from it
+once per worker process and reused.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import os
 import socket
@@ -28,6 +30,8 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from ..enrich.label import flow_destination_label
+from ..pipeline import Sink
+from ..settings import SettingsSpec
 
 BATCH_COLUMNS = ("capture_sha256", "host", "seq", "role", "night")
 _BATCH_TYPES = {"capture_sha256": pa.string(), "host": pa.string(), "seq": pa.int64(), "role": pa.string(),
@@ -35,16 +39,9 @@ _BATCH_TYPES = {"capture_sha256": pa.string(), "host": pa.string(), "seq": pa.in
 
 
 @dataclass(frozen=True)
-class WorkerSettings:
-    """Everything a worker needs to process a capture; plain values (picklable, hashable)."""
-    site: str | None = None            # site file (YAML)
-    geoip: str | None = None
-    asn_db: str | None = None
-    signatures: str | None = None
-    hash_salt: str | None = None
-    rules: str | None = None           # policy rules (inspector.policy.load_rules); None: the default rules
-    policy: bool = True                # run the policy engine when inspector.policy is importable
-    max_flows: int = 1_000_000
+class WorkerSettings(SettingsSpec):
+    """Everything a worker needs to process a capture: the run's ``SettingsSpec`` (plain values,
+    picklable, hashable) plus the time zone whose calendar dates are the nights."""
     tz: str = "UTC"                    # nights are calendar dates in this time zone
 
 
@@ -76,37 +73,13 @@ _LOCK = threading.Lock()
 
 
 class _State:
-    def __init__(self, settings: WorkerSettings):
-        from ..settings import build_content, build_enricher
-        from ..site import Site, load_site
-        self.site = load_site(settings.site) if settings.site else Site.default()
-        self.enricher = build_enricher(self.site, settings.geoip, settings.asn_db, settings.signatures)
-        self.content = build_content(self.site, settings.signatures, False, settings.hash_salt)
-        self.tz = tz_of(settings.tz)
-        self.rules = None
-        self.policy_cls = None
-        if settings.policy:
-            try:
-                from ..policy import PolicyEngine, load_rules
-            except ImportError:          # the policy stage is optional: flows and baselines work without it
-                PolicyEngine = load_rules = None
-            if PolicyEngine is not None:
-                self.rules = load_rules(settings.rules or default_rules(settings.signatures))
-                self.policy_cls = PolicyEngine
+    """What a worker process loads once per settings: the run's ``Settings`` (site, destination data,
+    content stage, policy rules)."""
 
-    def new_engine(self):
-        if self.policy_cls is None:
-            return None
-        return self.policy_cls(self.rules, site=self.site)
-
-
-def default_rules(signatures):
-    """The rules ``scan`` uses: ``<signatures dir>/rules`` when it exists, else the shipped default policy."""
-    try:
-        from ..policy import rules_dir
-    except ImportError:
-        return None
-    return rules_dir(signatures)
+    def __init__(self, spec: SettingsSpec):
+        from ..settings import Settings
+        self.settings = Settings.from_spec(spec)
+        self.site = self.settings.site
 
 
 def watch_parent(parent_pid: int, every: float = 1.0) -> None:
@@ -120,13 +93,16 @@ def watch_parent(parent_pid: int, every: float = 1.0) -> None:
     threading.Thread(target=run, name="inspector-batch-parent-watch", daemon=True).start()
 
 
-def state(settings: WorkerSettings) -> _State:
-    st = _STATE.get(settings)
+def state(settings: SettingsSpec) -> _State:
+    """The loaded settings of ``settings`` in this process, built on first use (raises SettingsError).
+    Keyed by the analysis settings alone: the time zone does not change what is loaded."""
+    key = SettingsSpec(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(SettingsSpec)})
+    st = _STATE.get(key)
     if st is None:
         with _LOCK:
-            st = _STATE.get(settings)
+            st = _STATE.get(key)
             if st is None:
-                st = _STATE[settings] = _State(settings)
+                st = _STATE[key] = _State(key)
     return st
 
 
@@ -167,17 +143,17 @@ def local_side(rec: dict):
     return None
 
 
-class FlowCollector:
-    """``on_flows`` callback: flow records -> Arrow record batches with the batch columns."""
+class FlowCollector(Sink):
+    """The batch's pipeline sink: flow records -> Arrow record batches with the batch columns, per-night
+    aggregates, and the alerts the pipeline's policy stage raised."""
 
-    def __init__(self, sha256: str, host: str, site, tz, engine=None):
+    def __init__(self, sha256: str, host: str, site, tz):
         from ..outputs.schema import FLOWS
         self.fields = FLOWS.names
         self.flow_schema = FLOWS.arrow_schema()
         self.schema = flow_schema()
         self.sha256, self.host, self.site, self.tz = sha256, host, site, tz
-        self.engine = engine
-        self.alerts: list = []         # per-flow policy alerts, as the flows end
+        self.alert_records: list = []  # policy alerts, as they fire
         self.batches: list = []
         self.seq = 0
         self._nights: dict = {}
@@ -194,13 +170,13 @@ class FlowCollector:
             n = self._nights[key] = night_of(ts, self.tz)
         return n
 
-    def __call__(self, recs) -> None:
+    def alerts(self, alerts) -> None:
+        self.alert_records.extend(alerts)
+
+    def flows(self, recs) -> None:
         recs = list(recs)
         if not recs:
             return
-        if self.engine is not None:
-            for r in recs:
-                self.alerts.extend(self.engine.observe_flow(r) or ())
         cols = {f: [r.get(f) for r in recs] for f in self.fields}
         n = len(recs)
         roles = []
@@ -278,7 +254,7 @@ def result_from_records(records: list, sha256: str, host: str, site=None, tz="UT
     from ..site import Site
     coll = FlowCollector(sha256, host, site if site is not None else Site.default(),
                          tz_of(tz) if isinstance(tz, str) or tz is None else tz)
-    coll(records)
+    coll.flows(records)
     res = CaptureResult(sha256=sha256, path=path or f"<records:{sha256[:12]}>", host=host,
                         rel=path or f"<records:{sha256[:12]}>", size=0)
     res.flows = coll.table()
@@ -299,7 +275,8 @@ def process_capture(task: dict, settings: WorkerSettings) -> CaptureResult:
     readable capture (recorded, not retried), ``failed`` for anything else (not recorded, retried by
     the next run).
     """
-    from ..scan import run_scan
+    from ..pipeline import run
+    from ..sources.files import FileSource
     from .discover import file_sha256
     started = time.monotonic()
     res = CaptureResult(sha256=task["sha256"], path=task["path"], host=task["host"], rel=task["rel"],
@@ -310,31 +287,23 @@ def process_capture(task: dict, settings: WorkerSettings) -> CaptureResult:
         if actual != task["sha256"]:
             res.status, res.error = "failed", f"{task['path']}: changed since it was hashed (retried next run)"
             return res
-        engine = st.new_engine()
-        coll = FlowCollector(task["sha256"], task["host"], st.site, st.tz, engine)
-        if engine is not None:
-            def sink(name, rec):
-                coll.alerts.extend(engine.observe_log(name, rec) or ())
-        else:
-            def sink(name, rec):
-                return None
-        scan = run_scan([task["path"]], site=st.site, max_flows=settings.max_flows, on_flows=coll,
-                        enricher=st.enricher, log_sink=sink, content=st.content)
-        res.errors = list(scan.errors)
-        stats = dict(scan.stats)
+        coll = FlowCollector(task["sha256"], task["host"], st.site, tz_of(settings.tz))
+        source = FileSource([task["path"]])
+        pipe = run(source, st.settings, [coll])
+        res.errors = list(source.errors)
+        stats = pipe.scanner.stats()
         stats.pop("files", None)
-        stats.pop("inputs_failed", None)
         stats["first_ts"], stats["last_ts"] = coll.first_ts, coll.last_ts
         res.stats = stats
-        if scan.inputs_ok == 0:
+        if source.inputs_ok == 0:
             res.status = "error"
-            res.error = scan.errors[0] if scan.errors else f"{task['path']}: not readable"
+            res.error = source.errors[0] if source.errors else f"{task['path']}: not readable"
             res.flows = coll.table().slice(0, 0)
             return res
         res.flows = coll.table()
         res.daily = coll.daily_rows()
-        if engine is not None:
-            res.alerts = [a for a in coll.alerts + list(engine.flush(final=True) or ()) if a]
+        if pipe.policy is not None:
+            res.alerts = list(coll.alert_records)
             res.policy = True
     except Exception as e:   # a bug or an unexpected environment problem: retried next run
         res.status = "failed"

@@ -80,12 +80,11 @@ API
 ---
 ``build_fingerprint(path, columns, out, ...) -> dict`` (summary), ``EDMIndex.load(path)``,
 ``EDMIndex.match({column: {values}}) -> int``, ``EDMIndex.match_values({data_class: {values}}) -> int``,
-``EDMIndex.matched_rows(...)`` (row ids), ``EDMIndex.accumulator()`` (per-flow incremental state), and for
-the command line ``add_parser(subparsers)`` and ``run(args) -> int``.
+``EDMIndex.matched_rows(...)`` (row ids), ``EDMIndex.accumulator()`` (per-flow incremental state).  The
+command line (``inspector fingerprint``) is ``inspector.cli.fingerprint``.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import datetime as _dt
 import hashlib
@@ -94,7 +93,6 @@ import json
 import os
 import re
 import struct
-import sys
 import unicodedata
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Mapping
@@ -102,7 +100,7 @@ from typing import Iterable, Iterator, Mapping
 from ..errors import ConfigError
 
 __all__ = ["EDMError", "EDMIndex", "EDMAccumulator", "build_fingerprint", "normalise", "NORMALISERS",
-           "CLASS_NORMALISER", "add_parser", "run", "MAGIC", "VERSION"]
+           "CLASS_NORMALISER", "MAGIC", "VERSION"]
 
 MAGIC = b"\x89EDM\r\n\x1a\n"
 VERSION = 1
@@ -689,90 +687,3 @@ class EDMAccumulator:
 
     def rows_matched(self) -> int:
         return len(self.matched_rows())
-
-
-# ---------------------------------------------------------------------------
-# command line: inspector fingerprint
-# ---------------------------------------------------------------------------
-
-def _list_arg(text: str) -> list[str]:
-    items = [x.strip() for x in text.split(",")]
-    if not all(items):
-        raise argparse.ArgumentTypeError(f"empty name in list {text!r}")
-    return items
-
-
-def _mapping_arg(text: str) -> dict[str, str]:
-    out = {}
-    for item in text.split(","):
-        k, sep, v = item.partition("=")
-        if not sep or not k.strip() or not v.strip():
-            raise argparse.ArgumentTypeError(f"expected column=class[,column=class...], got {text!r}")
-        out[k.strip()] = v.strip()
-    return out
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``inspector fingerprint`` on the CLI's subparsers object."""
-    p = subparsers.add_parser(
-        "fingerprint",
-        help="fingerprint your own customer/shipment records (CSV/TSV) for exact data matching",
-        description="Read a CSV/TSV file of the organisation's own records and write an EDM fingerprint: "
-                    "salted, truncated HMAC-SHA256 hashes of the normalised cells, never the values.")
-    p.add_argument("file", metavar="FILE", help="CSV or TSV file with a header line")
-    p.add_argument("--columns", required=True, type=_list_arg, metavar="COL[,COL...]",
-                   help="columns to fingerprint, e.g. email,phone,name")
-    p.add_argument("--out", required=True, metavar="FILE.edm",
-                   help="fingerprint to write, e.g. signatures/edm/customers.edm")
-    p.add_argument("--classes", type=_mapping_arg, default=None, metavar="COL=CLASS[,...]",
-                   help="data class per column, e.g. email=email,phone=phone,name=person_name "
-                        "(default: guessed from the column name)")
-    p.add_argument("--min-columns", type=int, default=None, metavar="N",
-                   help="a row matches when N of its columns are seen in one flow (default: min(2, columns))")
-    p.add_argument("--region", default="US", metavar="CC",
-                   help="default region for phone numbers without a country code (default: US)")
-    p.add_argument("--delimiter", default=None, choices=["comma", "semicolon", "tab", "pipe"],
-                   help="field separator (default: from the extension and the header line)")
-    p.add_argument("--encoding", default="utf-8", help="text encoding of FILE (default: utf-8)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no summary on stdout")
-    return p
-
-
-def run(args) -> int:
-    """``inspector fingerprint``: 0 done, 2 bad arguments or input (one line on stderr)."""
-    try:
-        import phonenumbers
-    except ImportError:  # pragma: no cover
-        print("inspector: error: fingerprint needs the phonenumbers package (pip install phonenumbers)",
-              file=sys.stderr)
-        return 2
-    try:
-        "".encode(args.encoding)
-    except LookupError:
-        print(f"inspector: error: unknown encoding {args.encoding!r}", file=sys.stderr)
-        return 2
-    try:
-        if args.region.upper() not in phonenumbers.SUPPORTED_REGIONS:
-            print(f"inspector: error: --region {args.region}: not a phone-number region code (e.g. US, GB, DE)",
-                  file=sys.stderr)
-            return 2
-        header = build_fingerprint(args.file, args.columns, args.out, classes=args.classes,
-                                   min_columns=args.min_columns, region=args.region,
-                                   delimiter=args.delimiter, encoding=args.encoding)
-    except EDMError as e:
-        print(f"inspector: error: {e}", file=sys.stderr)
-        return 2
-    if not getattr(args, "quiet", False):
-        cols = ", ".join(f"{c['name']} ({c['class'] or 'text'}: {c['distinct']:,} distinct)"
-                         for c in header["columns"])
-        print(f"inspector fingerprint: {args.file}: {header['rows']:,} rows; {cols}; a row matches with "
-              f"{header['min_columns']} of {len(header['columns'])} columns -> {args.out} "
-              f"({header['bytes']:,} bytes, hashes only)")
-        for c in header["columns"]:
-            if c["values"] < header["rows"]:
-                print(f"  note: column {c['name']} is empty in {header['rows'] - c['values']:,} of "
-                      f"{header['rows']:,} rows")
-        if header["rows_below_min"]:
-            print(f"  note: {header['rows_below_min']:,} rows have fewer than {header['min_columns']} values "
-                  "and can never match")
-    return 0

@@ -1,10 +1,10 @@
-"""Reports on what left the site: the terminal summary and the self-contained HTML report.
+"""Reports on what left the site: aggregates and the self-contained HTML report.
 
-``Aggregates`` is fed flow records while a scan runs (bounded memory); ``print_summary``
-prints it with rich; ``write_report`` writes one offline HTML file; ``Progress`` is the
-scan progress callback.
+``Aggregates`` is fed flow records while a scan runs (bounded memory); ``write_report``
+writes one offline HTML file.  The terminal summary and the progress bar are the CLI's
+(``inspector.cli.terminal``).
 """
-from .summary import Aggregates, Progress, print_summary
+from .summary import Aggregates
 from .html import write_report, write_report_from_dir
 
-__all__ = ["Aggregates", "Progress", "print_summary", "write_report", "write_report_from_dir"]
+__all__ = ["Aggregates", "write_report", "write_report_from_dir"]

@@ -28,7 +28,7 @@ import struct
 
 import numpy as np
 
-from .ingest import MAX_RECORD, PCAP_MAGICS, PacketBatch, walk_pcap
+from ..ingest import MAX_RECORD, PCAP_MAGICS, PacketBatch, walk_pcap
 
 PCAP_ERRBUF_SIZE = 256
 PCAP_NETMASK_UNKNOWN = 0xFFFFFFFF

@@ -1,0 +1,57 @@
+"""Capture files as a pipeline source: ``FileSource(paths)``.
+
+``paths`` are files, directories, globs or ``-`` (stdin), expanded by
+``ingest.expand_inputs``; each capture is read by an ``ingest.CaptureReader``
+in order, so a run over several files is one continuous stream of packets (a
+connection split over two rotated files is one flow).  An input that cannot be
+read is one line in ``errors`` and the next input is read; ``inputs_ok`` counts
+those read to their end.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+from ..ingest import CaptureReader, NotACapture, expand_inputs
+
+
+class FileSource:
+    """``progress(path, packets, reader)`` is called after every batch (the terminal progress line);
+    ``stop()``, asked after every batch, ends the reading early when it returns a reason (SIGINT,
+    SIGTERM: what was read so far is kept, its flows end as at the end of the input)."""
+
+    def __init__(self, paths, progress: Callable | None = None, stop: Callable | None = None):
+        self.paths = list(paths)
+        self.progress = progress
+        self.stop = stop
+        self.errors: list = []          # one line per unreadable input
+        self.inputs_ok = 0
+
+    def batches(self, pipe) -> Iterator:
+        inputs, errors = expand_inputs(self.paths)
+        self.errors.extend(errors)
+        stop = self.stop
+        for path in inputs:
+            if stop is not None and stop():
+                break
+            try:
+                reader = CaptureReader(path)
+                packets = 0
+                for batch in reader:
+                    yield batch
+                    packets += len(batch)
+                    if self.progress is not None:
+                        self.progress(path, packets, reader)
+                    if stop is not None and stop():
+                        reader.close()
+                        break
+            except NotACapture as e:
+                self.errors.append(str(e))
+            except IsADirectoryError:
+                self.errors.append(f"{path}: is a directory")
+            except PermissionError:
+                self.errors.append(f"{path}: permission denied")
+            except OSError as e:
+                self.errors.append(f"{path}: {e.strerror or e}")
+            else:
+                pipe.account_reader(reader)
+                self.inputs_ok += 1
