@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv system-deps bench bench-live captures clean fuzz stress
+.PHONY: demo test venv system-deps bench bench-live bench-startup captures clean fuzz stress
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,8 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	@# Hyperscan speeds up payload prefiltering where its wheel installs; a compiled re is the fallback.
 	@$(BIN)/python -m pip install -q 'hyperscan>=0.7' 2>/dev/null || echo "hyperscan not available: content prefilter uses re"
+	@# Compile the numba kernels into their on-disk cache now, so the first scan is as quick as the next ones.
+	$(BIN)/python -m inspector.warmup
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -49,6 +51,10 @@ bench: venv system-deps
 	$(BIN)/python bench/bench_scan.py --scan-args=--flows-only
 	$(BIN)/python bench/bench_scan.py
 	$(BIN)/python bench/bench_content.py
+
+# inspector --help, scan of an empty capture, tshark -r of it, first scan of a fresh install
+bench-startup: venv system-deps
+	$(BIN)/python bench/bench_startup.py
 
 # needs root (network namespaces, veth, tcpreplay)
 bench-live: venv system-deps

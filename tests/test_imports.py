@@ -20,12 +20,13 @@ REPO = Path(__file__).resolve().parents[1]
 #: The stages below the analysis and output layers: packets to flows to protocol records, content and
 #: enrichment, plus the shared pieces they use.  Each names a package or a module.
 LOWER = ("inspector.decode", "inspector.flows", "inspector.protocols", "inspector.content", "inspector.enrich",
-         "inspector.ingest", "inspector.capture", "inspector.streams", "inspector.site", "inspector.dispatch",
+         "inspector.ingest", "inspector.sources.libpcap", "inspector.streams", "inspector.site",
+         "inspector.dispatch",
          "inspector.community_id", "inspector.domain", "inspector.sniff", "inspector.mime",
          "inspector.severity", "inspector.yamlconf", "inspector.errors", "inspector.timeutil")
 #: What a lower stage must never import: the policy, the reports, batch, live capture, alert delivery,
 #: the command line and the pipeline that wires the stages together.
-HIGHER = ("inspector.policy", "inspector.report", "inspector.batch", "inspector.live", "inspector.delivery",
+HIGHER = ("inspector.policy", "inspector.report", "inspector.batch", "inspector.sources.live", "inspector.delivery",
           "inspector.cli", "inspector.pipeline")
 
 #: Import cycles and cross-module private names another change is removing (inspector.protocols.quic

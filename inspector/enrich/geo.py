@@ -48,6 +48,7 @@ from array import array
 import csv
 import json
 import functools
+import importlib.util
 import gzip
 import io
 import itertools
@@ -538,8 +539,10 @@ class GeoDB:
     """Country / AS lookups from offline data (see the module docstring).
 
     ``GeoDB()`` uses the data bundled with ``geoip2fast`` (loaded once per
-    process, ~1 s). ``GeoDB(geoip_path=..., asn_path=...)`` uses the given
-    files for country and AS data; ``bundled=False`` disables the bundled
+    process, ~1 s, on the first lookup: a run that looks nothing up, such as
+    the scan of an empty capture, does not pay for it).
+    ``GeoDB(geoip_path=..., asn_path=...)`` uses the given files for country
+    and AS data (opened at once); ``bundled=False`` disables the bundled
     fallback for whatever is not given. Bad files raise ConfigError.
     """
 
@@ -548,14 +551,29 @@ class GeoDB:
                  *, bundled: bool = True) -> None:
         country_src = _open_source(geoip_path, "country") if geoip_path else None
         asn_src = _open_source(asn_path, "asn") if asn_path else None
-        if country_src is None and bundled:
-            country_src = _bundled()
-        if asn_src is None and bundled:
-            asn_src = _bundled_asn()
-        self._country_src = country_src
-        self._asn_src = asn_src
+        self._country_lazy = country_src is None and bundled
+        self._asn_lazy = asn_src is None and bundled
+        if self._country_lazy and importlib.util.find_spec("geoip2fast") is None:
+            _bundled()                          # raises the ConfigError that names the missing package
+        self._country = country_src
+        self._asn = asn_src
         self._reserved = NetSet(RESERVED_NETS)
         self._cache: Dict[Any, GeoInfo] = {}
+
+    def _source(self, name: str, load):
+        """The country or AS source ``name``, loading the bundled data on first use."""
+        if getattr(self, name + "_lazy"):
+            setattr(self, name, load())
+            setattr(self, name + "_lazy", False)
+        return getattr(self, name)
+
+    @property
+    def _country_src(self):
+        return self._source("_country", _bundled)
+
+    @property
+    def _asn_src(self):
+        return self._source("_asn", _bundled_asn)
 
     # ---- provenance -----------------------------------------------------
 
