@@ -25,11 +25,11 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def timed(cmd, env=None) -> tuple[float, float]:
+def timed(cmd, env=None, cwd=REPO) -> tuple[float, float]:
     """(wall seconds, CPU seconds) of one run of ``cmd``; it must exit 0."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    p = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
+    p = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd)
     wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if p.returncode != 0:
@@ -42,6 +42,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--json", metavar="PATH")
+    ap.add_argument("--repo", default=REPO, help="the checkout whose inspector package is measured (default: this one)")
     ap.add_argument("--no-fresh", action="store_true", help="skip the fresh-install runs (they compile: slow)")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="inspector-startup-")
@@ -49,7 +50,7 @@ def main() -> int:
         empty = os.path.join(tmp, "empty.pcap")
         with open(empty, "wb") as fh:
             fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-        env = dict(os.environ, PYTHONPATH=REPO)
+        env = dict(os.environ, PYTHONPATH=a.repo)
         inspector = [a.python, "-m", "inspector"]
         cmds = {
             "inspector --help": (inspector + ["--help"], env),
@@ -75,7 +76,7 @@ def main() -> int:
                     w = timed([a.python, "-m", "inspector.warmup"], fenv)
                     results["inspector.warmup (install step)"] = {"wall_s": round(w[0], 3), "cpu_s": round(w[1], 3),
                                                                  "runs": 1}
-                scan = inspector + ["scan", os.path.join(REPO, "captures", "dc-north-day.pcap"), "--out",
+                scan = inspector + ["scan", os.path.join(a.repo, "captures", "dc-north-day.pcap"), "--out",
                                     os.path.join(fresh, "out"), "-q"]
                 first = timed(scan, fenv)
                 second = timed(scan, fenv)

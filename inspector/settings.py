@@ -39,14 +39,13 @@ class SettingsError(Exception):
         return self.text if self.kind == "config" and prog == "inspector" else f"{prog}: {self.text}"
 
 
-def signatures_dir(arg: str | None = None, cwd: str | None = None) -> str:
-    """``arg``, else ``<cwd>/signatures`` when it holds destination groups, else the directory shipped
-    with inspector.  ``cwd`` defaults to the process's working directory."""
+def signatures_dir(arg: str | None = None) -> str:
+    """``arg``, else ./signatures when it holds destination groups, else the directory shipped with
+    inspector.  Resolved once, by SettingsSpec.from_args callers (batch) or Settings.from_spec."""
     if arg:
         return arg
-    local = os.path.join(cwd, "signatures") if cwd else "signatures"
-    if os.path.isdir(os.path.join(local, "destinations")):
-        return local
+    if os.path.isdir(os.path.join("signatures", "destinations")):
+        return "signatures"
     from .enrich import default_groups_dir
     return os.path.dirname(default_groups_dir())
 
