@@ -36,7 +36,7 @@ def add_parser(sub):
 
 
 class _Usage(Exception):
-    pass
+    """A problem with the arguments found after parsing: its text is the one stderr line (exit 2)."""
 
 
 def _extractor(args):
