@@ -6,7 +6,7 @@ Two kinds of tests:
   records, and ``inspector.cli.live.run`` driven by ``FileSource`` (a test double of the
   libpcap capture that serves the records of a capture file);
 * end to end (root and ``ip netns``): a pair of network namespaces joined by a
-  veth pair; the inspector captures on one end (``inspector.live`` in its own
+  veth pair; the inspector captures on one end (``inspector live`` in its own
   process), captures are replayed into the other end (tcpreplay, else scapy),
   and the outputs are checked against ``inspector scan`` of the same capture
   and of the ring of raw files it kept.  The namespaces have no addresses, no

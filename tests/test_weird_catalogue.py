@@ -116,7 +116,7 @@ HOSTILE_SOURCES = ("dc-north-day.pcap", "dc-north-exfil.pcap", "dc-north-ipv6-vl
 
 
 def test_hostile_inputs_emit_only_catalogued_names(tmp_path):
-    from inspector.scan import run_scan
+    from inspector.pipeline import run_scan
     seen = set()
     for name in HOSTILE_SOURCES:
         data = (scans.CAPTURES / name).read_bytes()
