@@ -20,6 +20,8 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
+from .signature_files import signatures_dir
+
 #: The policy engine's bound on cached content and DNS-flow summaries (scan, live and batch alike).
 POLICY_MAX_CACHED = 50_000
 
@@ -37,17 +39,6 @@ class SettingsError(Exception):
     def line(self, prog: str = "inspector") -> str:
         """The one stderr line ``prog`` prints (config errors already name their file)."""
         return self.text if self.kind == "config" and prog == "inspector" else f"{prog}: {self.text}"
-
-
-def signatures_dir(arg: str | None = None) -> str:
-    """``arg``, else ./signatures when it holds destination groups, else the directory shipped with
-    inspector.  Resolved once, by SettingsSpec.from_args callers (batch) or Settings.from_spec."""
-    if arg:
-        return arg
-    if os.path.isdir(os.path.join("signatures", "destinations")):
-        return "signatures"
-    from .enrich import default_groups_dir
-    return os.path.dirname(default_groups_dir())
 
 
 @dataclass(frozen=True)

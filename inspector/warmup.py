@@ -1,6 +1,6 @@
 """Compile the numba kernels into their on-disk cache: ``python -m inspector.warmup``.
 
-The kernels (``ingest._walk_pcap``, ``decode.fastpath``, ``flows.kernel``) are
+The kernels (``ingest.walk_pcap``, ``decode.fastpath``, ``flows.kernel``) are
 compiled with ``cache=True``: the first process that calls one compiles it
 (about half a minute for all of them) and stores the machine code next to the
 module (``__pycache__``) or under ``$NUMBA_CACHE_DIR``; every later process

@@ -31,7 +31,7 @@ def rules_dir(signatures: Optional[str] = None) -> str:
 
     ``signatures`` is the ``--signatures`` argument (None: ./signatures when it exists, else the
     shipped directory, as for destination groups)."""
-    from ..settings import signatures_dir
+    from ..signature_files import signatures_dir
     d = os.path.join(signatures_dir(signatures), "rules")
     return d if os.path.isdir(d) else default_rules_dir()
 
@@ -49,7 +49,7 @@ def check(path: Optional[str] = None) -> List[str]:
     are checked; a missing ``rules/`` is fine, the default policy is used then), or a rules directory,
     or one rule file.  None: the signatures directory ``scan`` would use.
     """
-    from ..settings import signatures_dir
+    from ..signature_files import signatures_dir
     p = signatures_dir(path)
     if not is_signatures_dir(p):
         return check_rules(p)
