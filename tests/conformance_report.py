@@ -90,7 +90,7 @@ _SCAN_CACHE: dict[str, tuple[str, Any]] = {}
 
 
 def scan(path: str | Path, timeout: float | None = SCAN_TIMEOUT_S):
-    """``inspector.scan.run_scan([path])``, cached per path for the whole process.
+    """``inspector.pipeline.run_scan([path])``, cached per path for the whole process.
 
     Exceptions (including ScanTimeout) are cached too and re-raised.  The
     first scan of the process gets FIRST_SCAN_TIMEOUT_S (JIT warm-up).

@@ -19,7 +19,7 @@ from inspector import protocols
 from inspector.content.stage import ContentStage
 from inspector.protocols import contributions
 from inspector.protocols.base import Contributions
-from inspector.scan import run_scan
+from inspector.pipeline import run_scan
 from inspector.site import Site
 
 PKG = Path(__file__).resolve().parent.parent / "inspector"
