@@ -12,7 +12,8 @@ import threading
 
 from helpers.receivers import (HookReceiver, TcpReceiver, UdpReceiver, free_port, parse_rfc5424, self_signed_cert,
                                wait_for)
-from inspector import cli, live
+from inspector import cli
+from inspector.cli import live as live_cli
 from inspector.delivery import alert_id, default_spool_root
 from test_live import CAPTURES, DAY, SITE, FileSource, live_args, load_stats, read_jsonl, read_rotated
 
@@ -135,7 +136,7 @@ def run_live(tmp_path, source, extra=()):
             os.kill(os.getpid(), signal.SIGTERM)
     t = threading.Thread(target=stopper, daemon=True)
     t.start()
-    rc = live.run(args, source=source)
+    rc = live_cli.run(args, {}, capture=source)
     t.join()
     return rc, out
 
@@ -212,7 +213,7 @@ def db_alert_ids(db, source) -> list:
 def test_batch_sends_each_committed_captures_alerts_once(tmp_path):
     import shutil
 
-    from inspector.batch import main as batch_main
+    from inspector.cli import main as batch_main
     host = tmp_path / "caps" / "wms01"
     host.mkdir(parents=True)
     for p in (X12, JSON_HTTP):
