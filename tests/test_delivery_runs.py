@@ -190,7 +190,7 @@ def test_live_session_retires_an_earlier_report_with_its_flows(tmp_path):
     s.finish()
     assert (tmp_path / "report.html").exists()
     s2 = _session(tmp_path)                                     # a second run into the same directory
-    suffix = s2.flows.retired_suffix
+    suffix = s2.sink.flow_log.retired_suffix
     assert suffix and (tmp_path / f"flows-{suffix}.jsonl").exists()
     assert (tmp_path / f"report-{suffix}.html").exists() and not (tmp_path / "report.html").exists()
     s2.finish()

@@ -317,7 +317,7 @@ class Session:
             printer(alerts)
             for sink in alert_sinks:
                 sink(alerts)
-        self.sink = LiveSink(str(out), stats_interval=3600, on_alerts=on_alerts)
+        self.sink = LiveSink(str(out), stats_interval=3600, on_alerts=on_alerts, site=settings.site)
         self.pipe = Pipeline(settings, [self.sink], policy=policy)
 
     def feed(self, raw: bytes, count: int, big: bool, tsres: float, lt: int) -> None:
