@@ -725,10 +725,10 @@ class TestAnalyzerEdges:
 
     def test_nul_in_certificate_names_is_escaped(self):
         der = make_certificate(cn="evil\x00.example", sans=("ok.example", "bad\x00.example"))
-        s = tls.certificate_summary(der)
-        assert s["subject"].startswith("CN=evil\\00.example,")     # RFC 4514 escape
-        assert s["san_dns"] == ["ok.example", "bad\\x00.example"]
-        assert not any("\x00" in v for v in (s["subject"], *s["san_dns"]))
+        s = tls.x509_record(der, 1.0, True, False)
+        assert s["certificate.subject"].startswith("CN=evil\\00.example,")     # RFC 4514 escape
+        assert s["san.dns"] == ["ok.example", "bad\\x00.example"]
+        assert not any("\x00" in v for v in (s["certificate.subject"], *s["san.dns"]))
 
 
 class TestProbe:

@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass
 
 __all__ = ["Type", "STRING", "INT", "FLOAT", "BOOL", "TIME", "INTERVAL", "ADDR", "PORT", "ListOf", "MapOf",
-           "Struct", "JSON", "Field", "Stream", "CONN_ID", "FLOWS", "CONTENT", "WEIRD", "ALERTS", "STATS",
+           "Struct", "JSON", "Field", "Stream", "CONN_ID", "FLOWS", "CONTENT", "X509", "WEIRD", "ALERTS", "STATS",
            "core_streams", "names", "CONN_FLOW_FIELDS", "DEST_FLOW_FIELDS", "CONTENT_FLOW_FIELDS", "streams", "stream",
            "markdown"]
 
@@ -408,6 +408,32 @@ FILES = Stream("files", "one record per file a protocol carried: HTTP bodies, SM
     Field("extracted", STRING, "name of the extracted copy in the --extract-files folder"),
     Field("extracted_cutoff", BOOL, "the extracted copy is incomplete (size cap or missing bytes)"),
     Field("extracted_size", INT, "bytes written to the extracted copy"),
+))
+
+
+# ----------------------------------------------------------------------------------------------
+# x509.jsonl (Zeek x509.log; inspector/protocols/tls.py)
+# ----------------------------------------------------------------------------------------------
+
+X509 = Stream("x509", "one record per certificate seen in a cleartext TLS (1.2 and earlier) Certificate "
+                      "message, per connection (Zeek x509.log); tls.jsonl links them by fingerprint", (
+    Field("ts", TIME, "time the Certificate message was seen"),
+    Field("fingerprint", STRING, "SHA-256 of the DER certificate (hex)"),
+    Field("certificate.version", INT, "X.509 version (3 for v3)"),
+    Field("certificate.serial", STRING, "serial number, upper-case hex as OpenSSL prints it"),
+    Field("certificate.subject", STRING, "subject (RFC 4514, OpenSSL attribute names)"),
+    Field("certificate.issuer", STRING, "issuer (RFC 4514, OpenSSL attribute names)"),
+    Field("certificate.not_valid_before", TIME, "start of validity"),
+    Field("certificate.not_valid_after", TIME, "end of validity"),
+    Field("certificate.key_alg", STRING, "public key algorithm (rsaEncryption, id-ecPublicKey...)"),
+    Field("certificate.sig_alg", STRING, "signature algorithm (sha256WithRSAEncryption...)"),
+    Field("certificate.key_type", STRING, "rsa, dsa, ecdsa, ed25519 or ed448"),
+    Field("certificate.key_length", INT, "key size in bits (the curve's size for ecdsa)"),
+    Field("san.dns", ListOf(STRING), "DNS names of the subjectAltName extension (at most 100)"),
+    Field("san.ip", ListOf(ADDR), "IP addresses of the subjectAltName extension (at most 100)"),
+    Field("basic_constraints.ca", BOOL, "basicConstraints says CA (null without the extension)"),
+    Field("host_cert", BOOL, "the first certificate of its chain (the endpoint's own)"),
+    Field("client_cert", BOOL, "sent by the client"),
 ))
 
 

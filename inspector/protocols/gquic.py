@@ -848,6 +848,8 @@ class Analyzer(_BaseAnalyzer):
             "subject": None,
             "issuer": None,
             "san_dns": None,
+            "cert_chain_fps": None,            # certificates are encrypted in QUIC
+            "client_cert_chain_fps": None,
         }
 
 

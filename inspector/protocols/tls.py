@@ -14,9 +14,13 @@ of the handshake:
   JA3 and JA4 (``t`` prefix), see ``fingerprints.py``;
 * ServerHello: negotiated version (``supported_versions`` for TLS 1.3),
   cipher, ALPN (``next_protocol``), key_share group, HelloRetryRequest;
-* Certificate (TLS <= 1.2 only, the only cleartext case): the leaf certificate
-  through ``cryptography.x509`` -> subject, issuer (RFC 4514 strings) and the
-  DNS names of the subjectAltName extension;
+* Certificate (TLS <= 1.2 only, the only cleartext case), from the server and
+  from the client: every certificate of the chain through ``cryptography.x509``
+  -> one ``x509.jsonl`` record each (Zeek's x509.log columns, :func:`x509_record`;
+  a certificate that does not parse is the weird ``ssl.bad_certificate``);
+  tls.jsonl links them by SHA-256 fingerprint (``cert_chain_fps``,
+  ``client_cert_chain_fps``) and keeps the server leaf's subject, issuer
+  (RFC 4514 strings) and subjectAltName DNS names;
 * ServerKeyExchange of ECDHE suites: the named curve;
 * SSLv2-compatible ClientHello (and an SSLv2 server hello + client master key);
 * a HAProxy PROXY protocol header (v1/v2) in front of the ClientHello is skipped.
@@ -64,6 +68,9 @@ from .base import FlowContext
 
 NAME = "ssl"
 LOG = "tls"
+X509_LOG = "x509"          # certificates (declared in inspector.outputs.schema: X509)
+# Client certificates name people: e-mail addresses in x509 names are masked unless --show-raw.
+PII_FIELDS = {X509_LOG: ("certificate.subject", "certificate.issuer")}
 TRANSPORTS = ("tcp",)
 PORTS = (443, 465, 563, 585, 614, 636, 853, 989, 990, 992, 993, 994, 995,
          3269, 5061, 5223, 5986, 8443, 8883, 9443)
@@ -86,6 +93,9 @@ LOG_SCHEMA = Stream("tls", "TLS handshakes (also those inside QUIC), one record 
     Field("subject", STRING, "subject of the server certificate (TLS 1.2 and earlier)"),
     Field("issuer", STRING, "issuer of the server certificate"),
     Field("san_dns", ListOf(STRING), "DNS names in the server certificate's subjectAltName"),
+    Field("cert_chain_fps", ListOf(STRING), "SHA-256 fingerprints of the server's certificate chain, leaf first "
+                                            "(x509.jsonl fingerprint)"),
+    Field("client_cert_chain_fps", ListOf(STRING), "SHA-256 fingerprints of the client's certificate chain"),
 ))
 FIELDS = LOG_SCHEMA.names
 WEIRDS = {
@@ -708,26 +718,126 @@ def _oid_names() -> dict:
     return _OID_NAMES
 
 
-def certificate_summary(der: bytes) -> dict:
-    """subject / issuer (RFC 4514) and DNS subjectAltNames of one certificate.
+# OpenSSL's long names of public-key algorithms (Zeek's certificate.key_alg); others as dotted OIDs.
+_KEY_ALGS = {
+    "1.2.840.113549.1.1.1": "rsaEncryption", "1.2.840.113549.1.1.10": "rsassaPss",
+    "1.2.840.10045.2.1": "id-ecPublicKey", "1.2.840.10040.4.1": "dsaEncryption",
+    "1.2.840.10046.2.1": "dhpublicnumber", "1.3.101.110": "X25519", "1.3.101.111": "X448",
+    "1.3.101.112": "ED25519", "1.3.101.113": "ED448",
+    # FIPS 204 ML-DSA (the same OID names the key and the signature algorithm)
+    "2.16.840.1.101.3.4.3.17": "ML-DSA-44", "2.16.840.1.101.3.4.3.18": "ML-DSA-65",
+    "2.16.840.1.101.3.4.3.19": "ML-DSA-87",
+}
 
-    Raises ``ValueError`` (or a ``cryptography`` error) when the DER does not
-    parse; the caller turns that into a weird."""
-    from cryptography import x509                      # imported lazily: heavy
+
+def _serial_hex(n: int) -> str:
+    """The serial number as OpenSSL prints it (Zeek's certificate.serial): upper-case hex, whole
+    bytes, a leading ``-`` when negative."""
+    sign, n = ("-", -n) if n < 0 else ("", n)
+    h = "%X" % n
+    return sign + ("0" + h if len(h) % 2 else h)
+
+
+# Zeek's certificate.key_type per public-key algorithm OID.
+_KEY_TYPES = {"1.2.840.113549.1.1.1": "rsa", "1.2.840.113549.1.1.10": "rsa", "1.2.840.10045.2.1": "ecdsa",
+              "1.2.840.10040.4.1": "dsa", "1.3.101.112": "ed25519", "1.3.101.113": "ed448",
+              "2.16.840.1.101.3.4.3.17": "ML-DSA-44", "2.16.840.1.101.3.4.3.18": "ML-DSA-65",
+              "2.16.840.1.101.3.4.3.19": "ML-DSA-87"}
+# Key types whose public keys have one size (bits of the encoded key, as OpenSSL counts ML-DSA).
+_FIXED_KEY_BITS = {"ed25519": 256, "ed448": 456, "ML-DSA-44": 1312 * 8, "ML-DSA-65": 1952 * 8,
+                   "ML-DSA-87": 2592 * 8}
+
+
+def _public_key_facts(cert) -> tuple:
+    """(key_alg, key_type, key_length) of a certificate's public key as Zeek logs them; an
+    unsupported or broken key gives what could be read and None for the rest."""
+    try:
+        oid = cert.public_key_algorithm_oid.dotted_string
+    except Exception:                                  # unparseable SubjectPublicKeyInfo
+        return None, None, None
+    key_type = _KEY_TYPES.get(oid)
+    bits = _FIXED_KEY_BITS.get(key_type)
+    if key_type is not None and bits is None:
+        try:
+            key = cert.public_key()
+            curve = getattr(key, "curve", None)        # EC: the curve's size, as Zeek
+            bits = curve.key_size if curve is not None else getattr(key, "key_size", None)
+        except Exception:                              # a key cryptography refuses to load
+            bits = None
+    return _KEY_ALGS.get(oid, oid), key_type, bits
+
+
+def x509_record(der: bytes, ts: float, host_cert: bool, client_cert: bool) -> dict:
+    """One x509.jsonl record (Zeek's x509.log columns, the ``x509`` stream of
+    ``inspector.outputs.schema``) for a DER certificate; see :func:`parse_certificate`."""
+    return parse_certificate(der, ts, host_cert, client_cert)[0]
+
+
+def parse_certificate(der: bytes, ts: float, host_cert: bool, client_cert: bool) -> tuple[dict, bool]:
+    """(x509.jsonl record, subjectAltName names were cut) for a DER certificate.
+
+    ``host_cert``: the first certificate of a chain (the endpoint's own); ``client_cert``: sent by
+    the client.  Raises ``ValueError`` (or a ``cryptography`` error) when the DER does not parse;
+    the caller turns that into the weird ``ssl.bad_certificate``.  Names keep control characters
+    escaped (``_clean``); at most ``MAX_SAN_DNS`` names of each subjectAltName kind are kept."""
+    import hashlib
+    import warnings
+
+    with warnings.catch_warnings():
+        # cryptography warns about tolerated defects (a negative serial...): the traffic's
+        # business, not the operator's; the values are logged as they are.
+        warnings.simplefilter("ignore")
+        return _parse_certificate(hashlib.sha256(der).hexdigest(), der, ts, host_cert, client_cert)
+
+
+def _parse_certificate(fingerprint: str, der: bytes, ts: float, host_cert: bool,
+                       client_cert: bool) -> tuple[dict, bool]:
+    from cryptography import x509
 
     cert = x509.load_der_x509_certificate(der)
     names = _oid_names()
-    out = {"subject": _clean(cert.subject.rfc4514_string(names)),
-           "issuer": _clean(cert.issuer.rfc4514_string(names)), "san_dns": [],
-           "san_truncated": False}
+    san_dns = san_ip = None
+    cut = False
     try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-        dns = san.value.get_values_for_type(x509.DNSName)
-        out["san_dns"] = [_clean(n) for n in dns[:MAX_SAN_DNS]]
-        out["san_truncated"] = len(dns) > MAX_SAN_DNS
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        dns = san.get_values_for_type(x509.DNSName)
+        ips = san.get_values_for_type(x509.IPAddress)
+        cut = len(dns) > MAX_SAN_DNS or len(ips) > MAX_SAN_DNS
+        san_dns = [_clean(n) for n in dns[:MAX_SAN_DNS]] or None
+        san_ip = [str(a) for a in ips[:MAX_SAN_DNS]] or None
     except x509.ExtensionNotFound:
         pass
-    return out
+    ca = None
+    try:
+        ca = bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        sig_oid = cert.signature_algorithm_oid
+        sig_alg = _KEY_ALGS.get(sig_oid.dotted_string) if sig_oid._name == "Unknown OID" else sig_oid._name
+        sig_alg = sig_alg or sig_oid.dotted_string
+    except Exception:                                  # an unparseable AlgorithmIdentifier
+        sig_alg = None
+    key_alg, key_type, key_length = _public_key_facts(cert)
+    return {
+        "ts": ts,
+        "fingerprint": fingerprint,
+        "certificate.version": cert.version.value + 1,
+        "certificate.serial": _serial_hex(cert.serial_number),
+        "certificate.subject": _clean(cert.subject.rfc4514_string(names)),
+        "certificate.issuer": _clean(cert.issuer.rfc4514_string(names)),
+        "certificate.not_valid_before": cert.not_valid_before_utc.timestamp(),
+        "certificate.not_valid_after": cert.not_valid_after_utc.timestamp(),
+        "certificate.key_alg": key_alg,
+        "certificate.sig_alg": sig_alg,
+        "certificate.key_type": key_type,
+        "certificate.key_length": key_length,
+        "san.dns": san_dns,
+        "san.ip": san_ip,
+        "basic_constraints.ca": ca,
+        "host_cert": host_cert,
+        "client_cert": client_cert,
+    }, cut
 
 
 def _clean(s: str) -> str:
@@ -853,8 +963,10 @@ class Analyzer(_BaseAnalyzer):
         self.established = False
         self.last_alert: str | None = None
         self.history = ""
-        self.cert: dict | None = None
-        self._cert_seen = False
+        self.cert: dict | None = None          # the server's leaf: subject, issuer, san_dns
+        # Per direction (is_orig): SHA-256 fingerprints of the Certificate message's chain, in
+        # order; None until that direction's (first) Certificate message.
+        self._chain_fps: dict = {True: None, False: None}
 
     # -- plumbing ------------------------------------------------------------
     def wants_more(self) -> bool:
@@ -1065,8 +1177,8 @@ class Analyzer(_BaseAnalyzer):
                 # case: its leaf comes first, so parse the leaf from the head
                 # of the message and discard the rest without buffering it.
                 leaf = None
-                if mtype == HS_CERTIFICATE and not is_orig and not self._tls13 \
-                        and not self._cert_seen:
+                if mtype == HS_CERTIFICATE and not self._tls13 \
+                        and self._chain_fps[is_orig] is None:
                     if avail < 6:
                         break
                     leaf_len = (hs[pos + 7] << 16) | (hs[pos + 8] << 8) | hs[pos + 9]
@@ -1080,8 +1192,7 @@ class Analyzer(_BaseAnalyzer):
                                   "leaf certificate kept, rest skipped" if leaf else "skipped"), ts)
                 self._add_history(is_orig, _HISTORY.get(mtype, "z"))
                 if leaf is not None:
-                    self._cert_seen = True
-                    self._on_leaf_certificate(leaf, ts)
+                    self._on_chain([leaf], is_orig, ts)
                 take = min(avail, mlen)
                 pos += 4 + take
                 side.hs_skip = mlen - take
@@ -1119,9 +1230,8 @@ class Analyzer(_BaseAnalyzer):
                 side.hs_off = True
                 return
             self._on_server_hello(sh, ts)
-        elif mtype == HS_CERTIFICATE and not is_orig and not self._tls13 and not self._cert_seen:
-            self._cert_seen = True
-            self._on_certificate(msg, ts)
+        elif mtype == HS_CERTIFICATE and not self._tls13 and self._chain_fps[is_orig] is None:
+            self._on_certificate(msg, is_orig, ts)
         elif mtype == HS_SERVER_KEY_EXCHANGE and not is_orig:
             name = CIPHER_SUITES.get(self._cipher_code or 0, "")
             if ("ECDHE" in name or "ECDH_anon" in name) and len(msg) >= 3 and msg[0] == 3:
@@ -1164,24 +1274,36 @@ class Analyzer(_BaseAnalyzer):
             self.resumed = True
         self._confirm()
 
-    def _on_certificate(self, msg: bytes, ts: float) -> None:
+    def _on_certificate(self, msg: bytes, is_orig: bool, ts: float) -> None:
         try:
             certs = parse_certificate_list(msg)
         except Malformed as e:
             self.ctx.weird("ssl.bad_certificate_message", str(e), ts)
+            self._chain_fps[is_orig] = []
             return
-        if certs:
-            self._on_leaf_certificate(certs[0], ts)
+        self._on_chain(certs, is_orig, ts)
 
-    def _on_leaf_certificate(self, der: bytes, ts: float) -> None:
-        try:
-            self.cert = certificate_summary(der)
-        except Exception as e:                         # cryptography raises many types
-            self.ctx.weird("ssl.bad_certificate", "%s: %s" % (type(e).__name__, e), ts)
-            return
-        if self.cert.get("san_truncated"):
-            self.ctx.weird("ssl.many_subject_alt_names",
-                           "only the first %d DNS names are logged" % MAX_SAN_DNS, ts)
+    def _on_chain(self, certs: list, is_orig: bool, ts: float) -> None:
+        """One direction's certificate chain (leaf first): an x509.jsonl record per certificate
+        that parses (a weird for each that does not; its fingerprint still goes in the chain),
+        the server leaf's names for tls.jsonl."""
+        import hashlib
+        fps = self._chain_fps[is_orig] = []
+        for i, der in enumerate(certs):
+            fps.append(hashlib.sha256(der).hexdigest())
+            try:
+                rec, cut = parse_certificate(der, ts, i == 0, is_orig)
+            except Exception as e:                     # cryptography raises many types
+                self.ctx.weird("ssl.bad_certificate", "certificate %d from %s: %s: %s"
+                               % (i, "client" if is_orig else "server", type(e).__name__, e), ts)
+                continue
+            if cut:
+                self.ctx.weird("ssl.many_subject_alt_names",
+                               "only the first %d DNS names and addresses are logged" % MAX_SAN_DNS, ts)
+            self.ctx.emit(X509_LOG, rec)
+            if i == 0 and not is_orig:
+                self.cert = {"subject": rec["certificate.subject"], "issuer": rec["certificate.issuer"],
+                             "san_dns": rec["san.dns"] or []}
 
     # -- output --------------------------------------------------------------------
     def _confirm(self) -> None:
@@ -1217,6 +1339,8 @@ class Analyzer(_BaseAnalyzer):
             "subject": cert.get("subject"),
             "issuer": cert.get("issuer"),
             "san_dns": cert.get("san_dns"),
+            "cert_chain_fps": self._chain_fps[False] or None,
+            "client_cert_chain_fps": self._chain_fps[True] or None,
         }
 
     def _finish(self, ts: float) -> None:
