@@ -23,6 +23,14 @@ Semantics
   local by default; list it explicitly if the site uses it.
   An explicit empty list means "nothing is local".
 * ``roles``: mapping CIDR -> role name. The longest matching prefix wins.
+
+Multicast and broadcast never leave the site: 224.0.0.0/4, 255.255.255.255,
+ff00::/8 and the broadcast address of every IPv4 local or role network (a /30
+or wider) stay on the link they were sent on (:meth:`Site.is_multicast_or_broadcast`).
+A flow to (or from) such an address is ``internal`` when its other side is
+local and ``external`` otherwise, never ``outbound`` or ``inbound``
+(:func:`flow_direction`); ``local_orig``/``local_resp`` keep saying only
+whether an address is in ``local_nets``.
 * ``allowed_destinations``: list whose entries are, by shape:
 
   - an AS number: ``64500``, ``"AS64500"``, ``"as64500"`` (asdot ``"AS1.10"``
@@ -66,6 +74,10 @@ from .yamlconf import TAG_FLOAT, TAG_INT, TAG_STR, compose, is_null, node_kind, 
 
 __all__ = [
     "DEFAULT_LOCAL_NETS",
+    "DIRECTIONS",
+    "NON_UNICAST_NETS",
+    "flow_direction",
+    "direction_index",
     "Site",
     "load_site",
     "loads_site",
@@ -89,6 +101,33 @@ DEFAULT_LOCAL_NETS: Tuple[IPNetwork, ...] = tuple(
         "fe80::/10",        # link-local
     )
 )
+
+#: Destinations that never leave the site: IPv4 multicast, the limited broadcast, IPv6 multicast.
+NON_UNICAST_NETS: Tuple[IPNetwork, ...] = tuple(
+    ipaddress.ip_network(n) for n in ("224.0.0.0/4", "255.255.255.255/32", "ff00::/8"))
+
+#: Flow directions, indexed by ``(orig is ours) << 1 | (resp is ours)`` (see :func:`direction_index`).
+DIRECTIONS: Tuple[str, ...] = ("external", "inbound", "outbound", "internal")
+
+
+def flow_direction(local_orig: bool, local_resp: bool, group_orig: bool = False, group_resp: bool = False) -> str:
+    """``outbound``/``inbound``/``internal``/``external`` of a flow whose originator / responder is local
+    (``local_*``) or a multicast/broadcast address (``group_*``).  A flow that involves a multicast or
+    broadcast address stays on the link: ``internal`` when its other side is local, else ``external``."""
+    if group_orig or group_resp:
+        return "internal" if (local_orig or group_orig) and (local_resp or group_resp) else "external"
+    return DIRECTIONS[(bool(local_orig) << 1) | bool(local_resp)]
+
+
+def direction_index(lo: np.ndarray, lr: np.ndarray, go: np.ndarray, gr: np.ndarray) -> np.ndarray:
+    """Vectorised :func:`flow_direction`: boolean arrays -> indexes into :data:`DIRECTIONS`."""
+    idx = (lo.astype(np.int64) << 1) | lr.astype(np.int64)
+    grp = go | gr
+    if grp.any():
+        inside = (lo | go) & (lr | gr)
+        idx = np.where(grp, np.where(inside, 3, 0), idx)
+    return idx
+
 
 TOP_LEVEL_KEYS = ("site", "local_nets", "roles", "allowed_destinations")
 
@@ -334,6 +373,7 @@ class Site:
     source: Optional[str] = field(default=None, compare=False)
 
     _local: NetSet = field(init=False, repr=False, compare=False)
+    _group: NetSet = field(init=False, repr=False, compare=False)
     _allowed: NetSet = field(init=False, repr=False, compare=False)
     _roles: _RoleTable = field(init=False, repr=False, compare=False)
     _domain_set: frozenset = field(init=False, repr=False, compare=False)
@@ -370,6 +410,10 @@ class Site:
                  tuple(_dedupe(parse_asn(a) for a in self.allowed_asns)))
 
         setattr_(self, "_local", NetSet(self.local_nets))
+        # multicast, limited broadcast, and the broadcast address of each IPv4 local or role network
+        bcast = {ipaddress.ip_network(f"{n.broadcast_address}/32") for n in
+                 list(self.local_nets) + [net for net, _r in self.roles] if n.version == 4 and n.prefixlen <= 30}
+        setattr_(self, "_group", NetSet(NON_UNICAST_NETS + tuple(sorted(bcast))))
         setattr_(self, "_allowed", NetSet(self.allowed_nets))
         setattr_(self, "_roles", _RoleTable(self.roles))
         setattr_(self, "_domain_set", frozenset(self.allowed_domains))
@@ -408,6 +452,16 @@ class Site:
             cache.clear()
         cache[addr] = result
         return result
+
+    def is_multicast_or_broadcast_v4(self, arr: Any) -> np.ndarray:
+        """Vectorised :meth:`is_multicast_or_broadcast` for IPv4 addresses as host-order uint32."""
+        return self._group.contains_v4(arr)
+
+    def is_multicast_or_broadcast(self, addr: Union[str, IPAddress, bytes]) -> bool:
+        """Is ``addr`` a multicast address, the limited broadcast, or the broadcast address of a local or
+        role network: a destination that never leaves the site?  Unparseable input gives False."""
+        key = addr_to_int(addr)
+        return key is not None and self._group.contains(*key)
 
     def role(self, addr: Union[str, IPAddress, bytes]) -> Optional[str]:
         """Role of the longest matching ``roles`` prefix, or None."""

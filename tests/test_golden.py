@@ -42,7 +42,8 @@ def _scan(pcap: str, out: Path) -> None:
 
 
 def _outputs(d: Path) -> dict:
-    return {p.name: p.read_text(encoding="utf-8") for p in sorted(d.iterdir())
+    """The compared files; the output folder, which incidents name in their commands, reads ``$OUT``."""
+    return {p.name: p.read_text(encoding="utf-8").replace(str(d), "$OUT") for p in sorted(d.iterdir())
             if p.is_file() and p.name.endswith(COMPARED)}
 
 

@@ -129,6 +129,16 @@ def _scan_into(od, args, settings, extractor, stop, delivery) -> int:
         print("inspector: error: no readable capture among the inputs", file=sys.stderr)
         return 2
     alerts = files.alert_records or []
+    incidents: list = []
+    if files.alert_records is not None:
+        from ..incidents import incidents_from_dir, write_incidents
+        # The covered flow and content records are read back from the files the pipeline just closed;
+        # building incidents gives every alert its alert_id and incident_id (before alerts.jsonl and
+        # delivery).  The commands of next_steps name --out, where the outputs are once committed.
+        inputs = [f.get("path") for f in pipe.scanner.stats().get("files") or () if f.get("path")]
+        with od.writing():
+            incidents = incidents_from_dir(od.path, alerts, site=settings.site, from_dir=args.out, captures=inputs)
+            write_incidents(os.path.join(od.path, "incidents.jsonl"), incidents)
     if delivery is not None:   # the final alerts (after anything that annotates them), then a bounded flush
         delivery(alerts)
         delivery.close()
@@ -138,6 +148,8 @@ def _scan_into(od, args, settings, extractor, stop, delivery) -> int:
         stats["stopped_by"] = stop()
     stats["site"] = settings.site.name
     stats["alerts"] = pipe.alerts_raised
+    if files.alert_records is not None:
+        stats["incidents"] = len(incidents)
     stats["logs"] = files.log_counts
     if extractor is not None:
         stats["extracted"] = extractor.summary()
@@ -150,11 +162,13 @@ def _scan_into(od, args, settings, extractor, stop, delivery) -> int:
         content_path = os.path.join(od.path, "content.jsonl")
         with od.writing():
             write_report(os.path.join(od.path, "report.html"), agg, alerts, stats, settings.site.name,
-                         content=iter_jsonl(content_path) if os.path.exists(content_path) else None)
+                         content=iter_jsonl(content_path) if os.path.exists(content_path) else None,
+                         incidents=incidents if files.alert_records is not None else None)
     od.commit()
     if not args.quiet:
         from .terminal import print_summary
-        print_summary(None, stats, agg, alerts, settings.site.name, args.out, time.monotonic() - started)
+        print_summary(None, stats, agg, alerts, settings.site.name, args.out, time.monotonic() - started,
+                      incidents=incidents if files.alert_records is not None else None)
     if extractor is not None and extractor.error:
         print(f"inspector: error: {extractor.error}", file=sys.stderr)
         return 2

@@ -10,7 +10,7 @@ import os
 import sys
 import time
 from collections import Counter
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 from ..report.format import clean, fmt_bytes, fmt_duration, fmt_int, fmt_ts
 from ..report.summary import (BYTES, CUST, FLOWS, SEVERITY_STYLES, SHIP, Aggregates, alert_counts, alert_dest_label,
@@ -22,17 +22,77 @@ from ..severity import severity_name, severity_rank
 
 
 def print_summary(console_or_none, stats: dict, aggregates: Aggregates, alerts: Optional[list], site_name: str,
-                  out_dir: str, elapsed: float, top: int = 8) -> None:
+                  out_dir: str, elapsed: float, top: int = 8, incidents: Optional[list] = None) -> None:
     """Print the end-of-scan summary with ``rich`` (plain text when rich is not installed).
 
-    ``console_or_none``: a ``rich.console.Console`` or None for one on stdout."""
+    ``console_or_none``: a ``rich.console.Console`` or None for one on stdout.  ``incidents``: the
+    run's incidents; when given the summary leads with them, their alerts folded underneath, instead
+    of listing alerts one by one."""
     try:
         from rich.console import Console
     except ImportError:  # pragma: no cover - rich is a dependency; keep working without it
-        _print_plain(stats, aggregates, alerts or [], site_name, out_dir, elapsed, top)
+        _print_plain(stats, aggregates, alerts or [], site_name, out_dir, elapsed, top, incidents)
         return
     console = console_or_none if console_or_none is not None else Console(highlight=False)
-    _print_rich(console, stats or {}, aggregates, alerts or [], site_name, out_dir, elapsed, top)
+    _print_rich(console, stats or {}, aggregates, alerts or [], site_name, out_dir, elapsed, top, incidents)
+
+
+#: incidents the terminal lists, and alert lines (one per rule) folded under each
+TERMINAL_INCIDENTS = 10
+TERMINAL_RULES_PER_INCIDENT = 3
+
+
+def incident_rows(incidents: list, alerts: list, top: int = TERMINAL_INCIDENTS,
+                  rules: int = TERMINAL_RULES_PER_INCIDENT) -> List[Tuple[int, str, str, List[str]]]:
+    """(severity rank, severity name, head line, folded lines) per incident shown: the title, then one
+    line of figures and one line per rule of its alerts (most severe first, with how many times)."""
+    by_id = {a.get("alert_id"): a for a in alerts if isinstance(a, dict) and a.get("alert_id") is not None}
+    out = []
+    for inc in incidents[:top]:
+        if not isinstance(inc, dict):
+            continue
+        rank = severity_rank(inc.get("severity"))
+        recs = inc.get("records") if isinstance(inc.get("records"), dict) else {}
+        figures = [f"{fmt_int(inc.get('flows'))} connections", f"{fmt_bytes(inc.get('bytes_out'))} out"]
+        if as_int(recs.get("customer")) or as_int(recs.get("shipment")):
+            figures.append(f"records {_cs(as_int(recs.get('customer')), as_int(recs.get('shipment')))}")
+        figures.append(f"incident {clean(inc.get('incident_id'))}")
+        folded = [" \u00b7 ".join(figures)]
+        by_sig: Counter = Counter()
+        for aid in inc.get("alert_ids") or ():
+            a = by_id.get(aid)
+            if a is not None:
+                al = a.get("alert") or {}
+                by_sig[(severity_rank(al.get("severity")), al.get("signature_id"), clean(al.get("signature"), 70))] += 1
+        sigs = sorted(by_sig.items(), key=lambda kv: (kv[0][0], -kv[1], str(kv[0][1])))
+        for (srank, sid, text), n in sigs[:rules]:
+            folded.append(f"{severity_name(srank)} {clean(sid)} {text}" + (f" (\u00d7{n})" if n > 1 else ""))
+        if len(sigs) > rules:
+            folded.append(f"\u2026 and {len(sigs) - rules} more rules")
+        out.append((rank, severity_name(inc.get("severity")), clean(inc.get("title"), 300), folded))
+    return out
+
+
+def _incidents_head(incidents: list, alerts: list) -> str:
+    counts: Counter = Counter(severity_rank(i.get("severity")) for i in incidents if isinstance(i, dict))
+    sev = ", ".join(f"{counts[k]} {severity_name(k)}" for k in sorted(counts))
+    return f"incidents: {len(incidents)}" + (f" ({sev})" if sev else " (none)") + f" from {len(alerts)} alerts"
+
+
+def _print_incidents_rich(console, incidents: list, alerts: list) -> None:
+    from rich.text import Text
+    console.print()
+    console.print(Text("  " + _incidents_head(incidents, alerts), style="bold"))
+    for rank, sev, head, folded in incident_rows(incidents, alerts):
+        line = Text("  ")
+        line.append(f"{sev:<8}", style=SEVERITY_STYLES.get(rank, ""))
+        line.append(head)
+        console.print(line)
+        for f in folded:
+            console.print(Text("            " + f, style="dim"))
+    if len(incidents) > TERMINAL_INCIDENTS:
+        console.print(Text(f"  \u2026 and {len(incidents) - TERMINAL_INCIDENTS} more (incidents.jsonl, report.html)",
+                           style="dim"))
 
 
 def _summary_lines(stats, agg: Aggregates, site_name, elapsed) -> List[str]:
@@ -114,7 +174,7 @@ def _outputs(out_dir: str) -> str:
     return f"outputs in {clean(out_dir)}/: " + " ".join(clean(n) for n in names)
 
 
-def _print_rich(console, stats, agg: Aggregates, alerts, site_name, out_dir, elapsed, top) -> None:
+def _print_rich(console, stats, agg: Aggregates, alerts, site_name, out_dir, elapsed, top, incidents=None) -> None:
     from rich import box
     from rich.table import Table
     from rich.text import Text
@@ -166,6 +226,10 @@ def _print_rich(console, stats, agg: Aggregates, alerts, site_name, out_dir, ela
             console.print(table("Records leaving (customer / shipment), by destination",
                                 ["destination", "organisation", "bytes out", "cust / ship", "allowed"], rrow,
                                 right=(2, 3), flex=(0, 1)))
+    if incidents is not None:        # the story first: alerts folded under their incidents
+        _print_incidents_rich(console, incidents, alerts)
+        console.print(Text("  " + _outputs(out_dir), style="dim"))
+        return
     counts = alert_counts(alerts)
     line = Text("  alerts: ", style="bold")
     if not counts:
@@ -195,7 +259,7 @@ def _print_rich(console, stats, agg: Aggregates, alerts, site_name, out_dir, ela
     console.print(Text("  " + _outputs(out_dir), style="dim"))
 
 
-def _print_plain(stats, agg, alerts, site_name, out_dir, elapsed, top) -> None:  # pragma: no cover
+def _print_plain(stats, agg, alerts, site_name, out_dir, elapsed, top, incidents=None) -> None:  # pragma: no cover
     p = print
     p(f"inspector scan: site {clean(site_name)}")
     for line in _summary_lines(stats, agg, site_name, elapsed):
@@ -206,10 +270,17 @@ def _print_plain(stats, agg, alerts, site_name, out_dir, elapsed, top) -> None: 
             p(f"  {title}:")
             for r in rows:
                 p("    " + "  ".join(x for x in r if x))
-    counts = alert_counts(alerts)
-    p("  alerts: " + (", ".join(f"{counts[k]} {severity_name(k)}" for k in sorted(counts)) or "none"))
-    for r in _alert_rows(alerts, top):
-        p("    " + "  ".join(x for x in r[1:] if x))
+    if incidents is not None:
+        p("  " + _incidents_head(incidents, alerts))
+        for _rank, sev, head, folded in incident_rows(incidents, alerts):
+            p(f"    [{sev}] {head}")
+            for f in folded:
+                p(f"        {f}")
+    else:
+        counts = alert_counts(alerts)
+        p("  alerts: " + (", ".join(f"{counts[k]} {severity_name(k)}" for k in sorted(counts)) or "none"))
+        for r in _alert_rows(alerts, top):
+            p("    " + "  ".join(x for x in r[1:] if x))
     p("  " + _outputs(out_dir))
 
 

@@ -36,6 +36,11 @@ a consignment/parcel/pallet identifier (``SHIPMENT_RECORD_CLASSES``: S10, UPS, o
 is an EDI shipment message. A record may be both. GTIN and HS code values are reported in ``data`` but
 alone do not make a shipment record (they identify products: an item line or a product catalogue is
 not a shipment).
+Every counted record also leaves its *identity* in ``RecordCount.keys`` (``customer`` / ``shipment`` ->
+set of strings): the sorted identifiers the record carries (plus the message type and reference for EDI
+messages).  The content stage turns them into salted hashes, so that records can be counted DISTINCT over
+several bodies and connections (a record sent twice counts once; see ``inspector.incidents``).  At most
+``MAX_RECORD_KEYS`` identities per kind are kept; ``keys_dropped`` counts the identities beyond.
 Parsing is bounded: ``MAX_RECORDS`` records, ``MAX_DEPTH`` levels of nesting, ``MAX_FIELDS`` fields per
 record; past a bound ``truncated`` is set and the rest is not parsed.
 """
@@ -55,10 +60,11 @@ from . import CUSTOMER_CLASSES
 from .identifiers import field_role, scan, scan_fields, to_text
 
 __all__ = ["RecordCount", "count_records", "EDIFACT_SHIPMENT_TYPES", "X12_SHIPMENT_SETS",
-           "SHIPMENT_RECORD_CLASSES",
-           "MAX_RECORDS", "MAX_DEPTH"]
+           "SHIPMENT_RECORD_CLASSES", "record_identity",
+           "MAX_RECORDS", "MAX_DEPTH", "MAX_RECORD_KEYS"]
 
 MAX_RECORDS = 1_000_000
+MAX_RECORD_KEYS = 100_000
 MAX_DEPTH = 64
 MAX_FIELDS = 2_000
 MAX_FIELDS_SEEN = 1_000
@@ -90,10 +96,35 @@ class RecordCount:
     records: int = 0                        # records parsed (with or without identifiers)
     truncated: bool = False                 # a bound was reached, or the document was cut off
     note: str = ""                          # why structured parsing was not done or stopped
+    keys: dict = field(default_factory=lambda: {"customer": set(), "shipment": set()})  # record identities
+    keys_dropped: dict = field(default_factory=lambda: {"customer": 0, "shipment": 0})  # past MAX_RECORD_KEYS
+
+    def count(self, found: dict, customer: bool, shipment: bool, label: str = "") -> None:
+        """Count one record (a customer record, a shipment record, or both) and keep its identity."""
+        if not (customer or shipment):
+            return
+        key = record_identity(found, label)
+        for kind, yes in (("customer", customer), ("shipment", shipment)):
+            if not yes:
+                continue
+            setattr(self, kind, getattr(self, kind) + 1)
+            ks = self.keys[kind]
+            if len(ks) < MAX_RECORD_KEYS:
+                ks.add(key)
+            elif key not in ks:
+                self.keys_dropped[kind] += 1
 
     def merge(self, other: "RecordCount") -> None:
         self.customer += other.customer
         self.shipment += other.shipment
+        for kind in ("customer", "shipment"):
+            ks = self.keys[kind]
+            for k in other.keys[kind]:
+                if len(ks) < MAX_RECORD_KEYS:
+                    ks.add(k)
+                elif k not in ks:
+                    self.keys_dropped[kind] += 1
+            self.keys_dropped[kind] += other.keys_dropped[kind]
         self.records += other.records
         _merge(self.data, other.data)
         self.edi.extend(other.edi[:max(0, MAX_EDI - len(self.edi))])
@@ -109,6 +140,13 @@ _CUSTOMER = frozenset(CUSTOMER_CLASSES)
 #: HS code identify a product (a catalogue of 10,000 products is not 10,000 shipments): they are kept in
 #: ``data`` but do not on their own make a shipment record.
 SHIPMENT_RECORD_CLASSES = frozenset({"tracking_s10", "tracking_ups", "tracking_other", "sscc"})
+
+
+def record_identity(found: dict, label: str = "") -> str:
+    """What identifies one record: ``label`` then every ``class=value`` it carries, sorted.  The same
+    record sent twice (another request, another connection, another encoding) gives the same string."""
+    parts = [f"{cls}={v}" for cls in sorted(found) for v in sorted(found[cls] or ())]
+    return label + "\x1f" + "\x1e".join(parts)
 
 
 def _merge(dst: dict, src: dict) -> None:
@@ -135,10 +173,8 @@ class _Tally:
     def record(self, found: dict, shipment: bool = False) -> None:
         rc = self.rc
         rc.records += 1
-        if any(c in _CUSTOMER for c in found):
-            rc.customer += 1
-        if shipment or any(c in SHIPMENT_RECORD_CLASSES for c in found):
-            rc.shipment += 1
+        rc.count(found, any(c in _CUSTOMER for c in found),
+                 shipment or any(c in SHIPMENT_RECORD_CLASSES for c in found))
         _merge(rc.data, found)
 
     def fields(self, names) -> None:
@@ -677,8 +713,7 @@ def _edifact(text: str, t: _Tally) -> None:
         ref = msg["ref"]
         # the message itself: a shipment record when it is a shipment message or carries shipment ids
         rc.records += 1
-        if ship or any(c in SHIPMENT_RECORD_CLASSES for c in found):
-            rc.shipment += 1
+        rc.count(found, False, ship or any(c in SHIPMENT_RECORD_CLASSES for c in found), f"edifact:{mtype}:{ref}")
         _merge(rc.data, found)
         _merge(rc.data, {"edifact_message": {f"{mtype}:{ref}"}})
         if len(rc.edi) < MAX_EDI:
@@ -852,8 +887,7 @@ def _x12_interchange(text: str, i: int, t: _Tally):
         code = tx["code"]
         ship = code in X12_SHIPMENT_SETS
         rc.records += 1
-        if ship or any(c in SHIPMENT_RECORD_CLASSES for c in found):
-            rc.shipment += 1
+        rc.count(found, False, ship or any(c in SHIPMENT_RECORD_CLASSES for c in found), f"x12:{code}:{tx['ref']}")
         _merge(rc.data, found)
         _merge(rc.data, {"x12_transaction": {f"{code}:{tx['ref']}"}})
         if len(rc.edi) < MAX_EDI:

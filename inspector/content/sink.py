@@ -66,8 +66,12 @@ class ContentSink:
     # -- events from dispatch ----------------------------------------------------------
     def open(self, uid: str, ts: float, orig_h: str, resp_h: str) -> ContentFlow | None:
         """A handle for a connection whose payload may leave the site, or None when both
-        sides are local or both are not (nothing of it leaves)."""
-        lo, lr = self.site.is_local(orig_h), self.site.is_local(resp_h)
+        sides are local or both are not, or one is a multicast/broadcast address, which stays on
+        the link (nothing of it leaves)."""
+        site = self.site
+        if site.is_multicast_or_broadcast(orig_h) or site.is_multicast_or_broadcast(resp_h):
+            return None
+        lo, lr = site.is_local(orig_h), site.is_local(resp_h)
         if lo == lr:
             return None
         cf = ContentFlow(uid, ts, bool(lo))    # orig local -> what the originator sends leaves

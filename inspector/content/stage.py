@@ -18,6 +18,14 @@ scanned for identifiers; values are kept per flow as DISTINCT normalised values
 per class.  ``finish(flow)`` returns the flow fields and the ``content.jsonl``
 record.  Evidence is masked and hashed (HMAC-SHA256 with the run's salt); raw
 values only with ``show_raw``.
+
+Hashes let later stages count DISTINCT values over several connections without
+keeping raw values (``inspector.incidents``): ``hashes`` holds the salted hash
+of up to ``HASHES_PER_CLASS`` distinct values per class (the first in sorted
+order; ``data[class]`` minus the list's length is what was not listed), and
+``record_hashes`` the salted hash of up to ``RECORD_HASHES_PER_KIND`` record
+identities per kind (``records.record_identity``: the identifiers a record
+carries), with ``record_hashes_more`` counting distinct identities not listed.
 """
 from __future__ import annotations
 
@@ -34,7 +42,8 @@ CONTENT_FIELDS = CONTENT.names
 FLOW_CONTENT_FIELDS = names(CONTENT_FLOW_FIELDS)
 
 SAMPLES_PER_CLASS = 3
-HASHES_PER_CLASS = 50
+HASHES_PER_CLASS = 1000
+RECORD_HASHES_PER_KIND = 10_000
 MAX_VALUES_PER_CLASS = 1_000_000
 
 
@@ -43,7 +52,7 @@ class ContentFlow:
     ``leave`` (the ``is_orig`` value of the direction that leaves the site) are set by the
     pipeline's content sink (``content.sink``) when the connection opens."""
     __slots__ = ("bytes_by_type", "values", "records", "encodings", "edi", "stream", "stream_info", "notes",
-                 "bodies", "types_seen", "uid", "ts", "leave")
+                 "bodies", "types_seen", "uid", "ts", "leave", "record_counts")
 
     def __init__(self, uid: str | None = None, ts: float | None = None, leave: bool | None = None):
         self.uid = uid
@@ -53,6 +62,7 @@ class ContentFlow:
         self.types_seen = set()
         self.values = {}              # class -> set of normalised values
         self.records = Counter()      # customer / shipment
+        self.record_counts = None     # records.RecordCount: identities of the records counted so far
         self.encodings = set()
         self.edi = []
         self.stream = bytearray()
@@ -152,9 +162,7 @@ class ContentStage:
                 self._encoded(cf, data, depth)
             return
         rc = self.records_mod.count_records(data, ptype)
-        cf.records["customer"] += rc.customer
-        cf.records["shipment"] += rc.shipment
-        self._merge(cf, rc.data)
+        self._count(cf, rc)
         if rc.edi:
             cf.edi.extend(rc.edi[:1000 - len(cf.edi)] if len(cf.edi) < 1000 else [])
         # Encoded data (base64/base32/hex in text, JSON strings, DNS labels) is decoded and inspected too.
@@ -185,10 +193,17 @@ class ContentStage:
             sub_type, _ = self.types.classify(decoded)
             if sub_type in ("tls-encrypted", "encrypted-or-compressed", "image", "binary"):
                 continue
-            sub = self.records_mod.count_records(decoded, sub_type)
-            cf.records["customer"] += sub.customer
-            cf.records["shipment"] += sub.shipment
-            self._merge(cf, sub.data)
+            self._count(cf, self.records_mod.count_records(decoded, sub_type))
+
+    def _count(self, cf: ContentFlow, rc) -> None:
+        """Add one ``RecordCount`` to the flow: record counts, their identities, identifier values."""
+        cf.records["customer"] += rc.customer
+        cf.records["shipment"] += rc.shipment
+        if rc.customer or rc.shipment:
+            if cf.record_counts is None:
+                cf.record_counts = self.records_mod.RecordCount()
+            cf.record_counts.merge(rc)
+        self._merge(cf, rc.data)
 
     def _merge(self, cf: ContentFlow, found: dict) -> None:
         for cls, vals in found.items():
@@ -253,11 +268,22 @@ class ContentStage:
             else:
                 samples[cls] = [self.identifiers.mask(cls, v) for v in ordered[:SAMPLES_PER_CLASS]]
             hashes[cls] = [self.hash(v) for v in ordered[:HASHES_PER_CLASS]]
+        record_hashes, more = {}, {}
+        rcs = cf.record_counts
+        for kind in ("customer", "shipment"):
+            keys = sorted(rcs.keys[kind]) if rcs is not None else []
+            if keys:
+                record_hashes[kind] = sorted(self.hash(k) for k in keys[:RECORD_HASHES_PER_KIND])
+            extra = max(0, len(keys) - RECORD_HASHES_PER_KIND) + (rcs.keys_dropped[kind] if rcs is not None else 0)
+            if extra:
+                more[kind] = extra
         record = {
             "ts": ts, "uid": uid, "direction": direction, "payload_type": ptype,
             "payload_types": fields["payload_types"], "payload_encoding": fields["payload_encoding"],
             "app_bytes_out": fields["app_bytes_out"], "data": data, "records": records, "samples": samples,
             "hashes": hashes,
+            "record_hashes": record_hashes,
+            "record_hashes_more": more,
             "edi": [{k: m.get(k) for k in ("standard", "type", "ref", "sender", "recipient")}
                     for m in cf.edi[:100]],
             "edi_counts": dict(edi_counts),

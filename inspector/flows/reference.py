@@ -24,6 +24,7 @@ import struct
 import numpy as np
 
 from ..community_id import community_id
+from ..site import flow_direction
 from .tcp import ACK, SYN, SYN_TIMEOUT, TCPState
 
 UDP_INACTIVITY = 60.0
@@ -159,15 +160,10 @@ class Flow:
             ob = rb = None
         if site is not None:
             lo_, lr_ = site.is_local(oh), site.is_local(rh)
+            direction = flow_direction(lo_, lr_, site.is_multicast_or_broadcast(oh),
+                                       site.is_multicast_or_broadcast(rh))
         else:
             lo_ = lr_ = None
-        if lo_ and lr_:
-            direction = "internal"
-        elif lo_:
-            direction = "outbound"
-        elif lr_:
-            direction = "inbound"
-        else:
             direction = "external"
         if proto in (6, 17, 132) or proto in (1, 58):
             cid = community_id(proto, oh, rh, self.o_port, self.r_port)

@@ -29,6 +29,7 @@ import hashlib
 import numpy as np
 
 from ..community_id import hash_tuple as _cid_hash
+from ..site import DIRECTIONS, direction_index
 from . import kernel as K
 from .reference import LIKELY_TCP, LIKELY_UDP, PROTO_NAMES, make_uid, tunnel_uid
 from .reference import addr_str as _addr
@@ -344,6 +345,8 @@ class FlowTable:
         rh = self._addr_strings(ver, AD[:, 2], AD[:, 3])
         lo_a = self._local(ver, AD[:, 0], AD[:, 1], oh)
         lr_a = self._local(ver, AD[:, 2], AD[:, 3], rh)
+        go_a = self._group(ver, AD[:, 1], oh)
+        gr_a = self._group(ver, AD[:, 3], rh)
         dur = FF[:, K.LAST] - FF[:, K.TS]
         pos = dur > 0
         # Zeek leaves duration and byte counts unset on zero-length connections.
@@ -356,7 +359,7 @@ class FlowTable:
         else:
             lo_l = lo_a.tolist()
             lr_l = lr_a.tolist()
-            dir_l = _DIRECTIONS[(lo_a.astype(np.int64) << 1) | lr_a.astype(np.int64)].tolist()
+            dir_l = _DIRECTIONS[direction_index(lo_a, lr_a, go_a, gr_a)].tolist()
         hl = FI[:, K.HIST_LEN]
         hist_raw = self.HIST[fids].tobytes()
         hw = K.HMAX
@@ -399,13 +402,14 @@ class FlowTable:
         site = self.site
         if site is None:
             return None
-        res = np.zeros(len(ver), dtype=np.bool_)
-        v4 = ver == 4
-        if v4.any():
-            res[v4] = site.is_local_v4((lo[v4] & np.uint64(0xFFFFFFFF)).astype(np.uint32))
-        for j in np.nonzero(~v4)[0].tolist():
-            res[j] = site.is_local(strings[j])
-        return res
+        return _membership(ver, lo, strings, site.is_local_v4, site.is_local)
+
+    def _group(self, ver, lo, strings):
+        """Multicast/broadcast addresses (they never leave the site) as a bool array, or None without a site."""
+        site = self.site
+        if site is None:
+            return None
+        return _membership(ver, lo, strings, site.is_multicast_or_broadcast_v4, site.is_multicast_or_broadcast)
 
     def _addr_strings(self, ver: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> list:
         cache = self._addr_cache
@@ -469,9 +473,21 @@ _FIELDS = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "pro
            "orig_bytes", "resp_bytes", "conn_state", "local_orig", "local_resp", "missed_bytes", "history",
            "orig_pkts", "orig_ip_bytes", "resp_pkts", "resp_ip_bytes", "tunnel_parents", "ip_proto",
            "community_id", "vlan", "inner_vlan", "direction", "orig_l2_bytes", "resp_l2_bytes")
-_DIRECTIONS = np.array(["external", "inbound", "outbound", "internal"], dtype=object)
+_DIRECTIONS = np.array(DIRECTIONS, dtype=object)
 _STATE_NAMES = np.array(K.STATE_NAMES, dtype=object)
 _PROTO_NAMES = np.array([PROTO_NAMES.get(i, "unknown_transport") for i in range(257)], dtype=object)
+
+
+def _membership(ver, lo, strings, test_v4, test) -> np.ndarray:
+    """A site membership test over packed addresses: vectorised for IPv4 (``test_v4`` on host-order uint32),
+    per address string (``test``) for IPv6."""
+    res = np.zeros(len(ver), dtype=np.bool_)
+    v4 = ver == 4
+    if v4.any():
+        res[v4] = test_v4((lo[v4] & np.uint64(0xFFFFFFFF)).astype(np.uint32))
+    for j in np.nonzero(~v4)[0].tolist():
+        res[j] = test(strings[j])
+    return res
 
 
 def _nullable(values: np.ndarray, present: np.ndarray) -> list:

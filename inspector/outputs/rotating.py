@@ -307,6 +307,8 @@ class LiveSink(Sink):
         self.on_warning = on_warning
         self.report = None                 # report.html of the current output period (report.period)
         self.report_errors = 0
+        self.incidents = 0
+        self.site = site
         self._pipe = None
         if report:
             from ..report.period import PeriodReport
@@ -361,8 +363,11 @@ class LiveSink(Sink):
         self._pipe = pipe
         self._write_logs()
         now_wall = self.clock() if now is None else now
+        rotated = False
         for w in self.writers():
-            w.maybe_rotate(now_wall)
+            rotated = w.maybe_rotate(now_wall) or rotated
+        if rotated:
+            self.write_incidents()
         mono = self.monotonic()
         if self._first or mono >= self._next_stats:
             self.write_stats(pipe)
@@ -373,8 +378,45 @@ class LiveSink(Sink):
         self._write_logs()
         for w in self.writers():
             w.close()
+        self.write_incidents(final=True)
         self._write_report(None)
         self.write_stats(pipe, final=True)
+
+    # -- incidents.jsonl -------------------------------------------------------------------
+    def _jsonl_files(self, w: "RotatingLog | None") -> list:
+        """The JSON Lines files of one output this session wrote: rotated ones in order, then the current."""
+        if w is None:
+            return []
+        return [os.path.join(self.out_dir, n) for n in w.rotated if n.endswith(".jsonl")] + [w.path]
+
+    def write_incidents(self, final: bool = False) -> int:
+        """``incidents.jsonl`` over every alert of the session so far (``inspector.incidents``), from the
+        alert, flow, content, HTTP and DNS files it wrote, rotated ones included.  Alerts go out as they
+        fire, before their incident is known: at exit (``final``, every file closed) the session's alert
+        files are rewritten with their ``incident_id``; before that, rotated alert files are, and the
+        current one keeps ``incident_id`` null until it rotates or the run ends."""
+        if self.alerts_log is None:
+            return 0
+        from ..incidents import build_incidents, iter_covered, write_incidents
+        from ..policy import write_alerts
+        from ..report.html import iter_jsonl
+        files = self._jsonl_files(self.alerts_log)
+        by_file = [(p, list(iter_jsonl(p)) if os.path.exists(p) else []) for p in files]
+        alerts = [a for _p, recs in by_file for a in recs]
+        uids = {u for a in alerts for u in (a.get("uids") or ())}
+
+        def covered(name):
+            for p in self._jsonl_files(self.flow_log if name == "flows" else self.logs.get(name)):
+                if os.path.exists(p):
+                    yield from iter_covered(p, uids)
+        incidents = build_incidents(alerts, covered("flows"), covered("content"), site=self.site,
+                                    http=covered("http"), dns=covered("dns"), from_dir=self.out_dir)
+        write_incidents(os.path.join(self.out_dir, "incidents.jsonl"), incidents)
+        self.incidents = len(incidents)
+        for p, recs in by_file:
+            if (final or p != self.alerts_log.path) and any("alert_id" in r for r in recs):
+                write_alerts(p, recs)
+        return len(incidents)
 
     # -- report.html ----------------------------------------------------------------------
     def _period_ended(self, suffix: str) -> None:
@@ -403,6 +445,8 @@ class LiveSink(Sink):
         st["flows_active"] = pipe.scanner.table.active_flows()
         st["flows_written"] = self.flow_log.total
         st["outputs_rotated"] = sum(len(w.rotated) for w in self.writers())
+        if self.alerts_log is not None:
+            st["incidents"] = self.incidents
         if self.report is not None:
             st["reports_written"] = len(self.report.written)
             st["report_errors"] = self.report_errors

@@ -2,8 +2,8 @@
 
 Every file a scan writes is declared here or next to the code that emits it:
 
-* ``flows`` (``flows.jsonl``/``flows.parquet``), ``content``, ``weird`` and
-  ``alerts``: the ``Stream`` objects below (``core_streams()`` finds them);
+* ``flows`` (``flows.jsonl``/``flows.parquet``), ``content``, ``weird``,
+  ``alerts`` and ``incidents``: the ``Stream`` objects below (``core_streams()`` finds them);
 * each protocol log (``dns.jsonl``, ``http.jsonl``...): the protocol module's
   ``LOG_SCHEMA`` (a ``Stream``), collected through the protocol registry
   (``inspector.protocols.MODULES``), so adding a protocol stays one module plus
@@ -30,9 +30,9 @@ import re
 from dataclasses import dataclass
 
 __all__ = ["Type", "STRING", "INT", "FLOAT", "BOOL", "TIME", "INTERVAL", "ADDR", "PORT", "ListOf", "MapOf",
-           "Struct", "JSON", "Field", "Stream", "CONN_ID", "FLOWS", "CONTENT", "X509", "WEIRD", "ALERTS", "STATS",
-           "core_streams", "names", "CONN_FLOW_FIELDS", "DEST_FLOW_FIELDS", "CONTENT_FLOW_FIELDS", "streams", "stream",
-           "markdown"]
+           "Struct", "JSON", "Field", "Stream", "CONN_ID", "FLOWS", "CONTENT", "X509", "WEIRD", "ALERTS",
+           "INCIDENTS", "STATS", "core_streams", "names", "CONN_FLOW_FIELDS", "DEST_FLOW_FIELDS",
+           "CONTENT_FLOW_FIELDS", "streams", "stream", "markdown"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -375,7 +375,11 @@ CONTENT = Stream("content", "per connection that sent data out: payload types, d
     Field("direction", STRING, "the connection's direction (outbound, inbound, internal, external)"),
     *CONTENT_FLOW_FIELDS[:6],
     Field("samples", MapOf(ListOf(STRING)), "up to 3 values per class, masked unless --show-raw"),
-    Field("hashes", MapOf(ListOf(STRING)), "salted HMAC-SHA256 (128 bits, hex) of up to 50 values per class"),
+    Field("hashes", MapOf(ListOf(STRING)), "salted HMAC-SHA256 (128 bits, hex) of up to 1,000 values per class "
+                                            "(the first in sorted order)"),
+    Field("record_hashes", MapOf(ListOf(STRING)), "salted HMAC-SHA256 of each record's identity (the identifiers "
+                                                  "it carries), up to 10,000 per kind (customer, shipment)"),
+    Field("record_hashes_more", MapOf(INT), "distinct record identities per kind not listed in record_hashes"),
     Field("edi", ListOf(_EDI), "EDI messages found (at most 100)"),
     Field("edi_counts", MapOf(INT), "EDI messages per standard:type"),
     CONTENT_FLOW_FIELDS[6],
@@ -475,6 +479,14 @@ _DESTINATION = Struct(
     Field("allowed", BOOL, "allow-listed by the site file"),
 )
 
+_ENDPOINT = Struct(
+    Field("src_ip", ADDR, "the local side"),
+    Field("dest_ip", ADDR, "the remote side"),
+    Field("dest_port", PORT, "the remote side's port"),
+    Field("proto", STRING, "transport, upper case"),
+    Field("flows", INT, "covered flows between them"),
+)
+
 _WINDOW = Struct(
     Field("start", STRING, "window start, ISO 8601 (EVE layout)"),
     Field("seconds", INTERVAL, "window length"),
@@ -493,6 +505,7 @@ ALERTS = Stream("alerts", "findings of the policy rules, Suricata EVE style (one
     Field("app_proto", STRING, "application protocol, Suricata names (tls, http, dns...)"),
     Field("community_id", STRING, "Community ID of the most recent covered flow"),
     Field("uids", ListOf(STRING), "uids of the flows the finding covers"),
+    Field("endpoints", ListOf(_ENDPOINT), "every endpoint pair the finding covers, most flows first"),
     Field("alert", _ALERT, "signature id, message, category, severity, metadata"),
     Field("destination", _DESTINATION, "the destination: name, address, country, ASN, org, group"),
     Field("data", MapOf(INT), "distinct identifiers per class over the covered flows"),
@@ -504,6 +517,50 @@ ALERTS = Stream("alerts", "findings of the policy rules, Suricata EVE style (one
     Field("uids_truncated", INT, "uids left out of uids (beyond 1000)", optional=True),
     Field("window", _WINDOW, "the window and group key of a windowed finding", optional=True),
     Field("site", STRING, "the site's name", optional=True),
+    Field("alert_id", STRING, "the alert's id: 16 hex digits, the same for the same input and settings"),
+    Field("incident_id", STRING, "the incident it belongs to (incidents.jsonl); null until incidents are built "
+                                 "(live: as the alert fires)"),
+    Field("incident_ids", ListOf(STRING), "every incident a site-wide aggregate sums flows of", optional=True),
+))
+
+
+# ----------------------------------------------------------------------------------------------
+# incidents.jsonl (inspector/incidents)
+# ----------------------------------------------------------------------------------------------
+
+_INCIDENT_DESTINATION = Struct(
+    Field("name", STRING, "destination name (SNI, HTTP host, DNS)"),
+    Field("addresses", ListOf(ADDR), "its addresses in the incident's flows"),
+    Field("org", STRING, "organisation"),
+    Field("asn", INT, "autonomous system number"),
+    Field("country", STRING, "country (ISO 3166 alpha-2)"),
+    Field("group", STRING, "destination group from the signatures"),
+    Field("category", STRING, "the group's category"),
+)
+
+INCIDENTS = Stream("incidents", "the alerts grouped into stories: one local host sending to one destination "
+                                "organisation through one channel", (
+    Field("incident_id", STRING, "16 hex digits: a hash of the story keys and the first flow's uid (stable)"),
+    Field("first_ts", TIME, "start of the incident's first flow"),
+    Field("last_ts", TIME, "end of its last flow"),
+    Field("severity", INT, "the highest severity of its alerts, 1 (critical) to 4 (low)"),
+    Field("title", STRING, "one sentence: who sent what to whom, how much, how, over how long"),
+    Field("src_hosts", ListOf(ADDR), "the local hosts data left from"),
+    Field("destinations", ListOf(_INCIDENT_DESTINATION), "where it went, most bytes first"),
+    Field("signature_ids", ListOf(INT), "the rules of its alerts"),
+    Field("alert_ids", ListOf(STRING), "its alerts (alerts.jsonl alert_id)"),
+    Field("uids", ListOf(STRING), "every flow of the incident, in time order"),
+    Field("flows", INT, "number of flows"),
+    Field("bytes_out", INT, "bytes the local side sent in them"),
+    Field("bytes_in", INT, "bytes it received"),
+    Field("records", _RECORDS, "DISTINCT customer and shipment records over the incident (by salted hash)"),
+    Field("data", MapOf(INT), "DISTINCT identifiers per class over the incident (by salted hash)"),
+    Field("payload_types", ListOf(STRING), "payload types of its flows"),
+    Field("app_protos", ListOf(STRING), "application protocols (Suricata names), the alerts' first"),
+    Field("captures", ListOf(STRING), "the capture files its packets came from, as given"),
+    Field("evidence", JSON, "masked samples and the detectors' figures; never raw values"),
+    Field("why", ListOf(STRING), "the facts that made it an incident, in words"),
+    Field("next_steps", ListOf(STRING), "inspector carve / explain / evidence commands for it"),
 ))
 
 
@@ -526,6 +583,7 @@ STATS = Stream("stats", "run figures, one JSON object", (
     Field("inputs_failed", ListOf(STRING), "one line per input that could not be read"),
     Field("site", STRING, "the site's name"),
     Field("alerts", INT, "alerts raised"),
+    Field("incidents", INT, "incidents the alerts were grouped into"),
     Field("logs", MapOf(INT), "records per protocol log and content"),
     Field("extracted", Struct(*(Field(k, INT, doc) for k, doc in (
               ("files", "files extracted"), ("bytes", "bytes written"), ("partial", "files written cut short"),

@@ -20,6 +20,14 @@ One alert per finding (``alerts.jsonl``, one JSON object per line)::
   flows the addresses, ports and ``community_id`` are those of the most recent
   flow; ``uids`` lists every flow the finding covers, ``flows`` counts them and
   ``window`` (``start``, ``end``, ``group``) says which window and group key.
+* ``endpoints`` lists every endpoint pair the finding covers, not only the
+  representative flow's: ``{src_ip, dest_ip, dest_port, proto, flows}`` (local
+  side first, ephemeral source ports left out), most flows first.
+* ``alert_id`` identifies the alert (a hash of its rule, time, window and
+  flows: the same input gives the same id); ``incident_id`` names the incident
+  it belongs to (``inspector.incidents``; set when incidents are built, at the
+  end of a scan or at a rotation of ``live``), and a site-wide aggregate that
+  sums the flows of several incidents also lists them all in ``incident_ids``.
 * ``data`` and ``records`` are the content fields of the covered flows, summed
   over flows (a per-flow distinct count, summed).
 * ``evidence.samples`` are the masked samples of ``content.jsonl`` for the
@@ -31,13 +39,14 @@ One alert per finding (``alerts.jsonl``, one JSON object per line)::
 """
 from __future__ import annotations
 
+import hashlib
 import time
 
 from ..protocols import contributions
 from ..severity import severity_name
 
 __all__ = ["iso_timestamp", "Cover", "build_alert", "mask_samples", "window_object", "write_alerts", "summary_lines",
-           "MAX_UIDS", "SAMPLES_PER_CLASS"]
+           "MAX_UIDS", "SAMPLES_PER_CLASS", "app_proto", "alert_id", "endpoint_key", "endpoint_list"]
 
 SAMPLES_PER_CLASS = 3
 MAX_UIDS = 1000          # uids kept per finding; alert["uids_truncated"] counts the rest
@@ -89,6 +98,28 @@ def mask_samples(samples) -> dict:
     return out
 
 
+def endpoint_key(fv) -> tuple:
+    """The endpoint pair of a flow as alerts list it: (local host, remote host, remote port, proto)."""
+    return (fv.src, fv.dst, fv.dst_port, (fv.proto or "").upper() or None)
+
+
+def endpoint_list(pairs: dict) -> list:
+    """``{endpoint_key: flows}`` -> the ``endpoints`` of an alert, most flows first."""
+    return [{"src_ip": s, "dest_ip": d, "dest_port": p, "proto": pr, "flows": n}
+            for (s, d, p, pr), n in sorted(pairs.items(), key=lambda kv: (-kv[1], tuple(map(str, kv[0]))))]
+
+
+def alert_id(alert: dict) -> str:
+    """A stable id for an alert: its rule, time, window, local/remote hosts and flows hashed (16 hex digits).
+    The same input and settings give the same id; two findings of one rule never share one."""
+    a = alert.get("alert") or {}
+    w = alert.get("window") or {}
+    parts = [str(a.get("signature_id")), str(alert.get("timestamp")), str(alert.get("src_ip")),
+             str(alert.get("dest_ip")), str(w.get("start")), repr(sorted((w.get("group") or {}).items())),
+             ",".join(map(str, alert.get("uids") or ()))]
+    return hashlib.sha256("|".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
 def app_proto(fv) -> str | None:
     """EVE ``app_proto`` of a flow: what the protocol modules declare for its services."""
     if fv is None:
@@ -101,7 +132,7 @@ class Cover:
 
     __slots__ = ("uids", "n_uids", "_uid_set", "flows", "bytes_out", "bytes_in", "packets_out", "packets_in",
                  "duration", "edm_rows", "data", "records", "samples", "edi", "first_ts", "last_ts", "rep", "dsts",
-                 "extra")
+                 "extra", "pairs")
 
     def __init__(self):
         self.uids: list = []
@@ -123,6 +154,7 @@ class Cover:
         self.rep = None
         self.dsts: set = set()
         self.extra: dict = {}
+        self.pairs: dict = {}         # endpoint_key -> flows
 
     def add_uid(self, uid) -> None:
         if uid is None or uid in self._uid_set:
@@ -138,9 +170,16 @@ class Cover:
         if self.last_ts is None or ts > self.last_ts:
             self.last_ts = ts
 
+    def add_pair(self, fv) -> None:
+        """Count ``fv``'s endpoint pair (at most ``MAX_UIDS`` distinct pairs are kept)."""
+        k = endpoint_key(fv)
+        if k in self.pairs or len(self.pairs) < MAX_UIDS:
+            self.pairs[k] = self.pairs.get(k, 0) + 1
+
     def add_flow(self, fv, content: dict | None = None) -> None:
         self.flows += 1
         self.add_uid(fv.uid)
+        self.add_pair(fv)
         self.add_time(fv.ts)
         if self.rep is None or fv.ts >= self.rep.ts:
             self.rep = fv
@@ -225,6 +264,7 @@ def build_alert(rule, cover: Cover, *, ts: float | None = None, site_name: str |
         "app_proto": app if app is not None else app_proto(rep),
         "community_id": rep.community_id if rep is not None else None,
         "uids": list(cover.uids),
+        "endpoints": endpoint_list(cover.pairs),
         "alert": {
             "action": "allowed",
             "gid": 1,
@@ -252,6 +292,8 @@ def build_alert(rule, cover: Cover, *, ts: float | None = None, site_name: str |
         alert["window"] = window
     if site_name is not None:
         alert["site"] = site_name
+    alert["alert_id"] = alert_id(alert)
+    alert["incident_id"] = None
     return alert
 
 

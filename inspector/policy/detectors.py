@@ -235,6 +235,7 @@ class DnsTunnel(Detector):
             fv, content = eng.flow_for(uid), eng.content_for(uid)
             if fv is not None:
                 flows.flows += 1
+                flows.add_pair(fv)
                 flows.bytes_out += fv.bytes_out
                 flows.bytes_in += fv.bytes_in
                 if content:

@@ -28,6 +28,10 @@ from .format import clean, esc, fmt_bytes, fmt_duration, fmt_int, fmt_ts
 from .summary import BYTES, BYTES_IN, CUST, FLOWS, SHIP, Aggregates, alert_counts, allowed_word, sorted_alerts
 
 MAX_ALERT_ROWS = 2000
+#: the incident list shows at most this many incidents, each with at most this many alert rows: the page stays
+#: a readable height whatever the alert count (the rest is counted and left to incidents.jsonl / alerts.jsonl)
+MAX_INCIDENT_ROWS = 50
+MAX_ALERTS_PER_INCIDENT = 20
 
 
 def _num(v: Any) -> int:
@@ -43,19 +47,22 @@ def _num(v: Any) -> int:
 
 def write_report(out_path: str, flows, alerts: Optional[list], stats: Optional[dict], site_name: str,
                  content: Optional[Iterable[dict]] = None, title: Optional[str] = None, *, role_of=None,
-                 top: int = 20) -> str:
+                 top: int = 20, incidents: Optional[list] = None) -> str:
     """Write the report to ``out_path`` (atomically) and return the path.
 
     ``flows``: an iterable of flow records (streamed into an ``Aggregates``, not kept), or an
     ``Aggregates`` the caller already fed.  ``alerts``: alert records (EVE style).  ``stats``:
     ``stats.json``.  ``content``: ``content.jsonl`` records, for masked samples and EDI counts.
-    ``role_of``: address -> role (e.g. ``site.role``) when ``flows`` are records."""
+    ``role_of``: address -> role (e.g. ``site.role``) when ``flows`` are records.  ``incidents``:
+    ``incidents.jsonl`` records; when given, the report leads with them (their alerts folded underneath)
+    and the flat alert table is collapsed."""
     if isinstance(flows, Aggregates):
         agg = flows
     else:
         agg = Aggregates(role_of=role_of)
         agg.add(flows if flows is not None else ())
-    doc = render_report(agg, alerts or [], stats or {}, site_name, content=content, title=title, top=top)
+    doc = render_report(agg, alerts or [], stats or {}, site_name, content=content, title=title, top=top,
+                        incidents=incidents)
     tmp = f"{out_path}.tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(doc)
@@ -89,10 +96,12 @@ def write_report_from_dir(out_dir: str, out_path: Optional[str] = None, site_nam
         with open(opt("stats.json"), encoding="utf-8") as fh:
             stats = json.load(fh)
     alerts = list(iter_jsonl(opt("alerts.jsonl"))) if opt("alerts.jsonl") else []
+    incidents = list(iter_jsonl(opt("incidents.jsonl"))) if opt("incidents.jsonl") else None
     content = iter_jsonl(opt("content.jsonl")) if opt("content.jsonl") else None
     flows = iter_jsonl(opt("flows.jsonl")) if opt("flows.jsonl") else ()
     return write_report(out_path or os.path.join(out_dir, "report.html"), flows, alerts, stats,
-                        site_name or stats.get("site") or "site", content=content, title=title, role_of=role_of)
+                        site_name or stats.get("site") or "site", content=content, title=title, role_of=role_of,
+                        incidents=incidents)
 
 
 # --------------------------------------------------------------------------------------------
@@ -474,7 +483,54 @@ def _evidence(ev: Any, depth: int = 0) -> str:
     return "".join(parts)
 
 
-def _alerts_section(alerts: list) -> str:
+def _alert_row(a: dict) -> str:
+    """One alert as a table row (severity, time, signature, endpoints, records, bytes, masked evidence)."""
+    al = a.get("alert") if isinstance(a.get("alert"), dict) else {}
+    rank = severity_rank(al.get("severity"))
+    sev = severity_name(al.get("severity"))
+    dest = a.get("destination") if isinstance(a.get("destination"), dict) else {}
+    recs = a.get("records") if isinstance(a.get("records"), dict) else {}
+    data = a.get("data") if isinstance(a.get("data"), dict) else {}
+    tnum, ttext = _alert_time(a)
+    cust, ship = _num(recs.get("customer")), _num(recs.get("shipment"))
+    dname = dest.get("name") or a.get("dest_ip")
+    dparts = (dest.get("org"), _cc(dest.get("country")) if dest.get("country") else None, dest.get("group"),
+              f"AS{clean(dest.get('asn'))}" if dest.get("asn") else None)
+    dsub = MIDDOT.join(clean(x) for x in dparts if x)
+    dport = a.get("dest_port")
+    proto = " ".join(clean(x) for x in (a.get("proto"), a.get("app_proto")) if x)
+    uids = a.get("uids") if isinstance(a.get("uids"), list) else []
+    ids = " ".join(clean(u) for u in uids[:4]) + (" " + ELLIPSIS if len(uids) > 4 else "")
+    sid = al.get("signature_id")
+    sig_meta = MIDDOT.join(x for x in (f"sid {clean(sid)}" if sid is not None else "", clean(al.get("category")))
+                           if x)
+    src = esc(a.get("src_ip"), 64) + (":" + esc(a.get("src_port"), 8) if a.get("src_port") is not None else "")
+    dline = esc(dname, 120) + (":" + esc(dport) if dport is not None else "")
+    pline = esc(proto) + ((MIDDOT + esc(ids)) if ids else "")
+    recs_text = f"{fmt_int(cust)} / {fmt_int(ship)}" if cust or ship else ""
+    chips = _chips(Counter({k: _num(v) for k, v in data.items()}), 6)
+    chips = f'<div class="chips">{chips}</div>' if chips else ""
+    ev_html = _evidence(a.get("evidence"))
+    if chips and ev_html == _dash():
+        ev_html = ""
+    return (f'<tr data-sev="{rank}">'
+            f'<td data-v="{rank}"><span class="sev sev-{sev}">{esc(sev)}</span></td>'
+            f'<td data-v="{tnum!r}" class="nowrap">{_two_lines(ttext)}</td>'
+            f'<td><div class="sig">{esc(al.get("signature"), 200)}</div>{_muted(esc(sig_meta))}</td>'
+            f'<td class="nowrap"><code>{src}</code></td>'
+            f'<td><div class="dst">{dline}</div>{_muted(esc(dsub, 160))}{_muted(pline)}</td>'
+            f'{_td_num(cust + ship, recs_text)}'
+            f'{_td_num(_num(a.get("bytes_out")), fmt_bytes(a.get("bytes_out")))}'
+            f'<td class="evidence">{chips}{ev_html}</td></tr>')
+
+
+_ALERT_HEAD = ('<thead><tr><th data-sort="num" aria-sort="ascending">Severity</th><th data-sort="num">Time (UTC)</th>'
+               '<th data-sort="text">Signature</th><th data-sort="text">Source</th><th data-sort="text">Destination'
+               '</th><th data-sort="num">Records<br><span class="muted">cust / ship</span></th>'
+               '<th data-sort="num">Bytes out</th><th>Data and evidence (masked)</th></tr></thead>')
+
+
+def _alerts_section(alerts: list, collapsed: bool = False) -> str:
     counts = alert_counts(alerts)
     if not alerts:
         return _section("alerts", "Alerts", '<p class="empty ok-text">No alerts.</p>')
@@ -487,57 +543,79 @@ def _alerts_section(alerts: list) -> str:
     head = ('<div class="controls"><input type="search" id="alert-filter" placeholder="Filter alerts: signature, '
             'host, destination, evidence\u2026" aria-label="Filter alerts" autocomplete="off">'
             f'{toggles}<span class="count" id="alert-count">{len(shown)} alerts</span></div>')
-    th = ('<thead><tr><th data-sort="num" aria-sort="ascending">Severity</th><th data-sort="num">Time (UTC)</th>'
-          '<th data-sort="text">Signature</th><th data-sort="text">Source</th><th data-sort="text">Destination</th>'
-          '<th data-sort="num">Records<br><span class="muted">cust / ship</span></th>'
-          '<th data-sort="num">Bytes out</th><th>Data and evidence (masked)</th></tr></thead>')
-    body = []
-    for a in shown:
-        al = a.get("alert") if isinstance(a.get("alert"), dict) else {}
-        rank = severity_rank(al.get("severity"))
-        sev = severity_name(al.get("severity"))
-        dest = a.get("destination") if isinstance(a.get("destination"), dict) else {}
-        recs = a.get("records") if isinstance(a.get("records"), dict) else {}
-        data = a.get("data") if isinstance(a.get("data"), dict) else {}
-        tnum, ttext = _alert_time(a)
-        cust, ship = _num(recs.get("customer")), _num(recs.get("shipment"))
-        dname = dest.get("name") or a.get("dest_ip")
-        dparts = (dest.get("org"), _cc(dest.get("country")) if dest.get("country") else None, dest.get("group"),
-                  f"AS{clean(dest.get('asn'))}" if dest.get("asn") else None)
-        dsub = MIDDOT.join(clean(x) for x in dparts if x)
-        dport = a.get("dest_port")
-        proto = " ".join(clean(x) for x in (a.get("proto"), a.get("app_proto")) if x)
-        uids = a.get("uids") if isinstance(a.get("uids"), list) else []
-        ids = " ".join(clean(u) for u in uids[:4]) + (" " + ELLIPSIS if len(uids) > 4 else "")
-        sid = al.get("signature_id")
-        sig_meta = MIDDOT.join(x for x in (f"sid {clean(sid)}" if sid is not None else "", clean(al.get("category")))
-                               if x)
-        src = esc(a.get("src_ip"), 64) + (":" + esc(a.get("src_port"), 8) if a.get("src_port") is not None else "")
-        dline = esc(dname, 120) + (":" + esc(dport) if dport is not None else "")
-        pline = esc(proto) + ((MIDDOT + esc(ids)) if ids else "")
-        recs_text = f"{fmt_int(cust)} / {fmt_int(ship)}" if cust or ship else ""
-        chips = _chips(Counter({k: _num(v) for k, v in data.items()}), 6)
-        chips = f'<div class="chips">{chips}</div>' if chips else ""
-        ev_html = _evidence(a.get("evidence"))
-        if chips and ev_html == _dash():
-            ev_html = ""
-        body.append(
-            f'<tr data-sev="{rank}">'
-            f'<td data-v="{rank}"><span class="sev sev-{sev}">{esc(sev)}</span></td>'
-            f'<td data-v="{tnum!r}" class="nowrap">{_two_lines(ttext)}</td>'
-            f'<td><div class="sig">{esc(al.get("signature"), 200)}</div>{_muted(esc(sig_meta))}</td>'
-            f'<td class="nowrap"><code>{src}</code></td>'
-            f'<td><div class="dst">{dline}</div>{_muted(esc(dsub, 160))}{_muted(pline)}</td>'
-            f'{_td_num(cust + ship, recs_text)}'
-            f'{_td_num(_num(a.get("bytes_out")), fmt_bytes(a.get("bytes_out")))}'
-            f'<td class="evidence">{chips}{ev_html}</td></tr>')
     more = (f'<p class="muted">{len(rows) - len(shown)} more alerts not shown (see alerts.jsonl).</p>'
             if len(rows) > len(shown) else "")
-    table = (f'<div class="tablewrap"><table class="sortable data alerts" id="alerts-table">{th}<tbody>'
-             f'{"".join(body)}</tbody></table></div>')
+    table = (f'<div class="tablewrap"><table class="sortable data alerts" id="alerts-table">{_ALERT_HEAD}<tbody>'
+             f'{"".join(_alert_row(a) for a in shown)}</tbody></table></div>')
+    if collapsed:
+        return _section("alerts", "All alerts",
+                        f'<details><summary>Show the {fmt_int(len(rows))} alerts as one table</summary>'
+                        f'{head}{table}{more}</details>',
+                        "Every alert of the run, most severe first (each is also listed under its incident above).")
     return _section("alerts", "Alerts", head + table + more,
                     "Most severe first; click a column to sort, type to filter. Evidence is masked as in "
                     "alerts.jsonl.")
+
+
+def _incident_figures(inc: dict) -> str:
+    recs = inc.get("records") if isinstance(inc.get("records"), dict) else {}
+    cust, ship = _num(recs.get("customer")), _num(recs.get("shipment"))
+    first, last = inc.get("first_ts"), inc.get("last_ts")
+    parts = [f"{fmt_int(inc.get('flows'))} connections", f"{fmt_bytes(inc.get('bytes_out'))} out"]
+    if cust or ship:
+        parts.append(f"{fmt_int(cust)} customer / {fmt_int(ship)} shipment records (distinct)")
+    if isinstance(first, (int, float)) and isinstance(last, (int, float)):
+        parts.append(f"{fmt_ts(first)} \u2192 {fmt_ts(last)} UTC")
+    apps = inc.get("app_protos") if isinstance(inc.get("app_protos"), list) else []
+    if apps:
+        parts.append(" ".join(clean(x) for x in apps[:4]))
+    return esc(MIDDOT.join(parts))
+
+
+def _incidents_section(incidents: list, alerts: list) -> str:
+    """Incidents first: one block per incident (most severe, then most records), its alerts collapsed under
+    it; at most ``MAX_INCIDENT_ROWS`` incidents and ``MAX_ALERTS_PER_INCIDENT`` alerts each are shown."""
+    if not incidents:
+        body = ('<p class="empty ok-text">No incidents.</p>' if not alerts else
+                '<p class="empty">No incident could be built from the alerts.</p>')
+        return _section("incidents", "Incidents", body)
+    by_id = {a.get("alert_id"): a for a in alerts if a.get("alert_id") is not None}
+    blocks = []
+    for inc in incidents[:MAX_INCIDENT_ROWS]:
+        if not isinstance(inc, dict):
+            continue
+        rank = severity_rank(inc.get("severity"))
+        sev = severity_name(inc.get("severity"))
+        mine = sorted_alerts(by_id[i] for i in (inc.get("alert_ids") or ()) if i in by_id)
+        sigs = Counter(clean((a.get("alert") or {}).get("signature_id")) for a in mine)
+        sig_text = ", ".join(f"{k}" + (f" \u00d7{n}" if n > 1 else "") for k, n in sorted(sigs.items()))
+        rows = "".join(_alert_row(a) for a in mine[:MAX_ALERTS_PER_INCIDENT])
+        more = (f'<p class="muted">{len(mine) - MAX_ALERTS_PER_INCIDENT} more alerts of this incident not shown '
+                f'(alerts.jsonl, incident_id {esc(inc.get("incident_id"), 40)}).</p>'
+                if len(mine) > MAX_ALERTS_PER_INCIDENT else "")
+        why = inc.get("why") if isinstance(inc.get("why"), list) else []
+        steps = inc.get("next_steps") if isinstance(inc.get("next_steps"), list) else []
+        why_html = "".join(f"<li>{esc(w, 400)}</li>" for w in why[:12])
+        steps_html = "".join(f"<li><code>{esc(c, 300)}</code></li>" for c in steps[:6])
+        ev = _evidence(inc.get("evidence"))
+        blocks.append(
+            f'<article class="incident" data-sev="{rank}" id="incident-{esc(inc.get("incident_id"), 40)}">'
+            f'<div class="inc-head"><span class="sev sev-{sev}">{esc(sev)}</span> '
+            f'<span class="inc-title">{esc(inc.get("title"), 400)}</span></div>'
+            f'<div class="muted small">{_incident_figures(inc)} \u00b7 incident <code>'
+            f'{esc(inc.get("incident_id"), 40)}</code></div>'
+            f'<details><summary>Why, evidence and next steps</summary><ul class="why">{why_html}</ul>'
+            f'<div class="ev-block">{ev}</div><ul class="steps">{steps_html}</ul></details>'
+            f'<details><summary>{fmt_int(len(mine))} alert{"s" if len(mine) != 1 else ""} '
+            f'({esc(sig_text, 200)})</summary><div class="tablewrap"><table class="data alerts sub">{_ALERT_HEAD}'
+            f'<tbody>{rows}</tbody></table></div>{more}</details></article>')
+    rest = len(incidents) - MAX_INCIDENT_ROWS
+    tail = (f'<p class="muted">{fmt_int(rest)} more incidents not shown (see incidents.jsonl).</p>'
+            if rest > 0 else "")
+    return _section("incidents", "Incidents", "".join(blocks) + tail,
+                    f"{fmt_int(len(incidents))} incidents from {fmt_int(len(alerts))} alerts: the same source host "
+                    "sending to the same destination organisation through one channel is one incident. Most "
+                    "severe first, then most records; each incident's alerts are folded underneath.")
 
 
 def _dst_table(agg: Aggregates, items, table_id: str) -> str:
@@ -752,6 +830,15 @@ user-select:none}
 td.evidence{min-width:240px}
 td.evidence .chips{margin:0 0 4px}
 details summary{cursor:pointer;color:var(--accent);font-size:12px}
+article.incident{border:1px solid var(--line);border-left:4px solid var(--info);border-radius:8px;padding:10px 12px;
+margin:0 0 10px}
+article.incident[data-sev="1"]{border-left-color:#7f1d1d}
+article.incident[data-sev="2"]{border-left-color:var(--high)}
+article.incident[data-sev="3"]{border-left-color:var(--medium)}
+article.incident[data-sev="4"]{border-left-color:var(--low)}
+.inc-head{margin:0 0 4px}.inc-title{font-weight:600}
+article.incident details{margin:6px 0 0}
+ul.why,ul.steps{margin:6px 0;padding-left:20px;font-size:13px}
 footer{color:var(--muted);font-size:12px;text-align:center;padding:10px 0 30px}
 @media print{
 body{background:#fff;font-size:11px}
@@ -861,9 +948,11 @@ def _sha256(text: str) -> str:
 
 
 def render_report(agg: Aggregates, alerts: list, stats: dict, site_name: str, content=None,
-                  title: Optional[str] = None, top: int = 20) -> str:
-    """The report as one HTML string."""
+                  title: Optional[str] = None, top: int = 20, incidents: Optional[list] = None) -> str:
+    """The report as one HTML string (leading with ``incidents`` when given)."""
     alerts = [a for a in (alerts or []) if isinstance(a, dict)]
+    if incidents is not None:
+        incidents = [i for i in incidents if isinstance(i, dict)]
     cs = _ContentSummary(content)
     site = clean(site_name) or "site"
     title = clean(title) if title else f"Outbound traffic report \u2014 site {site}"
@@ -897,6 +986,8 @@ def render_report(agg: Aggregates, alerts: list, stats: dict, site_name: str, co
              "warn" if agg.out_customer or agg.out_shipment else "good"),
         _kpi("Destinations", fmt_int(len(agg.dst)),
              esc(f"{len(agg.org)} organisations \u00b7 {len([c for c in agg.country.items if c != '??'])} countries")),
+        _kpi("Incidents", fmt_int(len(incidents)), esc(f"from {fmt_int(len(alerts))} alerts \u00b7 {alert_sub}"),
+             "alert" if counts.get(1) else ("warn" if incidents else "good")) if incidents is not None else
         _kpi("Alerts", fmt_int(len(alerts)), esc(alert_sub), "alert" if counts.get(1) else
              ("warn" if alerts else "good")),
     ])
@@ -904,7 +995,10 @@ def render_report(agg: Aggregates, alerts: list, stats: dict, site_name: str, co
     legend_allow = ('<div class="legend"><span><i class="ok"></i>allowed destinations</span>'
                     '<span><i class="bad"></i>not on the allow list</span><span><i class="mix"></i>partly allowed'
                     '</span></div>')
-    sections = [f'<div class="kpis" id="overview">{kpis}</div>', _alerts_section(alerts)]
+    sections = [f'<div class="kpis" id="overview">{kpis}</div>']
+    if incidents is not None:
+        sections.append(_incidents_section(incidents, alerts))
+    sections.append(_alerts_section(alerts, collapsed=incidents is not None and bool(alerts)))
 
     sections.append(_section(
         "flowmap", "Who sends what where",
@@ -998,7 +1092,9 @@ def render_report(agg: Aggregates, alerts: list, stats: dict, site_name: str, co
     sections.append(_section("inputs", "Inputs and notes", _inputs(stats, agg)))
 
     nav = "".join(f'<a href="#{i}">{esc(t)}</a>' for i, t in (
-        ("overview", "Overview"), ("alerts", f"Alerts ({len(alerts)})"), ("flowmap", "Flow map"),
+        ("overview", "Overview"),
+        *((("incidents", f"Incidents ({len(incidents)})"),) if incidents is not None else ()),
+        ("alerts", f"Alerts ({len(alerts)})"), ("flowmap", "Flow map"),
         ("destinations", "Destinations"), ("records", "Records"), ("orgs", "Organisations"),
         ("timeline", "Timeline"), ("payload", "Data"), ("hosts", "Hosts"), ("inputs", "Inputs")))
     css = CSS
