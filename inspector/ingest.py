@@ -313,6 +313,8 @@ class CaptureReader:
         self._pos = 0
         self._eof = False
         self._last_ts: float | None = None
+        self.interfaces: list = []   # pcapng: (linktype, tsres, snaplen, tsoffset) per interface
+        self.endian = "<"             # pcapng: the current section's byte order
 
     # -- buffered access ---------------------------------------------------
     def _fill(self, need: int) -> bool:
@@ -475,6 +477,7 @@ class CaptureReader:
     def _iter_pcapng(self) -> Iterator[PacketBatch]:
         endian = "<"
         ifaces: list[tuple[int, float, int, float]] = []  # (linktype, tsres, snaplen, tsoffset)
+        self.interfaces = ifaces   # the current section's interfaces (carving reads exact timestamps)
         while True:
             buf = self._buf
             ts_l: list[float] = []
@@ -517,6 +520,8 @@ class CaptureReader:
                                 packets=packets)
                 elif btype == 0x0A0D0D0A:        # SHB: a new section resets interfaces
                     ifaces = []
+                    self.interfaces = ifaces
+                    self.endian = endian
                 elif btype == 1:                  # IDB
                     lt, _res, snap = struct.unpack_from(endian + "HHI", buf, body)
                     tsres, tsoff = self._idb_options(buf, body + 8, pos + blen - 4, endian)

@@ -73,6 +73,7 @@ class Scanner:
                 names = DestinationNames(contrib.name_sources)
                 self.enrich = EnrichStage(names, enricher)
                 self.dispatcher = Dispatcher(contrib, self.logs, content=self.content, names=names)
+                self.logs.capture_of = self.dispatcher.capture_of
             self.table = FlowTable(site=self.site, max_flows=max_flows, observer=self.dispatcher)
         else:  # the plain-Python reference implementation (tests cross-check the two)
             self.table = PyFlowTable(max_flows=max_flows)
@@ -85,6 +86,7 @@ class Scanner:
         self.flows_emitted = 0
         self.on_flows = on_flows
         self.files: list = []
+        self.capture = None        # the input being read (set_capture), None for live without a ring
 
     def _emit(self, flows: Iterable) -> None:
         if self.engine == "kernel":
@@ -98,7 +100,9 @@ class Scanner:
         else:
             recs = []
             for f in flows:
-                recs.append(f.record(self.site))
+                rec = f.record(self.site)
+                rec["capture"] = f.capture
+                recs.append(rec)
                 for ts, name, detail in f.weirds or ():
                     self.add_weird(ts, f.uid, name, detail)
         self.flows_emitted += len(recs)
@@ -112,7 +116,8 @@ class Scanner:
         n = self.weird_counts[name]
         self.weird_counts[name] = n + 1
         if n < WEIRD_RECORD_CAP:
-            self.weird_records.append({"ts": ts, "uid": uid, "name": name, "detail": detail})
+            self.weird_records.append({"ts": ts, "uid": uid, "name": name, "detail": detail,
+                                       "capture": self.capture})
 
     def feed(self, batch) -> None:
         db = self.decoder.decode(batch)
@@ -138,6 +143,11 @@ class Scanner:
                 for ts, uid, name, detail in stage.weirds:
                     self.add_weird(ts, uid, name, detail)
                 stage.weirds.clear()
+
+    def set_capture(self, path: str | None) -> None:
+        """Name the input whose packets follow (flows, logs and weirds carry it as ``capture``)."""
+        self.capture = path
+        self.table.set_capture(path)
 
     def account_reader(self, reader) -> None:
         """A capture file read to its end (an ``ingest.CaptureReader``): counters, events, file entry."""

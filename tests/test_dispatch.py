@@ -77,7 +77,8 @@ def test_the_declarations_reproduce_the_former_tables():
     c = contributions(protocols.load())
     assert c.name_sources == ("sni", "quic_sni", "http_host")
     assert c.pii == {"http": ("uri", "referrer"), "ftp": ("arg",),
-                     "smtp": ("mailfrom", "rcptto", "from", "to", "cc", "reply_to")}
+                     "smtp": ("mailfrom", "rcptto", "from", "to", "cc", "reply_to"),
+                     "x509": ("certificate.subject", "certificate.issuer")}   # added since: client certificates
     assert c.encrypted == {"ssl": "tls-encrypted", "quic": "tls-encrypted", "ssh": "encrypted-or-compressed"}
     assert c.no_raw == {"http", "smtp", "ssl", "quic", "ssh", "dns", "ftp"}
     assert c.app_proto == {"ssl": "tls", "http": "http", "http2": "http2", "dns": "dns", "smtp": "smtp",

@@ -27,7 +27,8 @@ LOWER = ("inspector.decode", "inspector.flows", "inspector.protocols", "inspecto
 #: What a lower stage must never import: the policy, the reports, batch, live capture, alert delivery,
 #: the command line and the pipeline that wires the stages together.
 HIGHER = ("inspector.policy", "inspector.report", "inspector.batch", "inspector.sources.live", "inspector.delivery",
-          "inspector.cli", "inspector.pipeline")
+          "inspector.cli", "inspector.pipeline",
+          "inspector.evidence")
 
 #: Import cycles and cross-module private names another change is removing (inspector.protocols.quic
 #: and gquic share per-direction state); entries may only be deleted from these sets.

@@ -100,7 +100,7 @@ def test_every_protocol_log_is_declared():
     for mod in protocols.load():
         if mod.LOG is not None:
             decl = S.stream(mod.LOG)
-            assert mod.FIELDS == decl.names, mod.__name__
+            assert mod.FIELDS + ("capture",) == decl.names, mod.__name__   # the app layer adds capture
             assert decl.names[0] == "ts", mod.__name__
     for decl in S.streams().values():
         for f in decl.fields:
@@ -114,7 +114,7 @@ def test_stage_field_lists_come_from_the_schema():
     from inspector.enrich import flows as enrich
     from inspector.outputs import writers
     assert scan.FLOW_FIELDS == S.FLOWS.names
-    assert scan.CONN_FIELDS + enrich.ENRICH_FIELDS + stage.FLOW_CONTENT_FIELDS == S.FLOWS.names
+    assert scan.CONN_FIELDS + ("capture",) + enrich.ENRICH_FIELDS + stage.FLOW_CONTENT_FIELDS == S.FLOWS.names
     assert stage.CONTENT_FIELDS == S.CONTENT.names
     assert scan.WEIRD_FIELDS == S.WEIRD.names
     assert writers.FLOW_TYPES is S.FLOWS.types

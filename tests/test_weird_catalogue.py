@@ -38,6 +38,7 @@ NOT_WEIRDS = {
     "content.jsonl",      # a file name
     "content.xml",        # the ODF part holding a document's text and tables
 }
+OUTPUT_FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".html")   # output file names (dns.jsonl), not weirds
 
 
 def _undeclared(names) -> list:
@@ -217,7 +218,8 @@ def source_names(root: Path = SOURCE) -> dict:
                     for a in node.args:
                         in_weird_context(a, where)
             elif isinstance(node, ast.Constant) and isinstance(node.value, str) and NAME_RE.match(node.value) \
-                    and node.value.split(".", 1)[0] in layers and node.value not in NOT_WEIRDS:
+                    and node.value.split(".", 1)[0] in layers and node.value not in NOT_WEIRDS \
+                    and not node.value.endswith(OUTPUT_FILE_SUFFIXES):
                 note("exact", node.value, where)     # a name in a catalogued layer, wherever it appears
     return found
 

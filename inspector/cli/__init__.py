@@ -22,7 +22,7 @@ import sys
 from .. import __version__
 
 #: Subcommand modules, in ``--help`` order (``inspector.cli.<name>``).
-COMMANDS = ("scan", "live", "batch", "report", "fingerprint", "signatures")
+COMMANDS = ("scan", "live", "batch", "report", "fingerprint", "signatures", "carve", "explain", "evidence")
 
 
 class _UsageError(Exception):

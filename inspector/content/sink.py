@@ -191,7 +191,13 @@ class ContentSink:
             fields, record = stage.finish(cf, uid, r["ts"], r["direction"], app_bytes)
             flows.pop(uid, None)
             if record is not None and self.emit is not None:
-                self.emit("content", record)
+                # the connection's endpoints after uid, and its input file (drill-down)
+                rec = {"ts": record["ts"], "uid": uid}
+                for k in ("id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto"):
+                    rec[k] = r.get(k)
+                rec.update(record)
+                rec["capture"] = r.get("capture")
+                self.emit("content", rec)
             r.update(fields)
 
     def _weird(self, uid, name: str, detail: str) -> None:

@@ -78,6 +78,7 @@ class Dispatcher:
                     self.by_port[t][p].append(m)
         self.flows: dict = {}      # flow id -> Session
         self._by_uid: dict = {}    # uid -> Session
+        self._table = None
         self.state = np.zeros(0, dtype=np.int8)
         self.isn = np.zeros((0, 2), dtype=np.int64)   # per flow and direction: SYN sequence number, -1 none
         self.budget = ReassemblyBudget(reassembly_cap)
@@ -141,7 +142,13 @@ class Dispatcher:
             del lst[0]
 
     # -- flow table observer: per batch ------------------------------------------------------
+    def capture_of(self, uid) -> str | None:
+        """The input file of a connection with a session (its first packet's file)."""
+        fa = self._by_uid.get(uid)
+        return self._table.capture_of(fa.fid) if fa is not None and self._table is not None else None
+
     def rows(self, table, db, row_fid, row_orig, row_new) -> None:
+        self._table = table
         if len(self.state) < table.cap:
             st = np.full(table.cap, ST_NEW, dtype=np.int8)
             st[:len(self.state)] = self.state

@@ -44,11 +44,15 @@ class ProtocolLogs:
         self.pii = {} if show_raw else dict(pii)
         self.sink = sink
         self.logs: dict = {}
+        self.capture_of = None     # uid -> the input file of its connection (every record says it)
 
     def __call__(self, log: str, record: dict) -> None:
         fields = self.pii.get(log)
         if fields is not None:
             record = mask_record(record, fields)
+        if "capture" not in record:
+            uid = record.get("uid") or (record.get("uids") or [None])[0]     # files: the first carrier
+            record["capture"] = self.capture_of(uid) if self.capture_of is not None else None
         if self.sink is not None:
             self.sink(log, record)
         else:

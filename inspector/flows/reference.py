@@ -71,7 +71,7 @@ def tunnel_uid(cache: dict, spec) -> str:
 class Flow:
     __slots__ = ("key", "uid", "proto", "ver", "o_hi", "o_lo", "o_port", "r_hi", "r_lo", "r_port", "orig_is_a",
                  "ts", "last_ts", "opk", "rpk", "oip", "rip", "ol2", "rl2", "obytes", "rbytes", "tcp", "history",
-                 "vlan", "inner_vlan", "tunnel_parents", "service", "weirds", "end_ts", "ended_by", "app")
+                 "vlan", "inner_vlan", "tunnel_parents", "service", "weirds", "end_ts", "ended_by", "app", "capture")
 
     def __init__(self):
         self.opk = self.rpk = self.oip = self.rip = self.ol2 = self.rl2 = 0
@@ -84,6 +84,7 @@ class Flow:
         self.end_ts = None
         self.ended_by = None
         self.app = None  # later stages hang per-flow state here
+        self.capture = None  # the input holding the first packet (FlowTable's CAP column)
 
     def flip(self) -> None:
         self.o_hi, self.r_hi = self.r_hi, self.o_hi
@@ -215,6 +216,10 @@ class PyFlowTable:
         self.evicted = 0
         self.now = 0.0
         self.hooks = []            # callables(flow, decoded_batch, row, is_orig) for payload stages
+        self.capture = None        # the input being read; new flows carry it
+
+    def set_capture(self, name: str | None) -> None:
+        self.capture = name
 
     # -- helpers ------------------------------------------------------------------
     def _new_uid(self, key, ts) -> str:
@@ -280,6 +285,7 @@ class PyFlowTable:
                 f = Flow()
                 f.key = key
                 f.uid = self._new_uid(key, ts)
+                f.capture = self.capture
                 f.proto = proto
                 f.ver = ver
                 f.ts = f.last_ts = ts

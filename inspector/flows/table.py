@@ -121,6 +121,14 @@ class FlowTable:
         self.observer = observer   # protocol dispatch (see the class docstring), or None
         self.last_row_fid = np.zeros(0, dtype=np.int64)
         self.last_row_orig = np.zeros(0, dtype=np.bool_)
+        # Where each flow's first packet came from: CAP[fid] indexes capture_names (-1: unnamed
+        # source such as a live interface).  Set column-wise per kernel run, never per packet.
+        self.capture_names: list = []
+        self.capture_index = -1
+        # Optional ``row_hook(lo, hi, row_fid)``: called after each kernel run over rows lo..hi-1,
+        # while those rows' flow ids still name the flows they went to (a slot freed afterwards
+        # may be reused by a later row of the same batch).  Used by carving to map packets to flows.
+        self.row_hook = None
 
     # -- storage ------------------------------------------------------------------
     def _alloc(self, cap: int) -> None:
@@ -140,6 +148,7 @@ class FlowTable:
         grow("KEY", (9,), np.uint64)
         grow("SLOT", (), np.int64, -1)
         grow("free", (), np.int64)
+        grow("CAP", (), np.int32, -1)
         self.ended = np.zeros(cap, dtype=np.int64)
         self.ended_ts = np.zeros(cap, dtype=np.float64)
         self.cap = cap
@@ -151,6 +160,20 @@ class FlowTable:
         if self.counters[5] > len(self.HT) // 4:
             self.counters[5] = 0
             K.ht_rebuild(self.HT, self.KEY, self.SLOT, self.FI, int(self.counters[0]))
+
+    def set_capture(self, name: str | None) -> None:
+        """Name the source of the packets that follow (a capture file as given); flows starting
+        from now on carry it as ``capture``."""
+        if name is None:
+            self.capture_index = -1
+            return
+        self.capture_names.append(name)
+        self.capture_index = len(self.capture_names) - 1
+
+    def capture_of(self, f: int) -> str | None:
+        """The capture holding the first packet of flow ``f`` (None for an unnamed source)."""
+        i = int(self.CAP[f])
+        return self.capture_names[i] if i >= 0 else None
 
     def active_flows(self) -> int:
         return int(self.counters[4])
@@ -233,9 +256,15 @@ class FlowTable:
         self.counters[2] = 0
         start = 0
         while True:
+            lo = start
             start = K.process(start, *args, self.FI, self.FF, self.ADDR, self.EP, self.HOLES, self.HIST,
                               self.KEY, self.SLOT, self.HT, self.free, self.counters, self.ended, self.ended_ts,
                               _LIKELY_TCP, _LIKELY_UDP, row_fid, row_orig, row_new, self.max_flows)
+            hi = min(start, n)
+            seg = row_fid[lo:hi]
+            self.CAP[seg[row_new[lo:hi]]] = self.capture_index
+            if self.row_hook is not None:
+                self.row_hook(lo, hi, row_fid)
             if start >= n:
                 break
             # A new flow is needed at row ``start``.  Flows that ended in this batch keep their slots
@@ -384,6 +413,8 @@ class FlowTable:
                     self.weirds.append((float(FF[j, K.LAST]), uids[j], name, detail))
         vlan = FI[:, K.VLAN]
         ivlan = FI[:, K.IVLAN]
+        names = np.array(self.capture_names + [None], dtype=object)   # CAP -1 -> the trailing None
+        cap_l = names[self.CAP[fids]].tolist()
         cols = (
             FF[:, K.TS].tolist(), uids, oh, FI[:, K.OPORT].tolist(), rh, FI[:, K.RPORT].tolist(),
             _PROTO_NAMES[np.minimum(proto, 256)].tolist(), svc_l, dur_l, ob_l, rb_l,
@@ -392,7 +423,7 @@ class FlowTable:
             tp_l if tp_l is not None else [[] for _ in range(n)], proto.tolist(),
             community_ids(proto, ver, AD, FI[:, K.OPORT], FI[:, K.RPORT]),
             _nullable(vlan, vlan >= 0), _nullable(ivlan, ivlan >= 0), dir_l,
-            FI[:, K.OL2].tolist(), FI[:, K.RL2].tolist(),
+            FI[:, K.OL2].tolist(), FI[:, K.RL2].tolist(), cap_l,
         )
         fields = _FIELDS
         return FlowBatch([dict(zip(fields, row)) for row in zip(*cols)], out[:, 0].tolist(), out[:, 1].tolist())
@@ -472,7 +503,7 @@ def community_ids(proto: np.ndarray, ver: np.ndarray, AD: np.ndarray, sport: np.
 _FIELDS = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "service", "duration",
            "orig_bytes", "resp_bytes", "conn_state", "local_orig", "local_resp", "missed_bytes", "history",
            "orig_pkts", "orig_ip_bytes", "resp_pkts", "resp_ip_bytes", "tunnel_parents", "ip_proto",
-           "community_id", "vlan", "inner_vlan", "direction", "orig_l2_bytes", "resp_l2_bytes")
+           "community_id", "vlan", "inner_vlan", "direction", "orig_l2_bytes", "resp_l2_bytes", "capture")
 _DIRECTIONS = np.array(DIRECTIONS, dtype=object)
 _STATE_NAMES = np.array(K.STATE_NAMES, dtype=object)
 _PROTO_NAMES = np.array([PROTO_NAMES.get(i, "unknown_transport") for i in range(257)], dtype=object)

@@ -293,6 +293,10 @@ CONN_ID = (
     Field("id.resp_p", PORT, "responder's port"),
 )
 
+#: Where a record came from: every record about a connection carries it (drill-down, ``inspector carve``).
+CAPTURE = Field("capture", STRING, "the input file holding the connection's first packet, as given to scan "
+                                   "(live: the --ring file; null without one)")
+
 _RECORDS = Struct(Field("customer", INT, "customer records"), Field("shipment", INT, "shipment records"))
 
 
@@ -353,7 +357,7 @@ CONTENT_FLOW_FIELDS = (
 )
 
 FLOWS = Stream("flows", "one record per connection, written as connections end (Zeek conn.log names)",
-               CONN_FLOW_FIELDS + DEST_FLOW_FIELDS + CONTENT_FLOW_FIELDS)
+               CONN_FLOW_FIELDS + (CAPTURE,) + DEST_FLOW_FIELDS + CONTENT_FLOW_FIELDS)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -372,6 +376,8 @@ CONTENT = Stream("content", "per connection that sent data out: payload types, d
                             "masked samples, salted hashes, EDI messages, EDM matches", (
     Field("ts", TIME, "time of the connection's first packet"),
     Field("uid", STRING, "the connection's uid"),
+    *CONN_ID,
+    Field("proto", STRING, "the connection's transport (tcp, udp)"),
     Field("direction", STRING, "the connection's direction (outbound, inbound, internal, external)"),
     *CONTENT_FLOW_FIELDS[:6],
     Field("samples", MapOf(ListOf(STRING)), "up to 3 values per class, masked unless --show-raw"),
@@ -383,6 +389,7 @@ CONTENT = Stream("content", "per connection that sent data out: payload types, d
     Field("edi", ListOf(_EDI), "EDI messages found (at most 100)"),
     Field("edi_counts", MapOf(INT), "EDI messages per standard:type"),
     CONTENT_FLOW_FIELDS[6],
+    CAPTURE,
 ))
 
 
@@ -412,6 +419,7 @@ FILES = Stream("files", "one record per file a protocol carried: HTTP bodies, SM
     Field("extracted", STRING, "name of the extracted copy in the --extract-files folder"),
     Field("extracted_cutoff", BOOL, "the extracted copy is incomplete (size cap or missing bytes)"),
     Field("extracted_size", INT, "bytes written to the extracted copy"),
+    CAPTURE,
 ))
 
 
@@ -438,7 +446,8 @@ X509 = Stream("x509", "one record per certificate seen in a cleartext TLS (1.2 a
     Field("basic_constraints.ca", BOOL, "basicConstraints says CA (null without the extension)"),
     Field("host_cert", BOOL, "the first certificate of its chain (the endpoint's own)"),
     Field("client_cert", BOOL, "sent by the client"),
-))
+
+    CAPTURE,))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -450,6 +459,7 @@ WEIRD = Stream("weird", "anomalies in captures and traffic (names in the weird c
     Field("uid", STRING, "the connection's uid, or null"),
     Field("name", STRING, "<layer>.<snake_case> name (see the weird catalogue)"),
     Field("detail", STRING, "free text with the specifics"),
+    Field("capture", STRING, "the input being read when the anomaly was seen (null: live without a ring)"),
 ))
 
 
@@ -506,6 +516,8 @@ ALERTS = Stream("alerts", "findings of the policy rules, Suricata EVE style (one
     Field("community_id", STRING, "Community ID of the most recent covered flow"),
     Field("uids", ListOf(STRING), "uids of the flows the finding covers"),
     Field("endpoints", ListOf(_ENDPOINT), "every endpoint pair the finding covers, most flows first"),
+    Field("capture", STRING, "the input file of the first covered flow"),
+    Field("captures", ListOf(STRING), "every input file the covered flows came from"),
     Field("alert", _ALERT, "signature id, message, category, severity, metadata"),
     Field("destination", _DESTINATION, "the destination: name, address, country, ASN, org, group"),
     Field("data", MapOf(INT), "distinct identifiers per class over the covered flows"),
@@ -612,9 +624,10 @@ _STREAMS: dict | None = None
 
 def protocol_streams() -> dict:
     """Log name -> ``Stream`` from every protocol module's ``LOG_SCHEMA`` (registry order).
-    Modules sharing a log (quic and gquic) share one declaration object."""
+    Modules sharing a log (quic and gquic) share one declaration object; each log gains ``capture``."""
     from .. import protocols
     out: dict = {}
+    seen: dict = {}        # log name -> the module's own declaration
     for mod in protocols.load():
         decl = getattr(mod, "LOG_SCHEMA", None)
         log = getattr(mod, "LOG", None)
@@ -624,11 +637,19 @@ def protocol_streams() -> dict:
             continue
         if decl.name != log:
             raise ValueError(f"{mod.__name__}: LOG_SCHEMA is {decl.name!r}, LOG is {log!r}")
-        have = out.get(decl.name)
+        have = seen.get(decl.name)
         if have is not None and have is not decl:
             raise ValueError(f"{mod.__name__}: log {decl.name!r} declared twice")
-        out[decl.name] = decl
+        if have is None:
+            seen[decl.name] = decl
+            out[decl.name] = _with_capture(decl)
     return out
+
+
+def _with_capture(decl: Stream) -> Stream:
+    """A protocol log's declaration plus ``capture``, which the application layer adds to every
+    record it emits (so a protocol module never declares it)."""
+    return Stream(decl.name, decl.doc, decl.fields + (CAPTURE,), ordered=decl.ordered, filename=decl.filename)
 
 
 def streams() -> dict:

@@ -28,6 +28,9 @@ One alert per finding (``alerts.jsonl``, one JSON object per line)::
   it belongs to (``inspector.incidents``; set when incidents are built, at the
   end of a scan or at a rotation of ``live``), and a site-wide aggregate that
   sums the flows of several incidents also lists them all in ``incident_ids``.
+* ``capture`` is the input file the earliest covered flow came from (its first
+  packet's file, as given to ``scan``), ``captures`` every input file the
+  covered flows came from, sorted: what ``inspector carve`` reads back.
 * ``data`` and ``records`` are the content fields of the covered flows, summed
   over flows (a per-flow distinct count, summed).
 * ``evidence.samples`` are the masked samples of ``content.jsonl`` for the
@@ -132,7 +135,7 @@ class Cover:
 
     __slots__ = ("uids", "n_uids", "_uid_set", "flows", "bytes_out", "bytes_in", "packets_out", "packets_in",
                  "duration", "edm_rows", "data", "records", "samples", "edi", "first_ts", "last_ts", "rep", "dsts",
-                 "extra", "pairs")
+                 "extra", "pairs", "captures", "_first")
 
     def __init__(self):
         self.uids: list = []
@@ -155,14 +158,28 @@ class Cover:
         self.dsts: set = set()
         self.extra: dict = {}
         self.pairs: dict = {}         # endpoint_key -> flows
+        self.captures: set = set()  # input files the covered flows came from
+        self._first = None          # (ts, uid, capture) of the earliest covered connection
 
-    def add_uid(self, uid) -> None:
+    def add_uid(self, uid, capture=None, ts=None) -> None:
+        """Cover connection ``uid``; ``capture``/``ts`` (its input file and start) feed ``capture``
+        and ``captures``, which do not depend on the order connections are added in."""
+        if capture is not None:
+            if len(self.captures) < MAX_UIDS:
+                self.captures.add(capture)
+            key = (ts if ts is not None else float("inf"), uid or "", capture)
+            if self._first is None or key < self._first:
+                self._first = key
         if uid is None or uid in self._uid_set:
             return
         self.n_uids += 1
         if len(self.uids) < MAX_UIDS:
             self.uids.append(uid)
             self._uid_set.add(uid)
+
+    def first_capture(self):
+        """The input file of the earliest covered connection (None when no capture is known)."""
+        return self._first[2] if self._first is not None else None
 
     def add_time(self, ts: float) -> None:
         if self.first_ts is None or ts < self.first_ts:
@@ -178,7 +195,7 @@ class Cover:
 
     def add_flow(self, fv, content: dict | None = None) -> None:
         self.flows += 1
-        self.add_uid(fv.uid)
+        self.add_uid(fv.uid, fv.rec.get("capture"), fv.ts)
         self.add_pair(fv)
         self.add_time(fv.ts)
         if self.rep is None or fv.ts >= self.rep.ts:
@@ -265,6 +282,8 @@ def build_alert(rule, cover: Cover, *, ts: float | None = None, site_name: str |
         "community_id": rep.community_id if rep is not None else None,
         "uids": list(cover.uids),
         "endpoints": endpoint_list(cover.pairs),
+        "capture": cover.first_capture(),
+        "captures": sorted(cover.captures),
         "alert": {
             "action": "allowed",
             "gid": 1,

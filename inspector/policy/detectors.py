@@ -190,7 +190,7 @@ class DnsTunnel(Detector):
             ts = 0.0
         st = self.store.get((src, reg), ts).state
         st.queries += 1
-        st.cover.add_uid(rec.get("uid"))
+        st.cover.add_uid(rec.get("uid"), rec.get("capture"), ts)
         st.cover.add_time(ts)
         st.last = rec
         if dst_local:

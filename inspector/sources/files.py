@@ -35,6 +35,7 @@ class FileSource:
                 break
             try:
                 reader = CaptureReader(path)
+                pipe.scanner.set_capture(path)       # records name the input they came from
                 packets = 0
                 for batch in reader:
                     yield batch

@@ -42,12 +42,13 @@ POLL_SECONDS = 0.1          # longest wait for a chunk before a heartbeat
 
 class Chunk:
     """Packets handed from the capture thread to analysis: ``count`` pcap records in ``raw``."""
-    __slots__ = ("raw", "count", "mono_last")
+    __slots__ = ("raw", "count", "mono_last", "capture")
 
-    def __init__(self, raw: bytes, count: int, mono_last: float):
+    def __init__(self, raw: bytes, count: int, mono_last: float, capture: str | None = None):
         self.raw = raw
         self.count = count
         self.mono_last = mono_last   # time.monotonic() when the last of these packets was read
+        self.capture = capture       # the ring file these packets were written to (None: no ring)
 
 
 _END = object()
@@ -110,15 +111,17 @@ class CaptureThread(threading.Thread):
     def _hand_over(self, count: int, now: float) -> None:
         raw = self.src.take()
         self.pending = 0
+        capture = None
         if self.ring is not None and raw:
             try:
                 self.ring.write(raw)
+                capture = self.ring.ring[-1]      # the file the chunk went into: records name it
             except OSError as e:
                 self.ring_error = f"ring disabled: {e.strerror or e}"
                 self.ring = None
         self.packets += count
         self.chunks += 1
-        self.out.put(Chunk(raw, count, self.last_packet_mono or now))
+        self.out.put(Chunk(raw, count, self.last_packet_mono or now, capture))
 
     def _loop(self) -> None:
         src = self.src
@@ -246,6 +249,8 @@ class LiveSource:
     def _to_batch(self, pipe, chunk, big, tsres, linktype):
         if not chunk.count or not chunk.raw:
             return None
+        if chunk.capture != pipe.scanner.capture:   # records name the ring file holding their packets
+            pipe.scanner.set_capture(chunk.capture)
         batch, rest = records_to_batch(chunk.raw, chunk.count, big, tsres, linktype, source=self.iface)
         if rest:   # cannot happen with libpcap's own records; never silently
             self.bad_records += 1
