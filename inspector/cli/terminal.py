@@ -53,7 +53,8 @@ def incident_rows(incidents: list, alerts: list, top: int = TERMINAL_INCIDENTS,
             continue
         rank = severity_rank(inc.get("severity"))
         recs = inc.get("records") if isinstance(inc.get("records"), dict) else {}
-        figures = [f"{fmt_int(inc.get('flows'))} connections", f"{fmt_bytes(inc.get('bytes_out'))} out"]
+        n = as_int(inc.get("flows"))
+        figures = [f"{fmt_int(n)} connection{'' if n == 1 else 's'}", f"{fmt_bytes(inc.get('bytes_out'))} out"]
         if as_int(recs.get("customer")) or as_int(recs.get("shipment")):
             figures.append(f"records {_cs(as_int(recs.get('customer')), as_int(recs.get('shipment')))}")
         figures.append(f"incident {clean(inc.get('incident_id'))}")
@@ -85,11 +86,11 @@ def _print_incidents_rich(console, incidents: list, alerts: list) -> None:
     console.print(Text("  " + _incidents_head(incidents, alerts), style="bold"))
     for rank, sev, head, folded in incident_rows(incidents, alerts):
         line = Text("  ")
-        line.append(f"{sev:<8}", style=SEVERITY_STYLES.get(rank, ""))
+        line.append(f"{sev:<9}", style=SEVERITY_STYLES.get(rank, ""))
         line.append(head)
         console.print(line)
         for f in folded:
-            console.print(Text("            " + f, style="dim"))
+            console.print(Text("             " + f, style="dim"))
     if len(incidents) > TERMINAL_INCIDENTS:
         console.print(Text(f"  \u2026 and {len(incidents) - TERMINAL_INCIDENTS} more (incidents.jsonl, report.html)",
                            style="dim"))
