@@ -173,9 +173,7 @@ class OutputDir:
         if self.inside:
             return self._commit_inside()
         retired = None
-        blocked = {signal.SIGINT, signal.SIGTERM}
-        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)    # no interruption between renames
-        try:
+        with self._swap():
             if os.path.lexists(self.final):
                 retired = os.path.join(self.parent, RETIRED.format(name=self.name, pid=os.getpid()))
                 if os.path.lexists(retired):
@@ -188,22 +186,30 @@ class OutputDir:
                     os.rename(retired, self.final)
                     retired = None
                 raise
+        if retired is not None:
+            shutil.rmtree(retired, ignore_errors=True)
+        return self.final
+
+    @contextmanager
+    def _swap(self):
+        """Moving the staged outputs into place: SIGINT/SIGTERM are held until it is over (no
+        interruption between renames), an OSError becomes one OutputError, and on success the
+        folder is committed at its final path."""
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            yield
         except OSError as e:
             raise OutputError.from_os(e, self.out) from None
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         self.committed = True
         self.path = self.final
-        if retired is not None:
-            shutil.rmtree(retired, ignore_errors=True)
-        return self.final
 
     def _commit_inside(self) -> str:
         """Staging inside ``out``: remove the earlier run's entries, then move the new ones up (each
         file was complete before the run ended; only the swap itself is not atomic)."""
         staging = os.path.basename(self.path)
-        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        try:
+        with self._swap():
             for entry in os.listdir(self.final):
                 if entry != staging:
                     victim = os.path.join(self.final, entry)
@@ -214,12 +220,6 @@ class OutputDir:
             for entry in os.listdir(self.path):
                 os.rename(os.path.join(self.path, entry), os.path.join(self.final, entry))
             os.rmdir(self.path)
-        except OSError as e:
-            raise OutputError.from_os(e, self.out) from None
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-        self.committed = True
-        self.path = self.final
         return self.final
 
     def abort(self) -> None:
