@@ -49,7 +49,6 @@ def scan(tmp_path: Path, name: str, data: bytes, *extra) -> tuple[dict, int]:
 def test_flow_table_never_exceeds_its_bound():
     """In-process: after every batch of a SYN flood the active flows are within --max-flows and the
     flow arrays within max_flows plus one batch of new flows; every flow is still written."""
-    from inspector.ingest import PacketBatch  # noqa: F401  (the reader yields these)
     from inspector.scan import Scanner
     import numpy as np
     pkts = n(60_000)
@@ -75,37 +74,37 @@ def n(base: int) -> int:
     return max(1000, int(base * SCALE))
 
 
+def flood_pair(tmp_path, label: str, make, small: int, large: int, slack_mib: int, *extra):
+    """Scan a flood of ``small`` and of ``large`` (4x) units; peak memory of the large one must stay
+    within 1.5x the small one's plus ``slack_mib``: a bounded structure does not grow with the flood.
+    Returns the large scan's stats and the small one's."""
+    st_s, rss_s = scan(tmp_path, "small", make(small), *extra)
+    st_l, rss_l = scan(tmp_path, "large", make(large), *extra)
+    print(f"{label}: {small:,} -> {rss_s / 1024:.0f} MiB, {large:,} -> {rss_l / 1024:.0f} MiB")
+    assert rss_l < rss_s * 1.5 + slack_mib * 1024
+    return st_l, st_s
+
+
 @pytest.mark.parametrize("gen", ["syn_flood", "udp_flood"])
 def test_new_flow_flood_stays_within_the_flow_bound(tmp_path, gen):
-    small, large = n(10_000), n(40_000)
-    make = getattr(floodgen, gen)
-    st_s, rss_s = scan(tmp_path, "small", make(small), "--max-flows", 5_000)
-    st_l, rss_l = scan(tmp_path, "large", make(large), "--max-flows", 5_000)
+    large = n(40_000)
+    st_l, st_s = flood_pair(tmp_path, gen, getattr(floodgen, gen), n(10_000), large, 64, "--max-flows", 5_000)
     assert st_l["packets_read"] == large
     assert st_l["flows"] == large                   # every flow is written, evicted ones included
     assert st_l["flows_evicted"] > st_s["flows_evicted"] > 0   # the bound was hit, and counted
     assert st_l["weirds"].get("flow.table_full", 0) >= 1
-    # 4x the flows; a bounded table and streaming writers keep memory nearly flat.
-    print(f"{gen}: {small:,} flows -> {rss_s / 1024:.0f} MiB, {large:,} flows -> {rss_l / 1024:.0f} MiB")
-    assert rss_l < rss_s * 1.5 + 64 * 1024
 
 
 def test_reassembly_flood_is_bounded(tmp_path):
-    small, large = n(1_000), n(4_000)
-    st_s, rss_s = scan(tmp_path, "small", floodgen.hole_flood(small))
-    st_l, rss_l = scan(tmp_path, "large", floodgen.hole_flood(large))
+    large = n(4_000)
+    st_l, _ = flood_pair(tmp_path, "reassembly", floodgen.hole_flood, n(1_000), large, 96)
     assert st_l["packets_read"] == large * 11 and st_l["flows"] == large
-    print(f"reassembly: {small:,} conns -> {rss_s / 1024:.0f} MiB, {large:,} conns -> {rss_l / 1024:.0f} MiB")
-    assert rss_l < rss_s * 1.5 + 96 * 1024
 
 
 def test_fragment_flood_is_bounded(tmp_path):
-    small, large = n(5_000), n(20_000)
-    st_s, rss_s = scan(tmp_path, "small", floodgen.fragment_flood(small))
-    st_l, rss_l = scan(tmp_path, "large", floodgen.fragment_flood(large))
+    large = n(20_000)
+    st_l, _ = flood_pair(tmp_path, "fragments", floodgen.fragment_flood, n(5_000), large, 64)
     assert st_l["packets_read"] == large
     assert st_l["outcomes"].get("ip.fragment", 0) == large          # every fragment accounted
     dropped = sum(v for k, v in st_l["weirds"].items() if k.startswith("ip.fragment"))
     assert dropped >= 1                                              # the held ones expire or are dropped
-    print(f"fragments: {small:,} -> {rss_s / 1024:.0f} MiB, {large:,} -> {rss_l / 1024:.0f} MiB")
-    assert rss_l < rss_s * 1.5 + 64 * 1024
