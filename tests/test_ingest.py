@@ -5,6 +5,7 @@ Every capture is built in tmp_path from annotated bytes (tests/helpers/pkt.py).
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import struct
 import subprocess
@@ -332,9 +333,12 @@ def test_stdin_dash(tmp_path, compress):
     assert r.returncode == 0, r.stderr
     assert r.stderr == ""
     assert cli.main(["scan", str(f), "--out", str(out_file), "-q"]) == 0
-    a = (out_stdin / "flows.jsonl").read_bytes()
-    assert a == (out_file / "flows.jsonl").read_bytes()
-    assert len(a.splitlines()) == 3
+    a = [json.loads(x) for x in (out_stdin / "flows.jsonl").read_bytes().splitlines()]
+    b = [json.loads(x) for x in (out_file / "flows.jsonl").read_bytes().splitlines()]
+    # The same records, each naming its input as given: "-" for stdin, the path for the file.
+    assert [r.pop("capture") for r in a] == ["-"] * 3
+    assert [r.pop("capture") for r in b] == [str(f)] * 3
+    assert a == b
 
 
 def _tree(tmp_path):
