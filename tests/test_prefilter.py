@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from inspector.content.prefilter import DEFAULT_PATTERNS, Prefilter, available_engines
+from inspector.content.prefilter import Prefilter, available_engines, default_patterns
 
 ENGINES = available_engines()
 ROOT = Path(__file__).resolve().parents[1]
@@ -227,7 +227,7 @@ def test_large_buffer_all_engines(pfs):
 def test_default_engine_prefers_hyperscan():
     pf = Prefilter()
     assert pf.engine == ENGINES[0]
-    assert [n for n, _p, _c in DEFAULT_PATTERNS] == list(pf.names)
+    assert [n for n, _p, _c in default_patterns()] == list(pf.names)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ Modules (one job each):
 * ``decoding.py``    bounded decoders: ``decompress(data, encoding, limit)`` (gzip, deflate, br, with size
                      and ratio limits against bombs), ``encoded_runs(data)`` (base64, base32, hex runs
                      found in text, decoded).
+* ``classes.py``     the data-class registry: one ``DataClass`` declaration per class (group, record kind,
+                     prefilter patterns, mask, exact-matching normaliser, optional finder/field validator).
 * ``identifiers.py`` data identifiers with validators: ``scan(text, context)`` -> {class: {normalised value}}
                      for the classes in ``DATA_CLASSES``; ``mask(cls, value)``.
 * ``records.py``     structured payloads parsed into records: ``count_records(data, payload_type)`` ->
@@ -21,7 +23,15 @@ from ..sniff import PAYLOAD_TYPES
 
 __all__ = ["PAYLOAD_TYPES", "SHIPMENT_CLASSES", "CUSTOMER_CLASSES", "EDI_CLASSES", "DATA_CLASSES"]
 
-SHIPMENT_CLASSES = ("tracking_s10", "tracking_ups", "sscc", "gtin", "tracking_other", "hs_code")
-CUSTOMER_CLASSES = ("email", "phone", "person_name", "postal_address", "iban", "payment_card", "eori")
-EDI_CLASSES = ("edifact_message", "x12_transaction")
-DATA_CLASSES = SHIPMENT_CLASSES + CUSTOMER_CLASSES + EDI_CLASSES
+_GROUP_OF = {"SHIPMENT_CLASSES": "shipment", "CUSTOMER_CLASSES": "customer", "EDI_CLASSES": "edi",
+             "DATA_CLASSES": "any"}
+
+
+def __getattr__(name):
+    """``DATA_CLASSES`` and the per-group tuples, read from the data-class registry (``classes.py``) at the
+    time they are asked for: code that must see classes registered later calls ``classes.group(...)``."""
+    g = _GROUP_OF.get(name)
+    if g is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import classes
+    return classes.group(g)

@@ -100,7 +100,7 @@ from typing import Iterable, Iterator, Mapping
 from ..errors import ConfigError
 
 __all__ = ["EDMError", "EDMIndex", "EDMAccumulator", "build_fingerprint", "normalise", "NORMALISERS",
-           "CLASS_NORMALISER", "MAGIC", "VERSION"]
+           "MAGIC", "VERSION"]
 
 MAGIC = b"\x89EDM\r\n\x1a\n"
 VERSION = 1
@@ -181,14 +181,6 @@ NORMALISERS = {
     "digits": _norm_digits,
 }
 
-#: data class -> normaliser kind (classes from inspector.content.DATA_CLASSES)
-CLASS_NORMALISER = {
-    "email": "email", "phone": "phone", "person_name": "name", "postal_address": "text",
-    "tracking_s10": "id", "tracking_ups": "id", "tracking_other": "id", "sscc": "id", "gtin": "id",
-    "hs_code": "id", "iban": "id", "eori": "id", "payment_card": "digits",
-    "edifact_message": "id", "x12_transaction": "id",
-}
-
 #: (column-name pattern, class), first match wins; used for columns that --classes does not name
 _NAME_RULES = [
     (re.compile(r"e[-_ ]?mail|^mail$"), "email"),
@@ -212,11 +204,16 @@ def class_for_column(name: str) -> str | None:
     for pattern, cls in _NAME_RULES:
         if pattern.search(n):
             return cls
-    return None
+    from . import classes
+    dc = classes.field_class(n) if classes.has_fields() else None   # a class that names its own fields
+    return dc.name if dc is not None else None
 
 
 def normaliser_for(cls: str | None) -> str:
-    return CLASS_NORMALISER.get(cls or "", "text")
+    """The normaliser kind a class declares (``edm`` in ``inspector.content.classes``); "text" otherwise."""
+    from . import classes
+    dc = classes.get(cls or "")
+    return dc.edm if dc is not None else "text"
 
 
 def normalise(kind: str, value: str, region: str | None = "US") -> str:
@@ -230,8 +227,8 @@ def _classes_accepted(column_class: str | None) -> frozenset:
         return frozenset()
     if column_class.startswith("tracking_"):
         # any tracking_* class goes to a tracking column: scanners may label a number differently
-        from . import SHIPMENT_CLASSES
-        return frozenset(c for c in SHIPMENT_CLASSES if c.startswith("tracking_")) | {column_class}
+        from . import classes
+        return frozenset(c for c in classes.group("shipment") if c.startswith("tracking_")) | {column_class}
     return frozenset({column_class})
 
 
@@ -404,14 +401,14 @@ def build_fingerprint(path: str, columns: list[str], out: str, *, classes: Mappi
     names = [c.strip() for c in columns]
     if len({n.lower() for n in names}) != len(names):
         raise EDMError(path, None, "a column is selected twice in --columns")
-    from . import DATA_CLASSES
+    from . import classes as data_classes
     unknown = sorted(set(classes) - {n.lower() for n in names})
     if unknown:
         raise EDMError(path, None, f"--classes names columns not in --columns: {', '.join(unknown)}")
     for col, cls in classes.items():
-        if cls not in DATA_CLASSES:
+        if data_classes.get(cls) is None:
             raise EDMError(path, None, f"--classes {col}={cls}: unknown data class (one of: "
-                                       f"{', '.join(DATA_CLASSES)})")
+                                       f"{', '.join(data_classes.names())})")
     cols = []
     for n in names:
         cls = classes.get(n.lower()) or class_for_column(n)

@@ -54,6 +54,8 @@ import unicodedata
 from functools import lru_cache
 from types import SimpleNamespace
 
+from . import classes as _classes
+
 __all__ = ["scan", "scan_fields", "mask", "to_text", "field_role", "validators", "ROLES", "DEFAULT_REGIONS",
            "s10_ok", "ups_ok", "gs1_ok", "iban_ok", "luhn_ok", "card_brand", "card_ok", "fedex12_ok",
            "fedex34_ok", "usps_ok", "dhl_ok", "mod37_36", "dpd_ok", "tracking_other_ok", "email_ok",
@@ -1130,12 +1132,20 @@ def _scan_role(text: str, role: str, region, regions, out: dict) -> None:
 
 
 def scan(data, context: dict | None = None) -> dict[str, set[str]]:
-    """Distinct normalised identifiers per data class in ``data`` (bytes or str)."""
+    """Distinct normalised identifiers per data class in ``data`` (bytes or str): the built-in classes'
+    scanners, then every registered class's own finder and field validator."""
     text = to_text(data)
     out: dict[str, set[str]] = {}
     if not text:
         return out
     ctx = context or {}
+    _scan_builtin(text, ctx, out)
+    if _classes.finders() or ctx.get("field"):
+        _scan_declared(text, out, ctx.get("field"))
+    return out
+
+
+def _scan_builtin(text: str, ctx: dict, out: dict) -> None:
     role = ctx.get("role")
     if role is None and ctx.get("field"):
         role = field_role(ctx["field"])[0]
@@ -1148,13 +1158,13 @@ def scan(data, context: dict | None = None) -> dict[str, set[str]]:
     if role:
         _scan_role(text, role, region, regions, out)
         if out and len(text) <= 64:
-            return out  # a short field value that its field's validators accepted is that value
+            return  # a short field value that its field's validators accepted is that value
     if "@" in text or "%40" in text or "&#" in text:
         _scan_emails(text, out)
     if "+" in text:
         _scan_plus_phones(text, out)
     if _HAS_DIGIT.search(text) is None:
-        return out
+        return
     if role != "phone" and cx.hits("phone"):
         _scan_context_phones(text, cx, regions, out)
     if "1Z" in text or "1z" in text:
@@ -1166,7 +1176,20 @@ def scan(data, context: dict | None = None) -> dict[str, set[str]]:
         _scan_hs(text, cx, out)
     if cx.hits("eori"):
         _scan_eori(text, cx, out)
-    return out
+
+
+def _scan_declared(text: str, out: dict, field: str | None) -> None:
+    """The registered classes that bring their own finder or field validator (``classes.DataClass``)."""
+    if field is not None:
+        dc = _classes.field_class(_norm_key(field))
+        if dc is not None:
+            v = dc.validate(text.strip()) if len(text) <= 200 else None
+            if v:
+                _add(out, dc.name, v)
+    for dc in _classes.finders():
+        for v in dc.find(text):
+            if v:
+                _add(out, dc.name, v)
 
 
 _HAS_DIGIT = re.compile(r"\d")
@@ -1294,6 +1317,12 @@ def scan_fields(record: dict, context: dict | None = None) -> dict[str, set]:
             continue
         role, group = field_role(k)
         if role is None:
+            dc = _classes.field_class(_norm_key(k)) if _classes.has_fields() else None
+            if dc is not None:
+                d = dc.validate(v) if len(v) <= 200 else None
+                if d:
+                    _add(out, dc.name, d)
+                    continue
             og = _org_id_group(k, v)
             if og is not None:
                 org_groups.add(og)
@@ -1389,40 +1418,7 @@ def scan_fields(record: dict, context: dict | None = None) -> dict[str, set]:
 # masking
 # ---------------------------------------------------------------------------------------------------------
 
-def _mask_word(w: str) -> str:
-    return (w[0] + "***") if w else ""
-
-
 def mask(cls: str, value: str) -> str:
-    """Evidence form of a value: enough to recognise it, never enough to rebuild it."""
-    v = str(value)
-    if not v:
-        return ""
-    if cls == "email":
-        local, _, domain = v.rpartition("@")
-        labels = domain.split(".")
-        tld = labels[-1] if len(labels) > 1 else ""
-        return f"{_mask_word(local)}@{_mask_word(labels[0])}" + (f".{tld}" if tld else "")
-    if cls in ("person_name", "postal_address"):
-        words = v.replace(",", " ").split()
-        return " ".join(_mask_word(w) for w in words[:6]) + (" ..." if len(words) > 6 else "")
-    if cls == "phone":
-        if len(v) <= 7:
-            return v[:2] + "******"
-        return v[:3] + "******" + v[-3:]
-    if cls in ("edifact_message", "x12_transaction") and ":" in v:
-        kind, _, ref = v.partition(":")   # "IFTMIN:REF001": the message type is not sensitive
-        return kind + ":" + (ref[:1] + "***" if ref else "")
-    if cls == "hs_code":
-        return v[:4] + "*" * max(2, len(v) - 4)
-    if cls in ("iban", "eori"):
-        return v[:4] + "****" + v[-4:] if len(v) >= 12 else v[:2] + "****" + v[-2:]
-    if cls == "payment_card":
-        return v[:1] + "******" + v[-4:]
-    if cls in ("tracking_s10",):
-        return v[:2] + "******" + v[-4:]
-    if len(v) >= 12:
-        return v[:2] + "******" + v[-4:]
-    if len(v) >= 6:
-        return v[:1] + "****" + v[-2:]
-    return v[:1] + "***"
+    """Evidence form of a value: enough to recognise it, never enough to rebuild it (the class's
+    declared mask, ``inspector.content.classes``)."""
+    return _classes.mask(cls, value)

@@ -38,36 +38,19 @@ import numpy as np
 from re import _constants as _C
 from re import _parser as _P
 
-__all__ = ["Prefilter", "DEFAULT_PATTERNS", "KEYWORDS", "available_engines"]
-
-KEYWORDS = (
-    "consignee", "consignor", "recipient", "shipper", "street", "postcode", "postal[ _-]?code",
-    "zip[ _-]?code", "phone", "e-?mail", "eori", "hs[ _-]?code", "tariff", "address", "surname",
-    "first[ _-]?name", "last[ _-]?name", "date[ _-]?of[ _-]?birth", "iban", "customer[ _-]?(?:id|no|number)",
-    "tracking", "waybill", "awb", "sscc", "gtin",
-)
+__all__ = ["Prefilter", "default_patterns", "available_engines"]
 
 # Data is scanned as if followed by this byte, so that a pattern may require the byte that ends a run
 # (fewer, non-overlapping matches: Hyperscan reports every end offset, and each costs a callback).
 SENTINEL = b"\n"
 
-# (name, regex, caseless)
-DEFAULT_PATTERNS = (
-    ("email", r"[A-Za-z0-9._%+\-]@[A-Za-z0-9]", False),
-    ("ups", r"1[Zz] ?[0-9A-Za-z]{3} ?[0-9A-Za-z]{3}", False),
-    ("s10", r"[A-Z]{2}[0-9]{9}[A-Z]{2}", False),
-    ("s10_spaced", r"[A-Z]{2} [0-9]{3} [0-9]{3} [0-9]{3} [A-Z]{2}", False),
-    # a run of >= 13 digits (GTIN-13/14, card numbers, 18-digit SSCC), matched with the byte that ends it:
-    # one match per run, however long (see SENTINEL)
-    ("digit_run", r"[0-9]{13}[^0-9]", False),
-    ("digits_grouped", r"[0-9]{4}[ \-][0-9]{4}[ \-][0-9]{4}[ \-][0-9]", False),
-    ("iban", r"[A-Z]{2}[0-9]{2} ?[A-Z0-9]{4} ?[0-9]{4}", False),
-    ("phone", r"\+[1-9](?:[ \-.()/]{0,2}[0-9]){7}", False),
-    ("edifact_unh", r"UNH\+", False),
-    ("x12_st", r"ST\*[0-9]{3}\*", False),
-    ("gs1_ai", r"\((?:00|01|02|10|17|21|41[0-5]|42[01])\)", False),
-    ("keywords", "|".join(KEYWORDS), True),
-)
+
+def default_patterns() -> tuple:
+    """The patterns of every registered data class (``inspector.content.classes``), each name once:
+    ``(name, regex, caseless)``."""
+    from . import classes
+    return classes.prefilter_patterns()
+
 
 _CAT = {
     _C.CATEGORY_DIGIT: frozenset(range(0x30, 0x3A)),
@@ -307,7 +290,7 @@ def available_engines() -> list[str]:
 
 def _normalise_patterns(patterns):
     if patterns is None:
-        patterns = DEFAULT_PATTERNS
+        patterns = default_patterns()
     if isinstance(patterns, dict):
         patterns = list(patterns.items())
     out = []
@@ -488,7 +471,7 @@ class _Re:
 class Prefilter:
     """Candidate regions for the identifier validators, from one multi-pattern pass.
 
-    ``patterns``: None for ``DEFAULT_PATTERNS``, else a dict name -> regex or an iterable of regexes,
+    ``patterns``: None for ``default_patterns()`` (every data class's), else a dict name -> regex or an iterable of regexes,
     (name, regex) or (name, regex, caseless).  ``engine``: "hyperscan", "re2" or "re"; None picks the
     first available in that order."""
 

@@ -30,10 +30,10 @@ multipart  parts (inspector.mime, boundary from the first line, transfer encodin
 other      text, html, binary...: no records, identifiers only (``data``).
 =========  ==========================================================================================
 
-A record is a *customer* record when it carries a customer identifier (``CUSTOMER_CLASSES``: e-mail,
-phone, person name, postal address, IBAN, payment card, EORI) and a *shipment* record when it carries
-a consignment/parcel/pallet identifier (``SHIPMENT_RECORD_CLASSES``: S10, UPS, other tracking, SSCC) or
-is an EDI shipment message. A record may be both. GTIN and HS code values are reported in ``data`` but
+A record is a *customer* record when it carries a customer identifier (a class declared with
+``record="customer"`` in ``inspector.content.classes``: e-mail, phone, person name, postal address, IBAN,
+payment card, EORI) and a *shipment* record when it carries a consignment/parcel/pallet identifier
+(``record="shipment"``: S10, UPS, other tracking, SSCC) or is an EDI shipment message. A record may be both. GTIN and HS code values are reported in ``data`` but
 alone do not make a shipment record (they identify products: an item line or a product catalogue is
 not a shipment).
 Every counted record also leaves its *identity* in ``RecordCount.keys`` (``customer`` / ``shipment`` ->
@@ -56,11 +56,11 @@ from urllib.parse import parse_qsl
 
 from ..mime import multipart
 from ..sniff import classify
-from . import CUSTOMER_CLASSES
+from . import classes as _classes
 from .identifiers import field_role, scan, scan_fields, to_text
 
 __all__ = ["RecordCount", "count_records", "EDIFACT_SHIPMENT_TYPES", "X12_SHIPMENT_SETS",
-           "SHIPMENT_RECORD_CLASSES", "record_identity",
+           "shipment_record_classes", "record_identity",
            "MAX_RECORDS", "MAX_DEPTH", "MAX_RECORD_KEYS"]
 
 MAX_RECORDS = 1_000_000
@@ -135,11 +135,12 @@ class RecordCount:
             self.note = other.note
 
 
-_CUSTOMER = frozenset(CUSTOMER_CLASSES)
-#: classes that make a record a shipment record: they identify a consignment, parcel or pallet. GTIN and
-#: HS code identify a product (a catalogue of 10,000 products is not 10,000 shipments): they are kept in
-#: ``data`` but do not on their own make a shipment record.
-SHIPMENT_RECORD_CLASSES = frozenset({"tracking_s10", "tracking_ups", "tracking_other", "sscc"})
+def shipment_record_classes() -> frozenset:
+    """Classes that make a record a shipment record: they identify a consignment, parcel or pallet
+    (``record="shipment"`` in their declaration, ``inspector.content.classes``). GTIN and HS code identify a
+    product (a catalogue of 10,000 products is not 10,000 shipments): they are kept in ``data`` but do not
+    on their own make a shipment record."""
+    return _classes.record_sets()[1]
 
 
 def record_identity(found: dict, label: str = "") -> str:
@@ -173,8 +174,8 @@ class _Tally:
     def record(self, found: dict, shipment: bool = False) -> None:
         rc = self.rc
         rc.records += 1
-        rc.count(found, any(c in _CUSTOMER for c in found),
-                 shipment or any(c in SHIPMENT_RECORD_CLASSES for c in found))
+        customer, shipping = _classes.record_sets()
+        rc.count(found, any(c in customer for c in found), shipment or any(c in shipping for c in found))
         _merge(rc.data, found)
 
     def fields(self, names) -> None:
@@ -695,7 +696,7 @@ def _edifact(text: str, t: _Tally) -> None:
         nonlocal party
         if party is not None and party.fields:
             found = scan_fields(party.fields)
-            if any(c in _CUSTOMER for c in found):
+            if any(c in _classes.record_sets()[0] for c in found):
                 t.record(found)
         party = None
 
@@ -713,7 +714,7 @@ def _edifact(text: str, t: _Tally) -> None:
         ref = msg["ref"]
         # the message itself: a shipment record when it is a shipment message or carries shipment ids
         rc.records += 1
-        rc.count(found, False, ship or any(c in SHIPMENT_RECORD_CLASSES for c in found), f"edifact:{mtype}:{ref}")
+        rc.count(found, False, ship or any(c in shipment_record_classes() for c in found), f"edifact:{mtype}:{ref}")
         _merge(rc.data, found)
         _merge(rc.data, {"edifact_message": {f"{mtype}:{ref}"}})
         if len(rc.edi) < MAX_EDI:
@@ -871,7 +872,7 @@ def _x12_interchange(text: str, i: int, t: _Tally):
         if party:
             party.pop("_org", None)
             found = scan_fields(party, {"regions": ("US", "CA", "GB", "DE", "FR")})
-            if any(c in _CUSTOMER for c in found):
+            if any(c in _classes.record_sets()[0] for c in found):
                 t.record(found)
         party = None
 
@@ -887,7 +888,7 @@ def _x12_interchange(text: str, i: int, t: _Tally):
         code = tx["code"]
         ship = code in X12_SHIPMENT_SETS
         rc.records += 1
-        rc.count(found, False, ship or any(c in SHIPMENT_RECORD_CLASSES for c in found), f"x12:{code}:{tx['ref']}")
+        rc.count(found, False, ship or any(c in shipment_record_classes() for c in found), f"x12:{code}:{tx['ref']}")
         _merge(rc.data, found)
         _merge(rc.data, {"x12_transaction": {f"{code}:{tx['ref']}"}})
         if len(rc.edi) < MAX_EDI:

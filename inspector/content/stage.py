@@ -33,8 +33,6 @@ import hashlib
 import hmac
 from collections import Counter
 
-from . import CUSTOMER_CLASSES, SHIPMENT_CLASSES
-
 from ..outputs.schema import CONTENT, CONTENT_FLOW_FIELDS, names
 
 # Field orders, from the stream declarations (inspector/outputs/schema.py owns them).
@@ -298,11 +296,3 @@ class ContentStage:
 def empty_fields() -> dict:
     return {"payload_type": None, "payload_types": [], "payload_encoding": None, "app_bytes_out": 0, "data": {},
             "records": {"customer": 0, "shipment": 0}, "edm": {}}
-
-
-def is_customer(cls: str) -> bool:
-    return cls in CUSTOMER_CLASSES
-
-
-def is_shipment(cls: str) -> bool:
-    return cls in SHIPMENT_CLASSES

@@ -37,7 +37,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import yaml
 
-from ..content import DATA_CLASSES
+from ..content import classes as data_classes
 from ..enrich.groups import CATEGORIES
 from ..errors import ConfigError
 from ..severity import SEVERITIES, SEVERITY_NAMES, parse_severity  # the one scale (re-exported)
@@ -45,7 +45,7 @@ from ..site import normalize_domain, parse_asn, parse_network
 from ..yamlconf import (SCALAR_TEXT, TAG_BOOL, TAG_FLOAT, TAG_INT, TAG_STR, compose, is_null, node_kind, node_line,
                         yaml_files, yaml_int)
 from . import detectors as _detectors
-from .view import (AGGREGATE_METRICS, BYTE_METRICS, CLASS_ALIASES, FLOW_METRICS, GROUP_KEYS, TIME_METRICS,
+from .view import (AGGREGATE_METRICS, BYTE_METRICS, CLASS_ALIASES, class_alias, FLOW_METRICS, GROUP_KEYS, TIME_METRICS,
                    metric_value)
 
 __all__ = ["SEVERITIES", "SEVERITY_NAMES", "ID_RANGES", "Rule", "Match", "DestinationMatch", "Aggregate",
@@ -625,12 +625,12 @@ class _Collector:
                 classes: List[str] = []
                 for item, t in self.words(vn, "'data'"):
                     if t in CLASS_ALIASES:
-                        classes.extend(c for c in CLASS_ALIASES[t] if c not in classes)
-                    elif t in DATA_CLASSES:
+                        classes.extend(c for c in class_alias(t) if c not in classes)
+                    elif data_classes.get(t) is not None:
                         if t not in classes:
                             classes.append(t)
                     else:
-                        choices = list(DATA_CLASSES) + list(CLASS_ALIASES)
+                        choices = list(data_classes.names()) + list(CLASS_ALIASES)
                         self.problem(item, f"unknown data class {t!r}{_hint(t, choices)}")
                 kw["data"] = tuple(classes) or None
             elif key == "dst_port":
@@ -811,7 +811,7 @@ class _Collector:
             return True
         if metric.startswith("data."):
             name = metric[5:]
-            return name in DATA_CLASSES or name in CLASS_ALIASES
+            return data_classes.get(name) is not None or name in CLASS_ALIASES
         return False
 
     def group_by(self, node: yaml.Node, what: str) -> Optional[Tuple[str, ...]]:

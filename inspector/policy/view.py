@@ -14,22 +14,28 @@ once per flow record (the dicts of ``flows.jsonl``, ``FLOW_FIELDS``):
 """
 from __future__ import annotations
 
-from ..content import CUSTOMER_CLASSES, DATA_CLASSES, EDI_CLASSES, SHIPMENT_CLASSES
+from ..content import classes as data_classes
 from ..domain import registered_domain
 from ..enrich.label import destination_label
 
 __all__ = ["FlowView", "metric_value", "group_value", "GROUP_KEYS", "FLOW_METRICS",
-           "AGGREGATE_METRICS", "CLASS_ALIASES", "IDENTIFIER_CLASSES"]
+           "AGGREGATE_METRICS", "CLASS_ALIASES", "class_alias", "identifier_classes"]
 
-#: ``data`` aliases usable in rules: a name for a family of data classes.
-CLASS_ALIASES = {
-    "customer": CUSTOMER_CLASSES,
-    "shipment": SHIPMENT_CLASSES,
-    "edi": EDI_CLASSES,
-    "any": DATA_CLASSES,
-}
-#: Classes that are identifiers (EDI classes count messages, not identifiers).
-IDENTIFIER_CLASSES = tuple(c for c in DATA_CLASSES if c not in EDI_CLASSES)
+#: ``data`` aliases usable in rules: a name for a family of data classes (``inspector.content.classes``
+#: groups; ``any`` is every class).
+CLASS_ALIASES = ("customer", "shipment", "edi", "any")
+
+
+def class_alias(name: str) -> tuple | None:
+    """The classes an alias stands for, as registered now; None when ``name`` is not an alias."""
+    return data_classes.group(name) if name in CLASS_ALIASES else None
+
+
+def identifier_classes() -> tuple:
+    """Classes that are identifiers (EDI classes count messages, not identifiers)."""
+    edi = data_classes.group("edi")
+    return tuple(c for c in data_classes.names() if c not in edi)
+
 
 #: Per-flow metrics (thresholds in ``threshold`` and ``aggregate.threshold``).
 FLOW_METRICS = {
@@ -190,12 +196,12 @@ def metric_value(fv, metric: str, classes=None) -> float:
     if metric.startswith("records."):
         return _num(fv.records.get(metric[8:]))
     if metric == "identifiers":
-        return class_sum(fv.data, classes or IDENTIFIER_CLASSES)
+        return class_sum(fv.data, classes or identifier_classes())
     if metric.startswith("data."):
         name = metric[5:]
-        return class_sum(fv.data, CLASS_ALIASES.get(name, (name,)))
+        return class_sum(fv.data, class_alias(name) or (name,))
     if metric == "edi_messages":
-        return class_sum(fv.data, EDI_CLASSES)
+        return class_sum(fv.data, data_classes.group("edi"))
     if metric == "edm_rows":
         return fv.edm_rows
     raise KeyError(metric)
