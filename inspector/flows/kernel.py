@@ -16,10 +16,13 @@ from __future__ import annotations
 import numpy as np
 import numba as nb
 
+from .roles import (A_DNS, A_DNS_SEEN, A_NTP, A_NTP_FLIPPED, DNS_UDP_PORTS, H_DNS_MSG, H_DNS_RESPONSE,
+                    H_NTP_CLIENT, H_NTP_SERVER, NTP_UDP_PORT)
+
 # --- flow int fields ---------------------------------------------------------
 PROTO, VER, OPORT, RPORT, ORIG_IS_A, OPK, RPK, OIP, RIP, OL2, RL2, OBYTES, RBYTES, VLAN, IVLAN, ACTIVE, \
-    IS_PARTIAL, FIRST_SEEN, HIST_SEEN, HIST_LEN, SERIAL, WEIRDS, ENDED_BY = range(23)
-NFI = 23
+    IS_PARTIAL, FIRST_SEEN, HIST_SEEN, HIST_LEN, SERIAL, WEIRDS, ENDED_BY, APPF = range(24)
+NFI = 24
 # --- flow float fields ---------------------------------------------------------
 TS, LAST, INACT, T_ATTEMPT, T_DELETE, T_EXP1, T_EXP2 = range(7)
 NFF = 7
@@ -170,8 +173,8 @@ def _flip(FI, FF, ADDR, EP, HOLES, HIST, f):
     fs = FI[f, FIRST_SEEN]
     FI[f, FIRST_SEEN] = (2 if fs & 1 else 0) | (1 if fs & 2 else 0)
     FI[f, IS_PARTIAL] = 0
-    hs = FI[f, HIST_SEEN]
-    FI[f, HIST_SEEN] = ((hs & 0xFFFF) << 16) | (hs >> 16)
+    # Zeek's Connection::FlipRoles keeps hist_seen as it is: the letters already seen stay seen for
+    # the role (orig or resp), not for the endpoint that sent them.
     _hist_add(FI, HIST, f, 94)  # '^'
 
 
@@ -609,13 +612,17 @@ def _alloc(FI, free, counters, cap):
 
 @nb.njit(**_J)
 def process(start, ts_a, ver_a, proto_a, vlan_a, ivlan_a, fl_a, seq_a, ack_a, win_a, ip_a, pay_a, wire_a,
-            shi_a, slo_a, sp_a, dhi_a, dlo_a, dp_a,
+            shi_a, slo_a, sp_a, dhi_a, dlo_a, dp_a, app_a,
             FI, FF, ADDR, EP, HOLES, HIST, KEY, SLOT, HT, free, counters, ended, ended_ts,
             likely_tcp, likely_udp, row_fid, row_orig, row_new, max_active):
     """Run rows start.. of one batch in order.  Returns the row reached: len(ts_a) when done, less
     when a new flow is needed and the flow arrays are full (the caller grows them) or
     ``max_active`` flows are active (the caller evicts), and calls again from there.
-    counters: [next_new_fid, serial, n_ended, n_free, n_in_table, n_tombstones]."""
+    counters: [next_new_fid, serial, n_ended, n_free, n_in_table, n_tombstones].
+
+    Connections are keyed by Zeek's default five-tuple (protocol, addresses, ports): VLAN tags are
+    recorded from the first packet but do not separate connections.  ``app_a`` holds the per-row
+    hints of ``roles.hints`` for the DNS/NTP role flips."""
     n = len(ts_a)
     cap = FI.shape[0]
     key = np.empty(9, dtype=np.uint64)
@@ -632,8 +639,8 @@ def process(start, ts_a, ver_a, proto_a, vlan_a, ivlan_a, fl_a, seq_a, ack_a, wi
         dp = dp_a[i]
         af = shi < dhi or (shi == dhi and (slo < dlo or (slo == dlo and sp <= dp)))
         key[0] = np.uint64(proto)
-        key[1] = np.uint64(vlan_a[i] + 1)
-        key[2] = np.uint64(ivlan_a[i] + 1)
+        key[1] = np.uint64(0)
+        key[2] = np.uint64(0)
         if af:
             key[3] = shi
             key[4] = slo
@@ -711,8 +718,17 @@ def process(start, ts_a, ver_a, proto_a, vlan_a, ivlan_a, fl_a, seq_a, ack_a, wi
                             flip = True
             elif proto == 17:
                 flip = likely_udp[sp] and not likely_udp[dp]
-            if flip:
+            # IPBasedAnalyzer::NewConn: never towards the IPv4 broadcast address
+            if flip and not (ver_a[i] == 4 and dlo & np.uint64(0xFFFFFFFF) == np.uint64(0xFFFFFFFF)):
                 _flip(FI, FF, ADDR, EP, HOLES, HIST, f)
+            if proto == 17:
+                rp = FI[f, RPORT]
+                if rp == NTP_UDP_PORT:
+                    FI[f, APPF] = A_NTP
+                else:
+                    for dns_port in DNS_UDP_PORTS:
+                        if rp == dns_port:
+                            FI[f, APPF] = A_DNS
         is_orig = (af == (FI[f, ORIG_IS_A] == 1))
         pay = pay_a[i]
         if proto == 6:
@@ -725,6 +741,9 @@ def process(start, ts_a, ver_a, proto_a, vlan_a, ivlan_a, fl_a, seq_a, ack_a, wi
                     FI[f, OBYTES] += pay
                 else:
                     FI[f, RBYTES] += pay
+                if app_a[i] and FI[f, APPF] and _app_flip(FI, ADDR, f, app_a[i], is_orig):
+                    _flip(FI, FF, ADDR, EP, HOLES, HIST, f)
+                    is_orig = not is_orig
             elif proto == 1 or proto == 58:
                 if is_orig:
                     FI[f, OBYTES] += pay
@@ -741,6 +760,27 @@ def process(start, ts_a, ver_a, proto_a, vlan_a, ivlan_a, fl_a, seq_a, ack_a, wi
         row_fid[i] = f
         row_orig[i] = is_orig
     return n
+
+
+@nb.njit(**_J)
+def _app_flip(FI, ADDR, f, hint, is_orig):
+    """Zeek's DNS and NTP analyzer flips (see ``roles``): True when this packet flips flow f."""
+    appf = FI[f, APPF]
+    flip = False
+    if appf & A_DNS and appf & A_DNS_SEEN == 0 and hint & H_DNS_MSG:
+        appf |= A_DNS_SEEN
+        if hint & H_DNS_RESPONSE and is_orig:
+            if FI[f, VER] == 4:
+                multicast = ((ADDR[f, 3] & np.uint64(0xFFFFFFFF)) >> np.uint64(28)) == np.uint64(0xE)
+            else:
+                multicast = ADDR[f, 2] >> np.uint64(56) == np.uint64(0xFF)
+            flip = not multicast
+    if appf & A_NTP and appf & A_NTP_FLIPPED == 0 and (
+            (hint & H_NTP_SERVER and is_orig) or (hint & H_NTP_CLIENT and not is_orig)):
+        appf |= A_NTP_FLIPPED
+        flip = True
+    FI[f, APPF] = appf
+    return flip
 
 
 @nb.njit(**_J)

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..community_id import community_id
 from ..site import flow_direction
+from . import roles
 from .tcp import ACK, SYN, SYN_TIMEOUT, TCPState
 
 UDP_INACTIVITY = 60.0
@@ -50,6 +51,13 @@ def addr_str(ver: int, hi: int, lo: int) -> str:
     return str(ipaddress.IPv6Address((hi << 64) | lo))
 
 
+def _is_multicast(ver: int, hi: int, lo: int) -> bool:
+    """IPv4 224.0.0.0/4 or IPv6 ff00::/8, from the packed address."""
+    if ver == 4:
+        return (lo & 0xFFFFFFFF) >> 28 == 0xE
+    return hi >> 56 == 0xFF
+
+
 def make_uid(seed: str, prefix: str = "C") -> str:
     h = int.from_bytes(hashlib.blake2b(seed.encode(), digest_size=13).digest(), "big")
     out = []
@@ -71,7 +79,8 @@ def tunnel_uid(cache: dict, spec) -> str:
 class Flow:
     __slots__ = ("key", "uid", "proto", "ver", "o_hi", "o_lo", "o_port", "r_hi", "r_lo", "r_port", "orig_is_a",
                  "ts", "last_ts", "opk", "rpk", "oip", "rip", "ol2", "rl2", "obytes", "rbytes", "tcp", "history",
-                 "vlan", "inner_vlan", "tunnel_parents", "service", "weirds", "end_ts", "ended_by", "app", "capture")
+                 "vlan", "inner_vlan", "tunnel_parents", "service", "weirds", "end_ts", "ended_by", "app", "capture",
+                 "roles")
 
     def __init__(self):
         self.opk = self.rpk = self.oip = self.rip = self.ol2 = self.rl2 = 0
@@ -85,6 +94,7 @@ class Flow:
         self.ended_by = None
         self.app = None  # later stages hang per-flow state here
         self.capture = None  # the input holding the first packet (FlowTable's CAP column)
+        self.roles = 0       # roles.A_* flags: analyzers that may flip the connection, and what they did
 
     def flip(self) -> None:
         self.o_hi, self.r_hi = self.r_hi, self.o_hi
@@ -258,17 +268,18 @@ class PyFlowTable:
         flows = self.flows
         hooks = self.hooks
         cols = [c[k].tolist() for k in ("ts", "ver", "proto", "vlan", "inner_vlan", "flags", "seq", "ack",
-                                          "win", "ip_len", "pay_len", "wire_len")]
+                                          "win", "ip_len", "pay_len", "wire_len")] + [roles.hints(db).tolist()]
         keys_src = zip(shi.tolist(), slo.tolist(), sp.tolist(), dhi.tolist(), dlo.tolist(), dp.tolist(),
                        a_first.tolist())
         i = -1
-        for (ts, ver, proto, vlan, ivlan, fl, seq, ack, win, ip_len, pay_len, wire_len), \
+        for (ts, ver, proto, vlan, ivlan, fl, seq, ack, win, ip_len, pay_len, wire_len, hint), \
                 (h1, l1, p1, h2, l2, p2, af) in zip(zip(*cols), keys_src):
             i += 1
+            # Zeek's default connection key: the five-tuple, VLAN tags not included
             if af:
-                key = (proto, vlan, ivlan, h1, l1, p1, h2, l2, p2)
+                key = (proto, h1, l1, p1, h2, l2, p2)
             else:
-                key = (proto, vlan, ivlan, h2, l2, p2, h1, l1, p1)
+                key = (proto, h2, l2, p2, h1, l1, p1)
             f = flows.get(key)
             if f is not None:
                 rt = f.removal_time(ts)
@@ -302,8 +313,9 @@ class PyFlowTable:
                             flip = (not fl & SYN and p1 < p2) if p2 in LIKELY_TCP else True
                 elif proto == 17:
                     flip = p1 in LIKELY_UDP and p2 not in LIKELY_UDP
-                if flip:
-                    f.flip()
+                if flip and not (ver == 4 and l2 & 0xFFFFFFFF == 0xFFFFFFFF):
+                    f.flip()   # never towards the IPv4 broadcast address (IPBasedAnalyzer::NewConn)
+                f.roles = roles.analyzers_for(proto, f.r_port)
                 flows[key] = f
                 if len(flows) > self.max_flows:
                     self._evict(ts, finished)
@@ -323,6 +335,11 @@ class PyFlowTable:
                         f.obytes += pay_len
                     else:
                         f.rbytes += pay_len
+                if hint and f.roles:
+                    flip, f.roles = roles.wants_flip(f.roles, hint, is_orig, _is_multicast(f.ver, f.r_hi, f.r_lo))
+                    if flip:
+                        f.flip()
+                        is_orig = not is_orig
             # ConnSize: counted after the transport update, with the packet's original direction.
             if is_orig:
                 f.opk += 1

@@ -1,8 +1,9 @@
 """The flow table: decoded rows -> bidirectional connections with Zeek conn.log semantics.
 
-Keys are the 5-tuple plus outer and inner VLAN in a canonical order, so both
-directions meet.  Per batch the keys are hashed with numpy and looked up once
-per distinct key; the rows then run through the compiled kernel
+Keys are Zeek's default five-tuple in a canonical order, so both directions meet
+(VLAN tags are recorded from a connection's first packet; they do not separate
+connections, as in Zeek without its ``vlan_fivetuple`` connection key).  Per batch
+the keys are hashed with numpy and looked up once per distinct key; the rows then run through the compiled kernel
 (``kernel.process``) in packet order.  Connections end on Zeek's timers replayed
 in packet time (see ``kernel``); the table is bounded by ``max_flows``: beyond
 it the least recently active tenth is evicted (``flow.table_full`` weird).
@@ -31,6 +32,7 @@ import numpy as np
 from ..community_id import hash_tuple as _cid_hash
 from ..site import DIRECTIONS, direction_index
 from . import kernel as K
+from . import roles
 from .reference import LIKELY_TCP, LIKELY_UDP, PROTO_NAMES, make_uid, tunnel_uid
 from .reference import addr_str as _addr
 
@@ -252,7 +254,7 @@ class FlowTable:
                 c["inner_vlan"].astype(np.int64), c["flags"].astype(np.int64), c["seq"], c["ack"],
                 c["win"].astype(np.int64), c["ip_len"], c["pay_len"], c["wire_len"],
                 c["src_hi"], c["src_lo"], c["sport"].astype(np.int64), c["dst_hi"], c["dst_lo"],
-                c["dport"].astype(np.int64))
+                c["dport"].astype(np.int64), roles.hints(db))
         self.counters[2] = 0
         start = 0
         while True:

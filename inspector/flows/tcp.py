@@ -181,7 +181,7 @@ class TCPState:
         fs = self.first_seen
         self.first_seen = (2 if fs & 1 else 0) | (1 if fs & 2 else 0)
         self.is_partial = False
-        self.hist_seen = ((self.hist_seen & 0xFFFF) << 16) | (self.hist_seen >> 16)
+        # hist_seen stays: Zeek's Connection::FlipRoles keeps the letters seen per role.
         self.history.append("^")
         self.flipped = not self.flipped
 
