@@ -320,7 +320,7 @@ def test_beacon_look_alikes_score_as_beacons(scans):
         assert len(fs) >= 10 and sc["score"] >= 0.8, (key, sc)
     (beacon,) = [a for a in s.alerts if a["alert"]["signature_id"] == 1000070]
     assert beacon["evidence"]["beacon"]["score"] >= 0.9
-    assert beacon["evidence"]["beacon"]["median_interval"] == 60
+    assert beacon["evidence"]["beacon"]["interval_median"] == 60
 
 
 # ---------------------------------------------------------------------------

@@ -262,10 +262,12 @@ def _why(g, alerts: list, inc: dict) -> list:
     for a in own:
         al = a.get("alert") or {}
         k = (al.get("severity"), al.get("signature_id"), al.get("signature"))
-        e = by_sig.setdefault(k, {"n": 0, "thresholds": None})
+        e = by_sig.setdefault(k, {"n": 0, "thresholds": None, "why": None})
         e["n"] += 1
         if e["thresholds"] is None:
             e["thresholds"] = (a.get("evidence") or {}).get("thresholds")
+        if e["why"] is None and a.get("score") is not None:
+            e["why"] = a.get("why")         # a detector's score and figures, in words
     out = []
     if own:
         src, label, chan = story_key(own[0])
@@ -281,7 +283,8 @@ def _why(g, alerts: list, inc: dict) -> list:
         figures = (" (" + ", ".join(f"{k} {v:,}" if isinstance(v, (int, float)) else f"{k} {v}"
                                      for k, v in th.items()) + ")") if isinstance(th, dict) and th else ""
         times = f", {e['n']} times" if e["n"] > 1 else ""
-        out.append(f"[{SEVERITY_NAMES.get(sev, sev)}] {sid} {text}{figures}{times}")
+        out.append(f"[{SEVERITY_NAMES.get(sev, sev)}] {sid} {text}{figures}{times}"
+                   + (f": {e['why']}" if e["why"] else ""))
     for i in g.attached:
         a = alerts[i]
         al = a.get("alert") or {}

@@ -525,7 +525,11 @@ ALERTS = Stream("alerts", "findings of the policy rules, Suricata EVE style (one
     Field("bytes_out", INT, "bytes sent to the destination by the covered flows"),
     Field("bytes_in", INT, "bytes received from it"),
     Field("flows", INT, "number of covered flows"),
-    Field("evidence", JSON, "masked samples, EDI counts, thresholds and detector figures (dns, beacon, icmp)"),
+    Field("evidence", JSON, "masked samples, EDI counts, thresholds and detector figures (dns, beacon, icmp, "
+                            "slow_drip, long_session)"),
+    Field("score", FLOAT, "a detector's score, 0 to 1 (1 is a perfect beacon, tunnel...)", optional=True),
+    Field("why", STRING, "the facts that made the finding, in words: a detector's score and its figures, "
+                         "or the thresholds a rule met"),
     Field("uids_truncated", INT, "uids left out of uids (beyond 1000)", optional=True),
     Field("window", _WINDOW, "the window and group key of a windowed finding", optional=True),
     Field("site", STRING, "the site's name", optional=True),

@@ -31,6 +31,9 @@ One alert per finding (``alerts.jsonl``, one JSON object per line)::
 * ``capture`` is the input file the earliest covered flow came from (its first
   packet's file, as given to ``scan``), ``captures`` every input file the
   covered flows came from, sorted: what ``inspector carve`` reads back.
+* ``why`` says in words what made the finding: a detector's score and the
+  facts behind it, or the figures a threshold rule met; ``score`` (0-1) is
+  there for detector findings.
 * ``data`` and ``records`` are the content fields of the covered flows, summed
   over flows (a per-flow distinct count, summed).
 * ``evidence.samples`` are the masked samples of ``content.jsonl`` for the
@@ -49,7 +52,7 @@ from ..protocols import contributions
 from ..severity import severity_name
 
 __all__ = ["iso_timestamp", "Cover", "build_alert", "mask_samples", "window_object", "write_alerts", "summary_lines",
-           "MAX_UIDS", "SAMPLES_PER_CLASS", "app_proto", "alert_id", "endpoint_key", "endpoint_list"]
+           "MAX_UIDS", "SAMPLES_PER_CLASS", "app_proto", "alert_id", "endpoint_key", "endpoint_list", "threshold_words"]
 
 SAMPLES_PER_CLASS = 3
 MAX_UIDS = 1000          # uids kept per finding; alert["uids_truncated"] counts the rest
@@ -256,8 +259,11 @@ class Cover:
 
 def build_alert(rule, cover: Cover, *, ts: float | None = None, site_name: str | None = None,
                 src_ip=None, src_port=None, dest_ip=None, dest_port=None, proto=None, app=None,
-                destination: dict | None = None, window: dict | None = None, thresholds: dict | None = None) -> dict:
-    """One EVE alert record for ``rule`` over ``cover``; keyword overrides win over the representative flow."""
+                destination: dict | None = None, window: dict | None = None, thresholds: dict | None = None,
+                score: float | None = None, why: str | None = None) -> dict:
+    """One EVE alert record for ``rule`` over ``cover``; keyword overrides win over the representative flow.
+    ``score`` (detectors: 0-1) and ``why`` (the facts behind the finding, in words) go in the record as
+    given; a rule without a detector gets ``why`` from its thresholds."""
     rep = cover.rep
     t = ts if ts is not None else (cover.last_ts if cover.last_ts is not None else (rep.ts if rep else None))
     dest = destination if destination is not None else (rep.destination() if rep is not None else
@@ -307,6 +313,9 @@ def build_alert(rule, cover: Cover, *, ts: float | None = None, site_name: str |
         alert["uids_truncated"] = cover.n_uids - len(cover.uids)
     if thresholds:
         alert["evidence"]["thresholds"] = thresholds
+    if score is not None:
+        alert["score"] = score
+    alert["why"] = why if why is not None else threshold_words(rule, cover, thresholds)
     if window is not None:
         alert["window"] = window
     if site_name is not None:
@@ -314,6 +323,35 @@ def build_alert(rule, cover: Cover, *, ts: float | None = None, site_name: str |
     alert["alert_id"] = alert_id(alert)
     alert["incident_id"] = None
     return alert
+
+
+def _num_words(v) -> str:
+    """12,345 or 76.9 (numbers as a sentence shows them)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return str(v)
+    return f"{int(v):,}" if float(v).is_integer() else f"{v:,.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+
+
+def threshold_words(rule, cover: Cover, shown: dict | None) -> str:
+    """``why`` of a threshold rule: the figures it met, against its thresholds, in words."""
+    n = cover.flows
+    who = ""
+    rep = cover.rep
+    if rep is not None:
+        who = f"{n} flow{'s' if n != 1 else ''} from {rep.src} to {rep.dst_name or rep.dst}"
+    limits = getattr(rule, "aggregate", None)
+    limits = limits.threshold if limits is not None else getattr(rule, "threshold", {}) or {}
+    facts = []
+    for metric, value in (shown or {}).items():
+        lo, hi = limits.get(metric, (None, None))
+        v = _num_words(value)
+        if hi is not None and lo is None:
+            facts.append(f"{metric} {v} (at most {_num_words(hi)})")
+        elif lo is not None:
+            facts.append(f"{metric} {v} (at least {_num_words(lo)})")
+        else:
+            facts.append(f"{metric} {v}")
+    return (who + (": " if who and facts else "") + ", ".join(facts)) or rule.message
 
 
 def write_alerts(path: str, alerts) -> int:

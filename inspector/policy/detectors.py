@@ -3,44 +3,57 @@
 A rule selects one with ``detector: NAME`` and tunes it with ``params``; the
 rule's ``match`` and ``threshold`` choose the flows the detector sees (the DNS
 detector reads ``dns.jsonl`` records instead).  Every detector keeps its state
-in bounded time windows (:mod:`.window`): ``window`` seconds per group key,
-at most ``max_groups`` keys (the least recently updated closes early beyond).
+bounded: time windows (:mod:`.window`) of ``window`` seconds per group key, at
+most ``max_groups`` keys (the least recently updated closes early beyond).
+
+Every detector **scores** what it saw, 0 to 1, from sub-scores whose weights
+and ideal amounts are ``params`` in the policy file (:mod:`.scoring`), and
+fires at ``min_score``: a case a little short of one figure is carried by the
+others instead of falling off a cliff.  Its alert carries ``score`` and
+``why``, the facts behind the score in words, besides the figures in
+``evidence.<detector>``.
 
 ``dns_tunnel``
-    DNS queries per (client host, registered domain): how many, how many
-    distinct subdomains (the labels left of the registered domain), and how many
-    of those carry a long high-entropy label (encoded data).  Queries a site
+    DNS queries per (client host, registered domain): distinct subdomains (the
+    labels left of the registered domain), the share carrying a long
+    high-entropy label (encoded data) and their mean length.  Queries a site
     resolver forwards are attributed to its clients: a local host that answers
     DNS queries of other local hosts is a resolver, and its own queries are not
     counted (the client's query, logged on the client-to-resolver leg, is).
+    Sheer volume (``max_unique_subdomains``, ``max_queries``) scores 1.
 ``icmp_tunnel``
-    ICMP flows per (local host, remote host): payload bytes per packet (ping
-    sends 32-64 bytes), whether sizes vary (a flow whose bytes are not a
-    multiple of its packets, an echo whose replies do not mirror its requests,
-    several per-flow sizes) and volume.
+    ICMP flows per (local host, remote host): payload bytes per packet above an
+    ordinary ping's, sizes that vary, replies that do not mirror the requests,
+    volume; any strong sign suffices and weaker ones add up
+    (``1 - product(1 - weight x sub-score)``).
 ``beacon``
     RITA's beacon score per (local host, destination) over the window (24 h by
-    default, else the capture): Bowley skew and median absolute deviation about
-    the median (MADM) of connection intervals and of bytes sent, a smallness
-    score for the usual size and a connection-count score; 1.0 is a perfect
-    beacon.
+    default, else the capture): timing (Bowley skew and MADM of the intervals),
+    size (the same of bytes sent), regularity over the pair's span and
+    connection count (:func:`.scoring.beacon_score`); 1.0 is a perfect beacon.
 ``slow_drip``
-    Small uploads (each at most ``max_upload`` bytes out, sending more than it
-    receives) per (local host, destination organisation) that add up over
-    hours: at least ``min_uploads`` of them, ``min_total`` bytes, spread over
-    ``min_span`` seconds or more.
+    Small uploads (each at most ``max_upload`` bytes out, sending at least
+    ``min_ratio`` times what it receives) per (local host, destination
+    organisation) that add up over hours, scored by their count, their total
+    and their span, whatever the per-flow rules also say about them.
+``long_session``
+    One logical session per (local host, remote host, remote port): the
+    connections that follow each other with less than ``max_gap`` of silence,
+    across reconnects and across a connection split into several flow records
+    by the inactivity timeout; scored by its length.
 """
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections import Counter, OrderedDict
 
-from .alerts import Cover, window_object
+from .alerts import Cover, iso_timestamp, window_object
 from ..domain import registered_domain
+from .scoring import beacon_score, ramp, round3, weighted
 from .view import FlowView, group_value
 from .window import WindowStore
 
-__all__ = ["DETECTORS", "Detector", "DnsTunnel", "IcmpTunnel", "Beacon", "SlowDrip", "beacon_score",
+__all__ = ["DETECTORS", "Detector", "DnsTunnel", "IcmpTunnel", "Beacon", "SlowDrip", "LongSession", "beacon_score",
            "label_entropy", "mask_qname"]
 
 MB = 1 << 20
@@ -75,8 +88,12 @@ class Detector:
     def __init__(self, rule, engine):
         self.rule = rule
         self.engine = engine
-        self.p = {k: spec[1] for k, spec in self.PARAMS.items()}
-        self.p.update(rule.params)
+        self.p = {k: (dict(spec[1]) if spec[0] == "weights" else spec[1]) for k, spec in self.PARAMS.items()}
+        for k, v in rule.params.items():
+            if self.PARAMS.get(k, ("",))[0] == "weights":
+                self.p[k].update(v)         # weights left out keep their default
+            else:
+                self.p[k] = v
 
     def observe_flow(self, fv: FlowView, content: dict | None) -> None:
         pass
@@ -141,6 +158,10 @@ class DnsTunnel(Detector):
         "min_encoded_fraction": ("float", 0.5, "share of the distinct subdomains with such a label"),
         "max_unique_subdomains": ("int", 300, "this many distinct subdomains fire alone"),
         "max_queries": ("int", 5000, "this many queries fire alone"),
+        "ideal_unique_subdomains": ("int", 60, "distinct subdomains at which the subdomain sub-score reaches 1"),
+        "ideal_label_length": ("int", 40, "mean subdomain length at which the length sub-score reaches 1"),
+        "min_score": ("float", 0.7, "score at or above which the group is a tunnel"),
+        "weights": ("weights", {"subdomains": 0.3, "encoded": 0.5, "length": 0.2}, "weights of the sub-scores"),
         "ignore_domains": ("domains", ("in-addr.arpa", "ip6.arpa"), "names under these are not counted"),
         "attribute_to_clients": ("bool", True, "count a site resolver's forwarded queries for its clients"),
         "max_groups": ("int", 50_000, "groups kept (least recently updated closes early beyond)"),
@@ -216,16 +237,27 @@ class DnsTunnel(Detector):
         if self.p["attribute_to_clients"] and src in self.resolvers:
             return None
         reasons = []
+        p = self.p
         frac = st.encoded / st.n_unique if st.n_unique else 0.0
-        if st.n_unique >= self.p["min_unique_subdomains"] and frac >= self.p["min_encoded_fraction"] \
-                and st.encoded:
+        mean_len = st.qbytes / st.n_unique if st.n_unique else 0.0
+        parts = {"subdomains": round3(ramp(st.n_unique, p["ideal_unique_subdomains"])), "encoded": round3(frac),
+                 "length": round3(ramp(mean_len, p["ideal_label_length"]))}
+        score = weighted(parts, p["weights"]) if st.n_unique >= p["min_unique_subdomains"] else 0.0
+        if score >= p["min_score"] and frac >= p["min_encoded_fraction"] and st.encoded:
             reasons.append("encoded_labels")
-        if st.n_unique >= self.p["max_unique_subdomains"]:
+        if st.n_unique >= p["max_unique_subdomains"]:
             reasons.append("unique_subdomains")
-        if st.queries >= self.p["max_queries"]:
+        if st.queries >= p["max_queries"]:
             reasons.append("query_volume")
         if not reasons:
             return None
+        if reasons != ["encoded_labels"]:
+            score = 1.0                 # volume alone is enough
+        why = (f"{st.queries:,} queries from {src} for {st.n_unique:,} distinct names under {reg}, "
+               f"{st.encoded:,} of them ({100 * frac:.0f}%) with a label of {p['min_label_length']}+ characters "
+               f"and {p['min_entropy']:g}+ bits/character (encoded data), mean name length {mean_len:.0f}: "
+               f"DNS-tunnel score {score:.2f} ({_parts_words(parts)})"
+               + ("" if reasons == ["encoded_labels"] else f"; volume: {', '.join(r for r in reasons if r != 'encoded_labels')}"))
         eng = self.engine
         cover = st.cover
         flows = Cover()
@@ -260,11 +292,13 @@ class DnsTunnel(Detector):
             "max_label_entropy": round(st.entropy_max, 2), "qname_bytes": st.qbytes,
             "via_resolver": st.via_resolver, "reasons": reasons, "examples": list(st.examples),
         }
+        flows.extra["dns"]["score"] = score
+        flows.extra["dns"]["parts"] = parts
         flows.rep = last_fv
         return eng.alert(self.rule, flows, ts=cover.last_ts, src_ip=src, src_port=last.get("id.orig_p"),
                          dest_ip=dest_ip, dest_port=last.get("id.resp_p"), proto=last.get("proto") or "udp",
                          app="dns", destination=destination,
-                         window=self.window_info(w, ("src_host", "registered_domain")))
+                         window=self.window_info(w, ("src_host", "registered_domain")), score=score, why=why)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -290,7 +324,11 @@ class IcmpTunnel(Detector):
         "min_packets": ("int", 10, "packets sent needed before sizes are judged"),
         "large_payload": ("int", 200, "mean payload bytes per packet above which payloads are large"),
         "max_sizes": ("int", 2, "more distinct per-flow payload sizes than this is variable"),
-        "volume": ("bytes", 1 * MB, "this many bytes sent fire alone"),
+        "volume": ("bytes", 1 * MB, "bytes sent at which the volume sub-score reaches 1"),
+        "normal_payload": ("int", 64, "payload bytes per packet of an ordinary ping (the size sub-score's 0)"),
+        "min_score": ("float", 0.75, "score at or above which the group is a tunnel"),
+        "weights": ("weights", {"size": 0.9, "variable": 0.8, "mismatch": 0.8, "volume": 1.0},
+                    "how much each sign counts: score = 1 - product of (1 - weight x sub-score)"),
         "max_groups": ("int", 50_000, "groups kept"),
     }
 
@@ -321,102 +359,56 @@ class IcmpTunnel(Detector):
     def evaluate(self, w) -> dict | None:
         st: _IcmpState = w.state
         c = st.cover
-        reasons = []
-        if c.packets_out >= self.p["min_packets"]:
-            mean = c.bytes_out / c.packets_out
-            if mean >= self.p["large_payload"]:
-                reasons.append("large_payload")
-            if st.variable or len(st.sizes) > self.p["max_sizes"]:
-                reasons.append("variable_payload")
-            if st.mismatch:
-                reasons.append("reply_mismatch")
-        if c.bytes_out >= self.p["volume"]:
-            reasons.append("volume")
-        if not reasons:
+        p = self.p
+        parts = {"size": 0.0, "variable": 0.0, "mismatch": 0.0, "volume": round3(ramp(c.bytes_out, p["volume"]))}
+        mean = c.bytes_out / c.packets_out if c.packets_out else 0.0
+        variable = st.variable or len(st.sizes) > p["max_sizes"]
+        if c.packets_out >= p["min_packets"]:
+            parts["size"] = round3(ramp(mean - p["normal_payload"], p["large_payload"] - p["normal_payload"]))
+            parts["variable"] = 1.0 if variable else 0.0
+            parts["mismatch"] = 1.0 if st.mismatch else 0.0
+        keep = 1.0
+        for k, v in parts.items():
+            keep *= 1.0 - min(1.0, p["weights"].get(k, 0.0)) * v
+        score = round3(1.0 - keep)
+        if score < p["min_score"]:
             return None
+        reasons = [r for r, on in (("large_payload", parts["size"] >= 1.0), ("variable_payload", parts["variable"]),
+                                   ("reply_mismatch", parts["mismatch"]), ("volume", parts["volume"] >= 1.0)) if on]
+        facts = [f"{c.packets_out:,} ICMP packets from {c.rep.src if c.rep else '?'} to "
+                 f"{c.rep.dst if c.rep else '?'} carrying {mean:,.0f} bytes each on average "
+                 f"({c.bytes_out:,} bytes in all; an ordinary ping carries {p['normal_payload']})"]
+        if variable:
+            facts.append(f"payload sizes vary ({len(st.sizes)} distinct per-flow sizes)")
+        if st.mismatch:
+            facts.append("echo replies do not mirror the requests")
+        why = "; ".join(facts) + f": ICMP-tunnel score {score:.2f} ({_parts_words(parts)}) >= {p['min_score']:.2f}"
         c.extra["icmp"] = {
             "packets_out": c.packets_out, "packets_in": c.packets_in,
             "mean_payload": round(c.bytes_out / c.packets_out, 1) if c.packets_out else 0.0,
             "max_flow_mean_payload": round(st.max_mean, 1), "distinct_sizes": len(st.sizes),
             "variable_sizes": st.variable or len(st.sizes) > self.p["max_sizes"], "reply_mismatch": st.mismatch,
-            "reasons": reasons,
+            "reasons": reasons, "score": score, "parts": parts,
         }
-        return self.engine.alert(self.rule, c, window=self.window_info(w, self.group_by))
+        return self.engine.alert(self.rule, c, window=self.window_info(w, self.group_by), score=score, why=why)
 
 
 # ----------------------------------------------------------------------------------------------
 # beaconing (RITA's score)
 # ----------------------------------------------------------------------------------------------
 
-def _quantile(sorted_vals, q: float) -> float:
-    """Linear-interpolation quantile of a sorted sequence."""
-    n = len(sorted_vals)
-    if n == 1:
-        return float(sorted_vals[0])
-    pos = q * (n - 1)
-    lo = int(math.floor(pos))
-    hi = min(lo + 1, n - 1)
-    return float(sorted_vals[lo]) + (float(sorted_vals[hi]) - float(sorted_vals[lo])) * (pos - lo)
+def _secs(s: float) -> str:
+    """A period in words: 60 s, 4.5 min, 2.0 h."""
+    s = float(s)
+    if s < 120:
+        return f"{s:.0f} s" if s >= 10 or s == int(s) else f"{s:.1f} s"
+    if s < 7200:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.1f} h"
 
 
-def _median(vals) -> float:
-    return _quantile(sorted(vals), 0.5)
-
-
-def _bowley(sorted_vals) -> tuple[float, float, float, float]:
-    """(skew, Q1, Q2, Q3); skew 0 when Q1 = Q3 or the median sits on a quartile (RITA's rule)."""
-    low, mid, high = (_quantile(sorted_vals, q) for q in (0.25, 0.5, 0.75))
-    den = high - low
-    skew = (low + high - 2 * mid) / den if den != 0 and mid != low and mid != high else 0.0
-    return skew, low, mid, high
-
-
-def beacon_score(timestamps, sizes, ts_jitter: float = 30.0, ds_jitter: float = 32.0) -> dict:
-    """RITA's beacon score of one (source, destination) pair.
-
-    ``timestamps``: connection start times (seconds); duplicates within a second count once, as RITA
-    keeps unique timestamps.  ``sizes``: bytes sent per connection.  Scores (1.0 best):
-
-    * ``ts_skew`` = 1 - |Bowley skew| of the intervals, ``ts_madm`` = 1 - MADM/``ts_jitter`` (floored
-      at 0), ``ts_conn`` = intervals / (span / median interval), capped at 1 (how much of the span the
-      beacon covers; RITA v4 divides by the whole data set's span instead);
-    * ``ds_skew``, ``ds_madm`` = 1 - MADM/``ds_jitter``, ``ds_smallness`` = 1 - mode size / 65535;
-    * ``ts_score``, ``ds_score`` (means of three), ``score`` (mean of six), rounded up to 3 decimals.
-    """
-    ts = sorted({round(float(t)) for t in timestamps})
-    res = {"connections": len(ts), "score": 0.0, "ts_score": 0.0, "ds_score": 0.0}
-    if len(ts) < 3:
-        return res
-    deltas = sorted(b - a for a, b in zip(ts, ts[1:]))
-    ts_skew, _l, ts_mid, _h = _bowley(deltas)
-    ts_madm = _median([abs(d - ts_mid) for d in deltas])
-    span = ts[-1] - ts[0]
-    ts_skew_score = 1.0 - abs(ts_skew)
-    ts_madm_score = max(0.0, 1.0 - ts_madm / ts_jitter) if ts_jitter > 0 else float(ts_madm == 0)
-    ts_conn_score = min(1.0, len(deltas) / (span / ts_mid)) if ts_mid > 0 and span > 0 else 0.0
-    ds = sorted(int(s) for s in sizes) or [0]
-    ds_skew, _l, ds_mid, _h = _bowley(ds)
-    ds_madm = _median([abs(d - ds_mid) for d in ds])
-    counts = Counter(ds)
-    top = max(counts.values())
-    ds_mode = min(v for v, c in counts.items() if c == top)
-    ds_skew_score = 1.0 - abs(ds_skew)
-    ds_madm_score = max(0.0, 1.0 - ds_madm / ds_jitter) if ds_jitter > 0 else float(ds_madm == 0)
-    ds_small_score = max(0.0, 1.0 - ds_mode / 65535.0)
-    ts_sum = ts_skew_score + ts_madm_score + ts_conn_score
-    ds_sum = ds_skew_score + ds_madm_score + ds_small_score
-
-    def up(x: float) -> float:
-        return math.ceil(round(x * 1000, 6)) / 1000
-
-    res.update({
-        "ts_skew": up(ts_skew_score), "ts_madm": up(ts_madm_score), "ts_conn": up(ts_conn_score),
-        "ds_skew": up(ds_skew_score), "ds_madm": up(ds_madm_score), "ds_smallness": up(ds_small_score),
-        "ts_score": up(ts_sum / 3), "ds_score": up(ds_sum / 3), "score": up((ts_sum + ds_sum) / 6),
-        "median_interval": ts_mid, "interval_madm": ts_madm, "median_bytes_out": ds_mid, "bytes_out_madm": ds_madm,
-        "span": span,
-    })
-    return res
+def _parts_words(parts: dict) -> str:
+    return ", ".join(f"{k} {v:.2f}" for k, v in parts.items())
 
 
 class _BeaconState:
@@ -429,14 +421,19 @@ class _BeaconState:
 
 
 class Beacon(Detector):
+    """RITA's beacon score per pair (see :mod:`.scoring`): timing, size, regularity over time, count."""
+
     NAME = "beacon"
     PARAMS = {
         "window": ("duration", 86400.0, "window per pair (the capture, when shorter)"),
         "group_by": ("group_by", ("src_host", "dst"), "the pair"),
-        "min_connections": ("int", 10, "connections needed before a pair is scored"),
-        "min_score": ("float", 0.8, "score at or above which the pair is a beacon"),
-        "ts_jitter": ("float", 30.0, "interval MADM (seconds) at which the MADM score reaches 0"),
-        "ds_jitter": ("float", 32.0, "size MADM (bytes) at which the MADM score reaches 0"),
+        "min_connections": ("int", 12, "distinct connection times needed before a pair is scored"),
+        "ideal_connections": ("int", 30, "connections at which the count sub-score reaches 1"),
+        "min_score": ("float", 0.85, "score at or above which the pair is a beacon"),
+        "min_iqr": ("float", 10.0, "Bowley skew counts only when Q3 - Q1 is at least this (RITA: 10)"),
+        "bin_periods": ("float", 10.0, "regularity histogram: a bin spans at least this many median intervals"),
+        "weights": ("weights", {"timing": 0.5, "size": 0.2, "regularity": 0.15, "count": 0.15},
+                    "weights of the sub-scores in the score"),
         "max_connections": ("int", 1000, "a pair's window closes early with this many connections"),
         "max_groups": ("int", 20_000, "pairs kept"),
     }
@@ -455,15 +452,28 @@ class Beacon(Detector):
         if len(st.ts) >= self.p["max_connections"]:
             self.store.close(key)
 
+    def score(self, ts, sizes) -> dict:
+        p = self.p
+        return beacon_score(ts, sizes, weights=p["weights"], ideal_connections=p["ideal_connections"],
+                            min_iqr=p["min_iqr"], bin_periods=p["bin_periods"])
+
     def evaluate(self, w) -> dict | None:
         st: _BeaconState = w.state
-        if len({round(t) for t in st.ts}) < self.p["min_connections"]:
+        if len({int(t) for t in st.ts}) < self.p["min_connections"]:
             return None
-        sc = beacon_score(st.ts, st.sizes, self.p["ts_jitter"], self.p["ds_jitter"])
+        sc = self.score(st.ts, st.sizes)
         if sc["score"] < self.p["min_score"]:
             return None
+        rep = st.cover.rep
+        who = f"{rep.src} to {rep.dst_name or rep.dst}" if rep is not None else "one pair"
+        imed, imad = sc["interval_median"], sc["interval_madm"]
+        why = (f"{sc['connections']} connections from {who} over {_secs(sc['span'])}, one every {_secs(imed)} "
+               f"(median; typical deviation {_secs(imad)}, {100 * imad / imed if imed else 0:.0f}%), sending "
+               f"{sc['size_median']:,.0f} bytes each (median; typical deviation {sc['size_madm']:,.0f} bytes): "
+               f"beacon score {sc['score']:.2f} ({_parts_words(sc['parts'])}) >= {self.p['min_score']:.2f}")
         st.cover.extra["beacon"] = sc
-        return self.engine.alert(self.rule, st.cover, window=self.window_info(w, self.group_by))
+        return self.engine.alert(self.rule, st.cover, window=self.window_info(w, self.group_by),
+                                 score=sc["score"], why=why)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -471,15 +481,20 @@ class Beacon(Detector):
 # ----------------------------------------------------------------------------------------------
 
 class SlowDrip(Detector):
+    """Small uploads adding up, per group, scored by how many, how much and over how long."""
+
     NAME = "slow_drip"
     PARAMS = {
         "window": ("duration", 6 * 3600.0, "window per group"),
         "group_by": ("group_by", ("src_host", "dst_org"), "group key"),
         "max_upload": ("bytes", 256 * KB, "an upload is small up to this many bytes out"),
-        "min_ratio": ("float", 2.0, "... and when it sends at least this many times what it receives"),
-        "min_uploads": ("int", 5, "small uploads needed"),
-        "min_total": ("bytes", 32 * KB, "bytes out they must add up to"),
-        "min_span": ("duration", 3600.0, "seconds from the first to the last small upload"),
+        "min_ratio": ("float", 1.5, "... and when it sends at least this many times what it receives"),
+        "min_uploads": ("int", 5, "small uploads needed before a group is scored"),
+        "ideal_uploads": ("int", 12, "uploads at which the count sub-score reaches 1"),
+        "ideal_total": ("bytes", 48 * KB, "bytes out at which the volume sub-score reaches 1"),
+        "ideal_span": ("duration", 3600.0, "first-to-last upload span at which the span sub-score reaches 1"),
+        "min_score": ("float", 0.75, "score at or above which the group is a slow drip"),
+        "weights": ("weights", {"count": 0.25, "volume": 0.35, "span": 0.4}, "weights of the sub-scores"),
         "max_groups": ("int", 100_000, "groups kept"),
     }
 
@@ -496,14 +511,161 @@ class SlowDrip(Detector):
         key = tuple(group_value(fv, k) for k in self.group_by)
         self.store.get(key, fv.ts).state.add_flow(fv, content)
 
+    def score(self, uploads: int, total: int, span: float) -> dict:
+        p = self.p
+        parts = {"count": round3(ramp(uploads, p["ideal_uploads"])), "volume": round3(ramp(total, p["ideal_total"])),
+                 "span": round3(ramp(span, p["ideal_span"]))}
+        return {"score": weighted(parts, p["weights"]), "parts": parts}
+
     def evaluate(self, w) -> dict | None:
         c: Cover = w.state
-        span = (c.last_ts - c.first_ts) if c.flows else 0.0
-        if c.flows < self.p["min_uploads"] or c.bytes_out < self.p["min_total"] or span < self.p["min_span"]:
+        if c.flows < self.p["min_uploads"]:
             return None
+        span = (c.last_ts - c.first_ts) if c.flows else 0.0
+        sc = self.score(c.flows, c.bytes_out, span)
+        if sc["score"] < self.p["min_score"]:
+            return None
+        rep = c.rep
+        who = f"{rep.src} to {rep.org}" if rep is not None else "one group"
+        why = (f"{c.flows} small uploads from {who} over {_secs(span)}, {c.bytes_out:,} bytes out in all "
+               f"(mean {c.bytes_out / c.flows:,.0f} bytes, each sending at least {self.p['min_ratio']:g} times what "
+               f"it received): slow-drip score {sc['score']:.2f} ({_parts_words(sc['parts'])}) "
+               f">= {self.p['min_score']:.2f}")
         c.extra["slow_drip"] = {"uploads": c.flows, "bytes_out": c.bytes_out, "span": round(span, 3),
-                                "mean_upload": round(c.bytes_out / c.flows, 1)}
-        return self.engine.alert(self.rule, c, window=self.window_info(w, self.group_by))
+                                "mean_upload": round(c.bytes_out / c.flows, 1), **sc}
+        return self.engine.alert(self.rule, c, window=self.window_info(w, self.group_by), score=sc["score"], why=why)
 
 
-DETECTORS = {cls.NAME: cls for cls in (DnsTunnel, IcmpTunnel, Beacon, SlowDrip)}
+# ----------------------------------------------------------------------------------------------
+# long sessions
+# ----------------------------------------------------------------------------------------------
+
+class _Session:
+    __slots__ = ("key", "cover", "start", "end", "pieces", "longest_gap", "port", "clean")
+
+    def __init__(self, key, start: float):
+        self.key = key
+        self.cover = Cover()
+        self.start = start
+        self.end = start
+        self.pieces = 0
+        self.longest_gap = 0.0
+        self.port = None            # local port of the latest flow
+        self.clean = True           # ... and whether it closed cleanly
+
+
+def _continues(prev_port, prev_clean: bool, fv: FlowView, gap: float, reconnect_gap: float) -> bool:
+    """Whether flow ``fv`` carries on the session whose last flow used local port ``prev_port`` and
+    ended cleanly (``prev_clean``: a TCP FIN exchange) or not.
+
+    * the same connection, split into several records by the inactivity timeout: same local port and,
+      for TCP, no SYN in the new record's history (it began mid-stream), at any gap;
+    * a reconnect: a new TCP connection within ``reconnect_gap`` of a previous TCP connection that did
+      not close cleanly (reset, timed out, cut): ``autossh`` and VPN clients do that.
+
+    Repeated short connections that each close cleanly (a beacon, a poller) are not one session."""
+    if fv.src_port == prev_port:
+        if fv.proto != "tcp":
+            return True
+        history = fv.rec.get("history")
+        midstream = ("S" not in history.upper()) if isinstance(history, str) and history \
+            else fv.rec.get("conn_state") == "OTH"
+        if midstream:
+            return True
+    return fv.proto == "tcp" and prev_clean is False and gap <= reconnect_gap
+
+
+def _clean(fv: FlowView):
+    """TCP: whether the flow ended with a FIN exchange (conn_state SF); None for UDP and ICMP, which have
+    no close (only the same local port continues their session)."""
+    return fv.rec.get("conn_state") == "SF" if fv.proto == "tcp" else None
+
+
+class LongSession(Detector):
+    """A logical session of one (local host, remote host, remote port): one connection, however many flow
+    records it was split into (keepalives further apart than the flow table's inactivity timeout), and
+    the reconnects that follow a connection cut without a clean close (:func:`_continues`).  Scored by
+    its length; evaluated when it has been silent for ``max_gap`` (or at the end of the input, or after
+    ``window`` when it goes on)."""
+
+    NAME = "long_session"
+    PARAMS = {
+        "group_by": ("group_by", ("src_host", "dst_host", "dst_port"), "the endpoints of one session"),
+        "max_gap": ("duration", 1800.0, "silence (end of one flow to the start of the next) that ends a session"),
+        "reconnect_gap": ("duration", 120.0, "a new connection this soon after one cut without a clean close "
+                                             "continues the session"),
+        "ideal_duration": ("duration", 2 * 3600.0, "session length at which the score reaches 1"),
+        "min_score": ("float", 0.5, "score at or above which the session is reported"),
+        "window": ("duration", 86400.0, "a session still going after this long is reported and restarted"),
+        "max_groups": ("int", 100_000, "sessions kept (the least recently active is evaluated early beyond)"),
+    }
+
+    def __init__(self, rule, engine):
+        super().__init__(rule, engine)
+        self.group_by = tuple(self.p["group_by"])
+        self.sessions: "OrderedDict[tuple, _Session]" = OrderedDict()
+        self.done: list = []
+        self.store = self       # the engine's stats read ``store.evictions``
+        self.evictions = 0
+
+    def observe_flow(self, fv: FlowView, content) -> None:
+        key = tuple(group_value(fv, k) for k in self.group_by)
+        s = self.sessions.get(key)
+        gap = max(0.0, fv.ts - s.end) if s is not None else 0.0
+        if s is not None and (gap > self.p["max_gap"] or fv.end - s.start > self.p["window"]
+                              or not _continues(s.port, s.clean, fv, gap, self.p["reconnect_gap"])):
+            self.done.append(self.sessions.pop(key))
+            s = None
+        if s is None:
+            s = self.sessions[key] = _Session(key, fv.ts)
+            while len(self.sessions) > self.p["max_groups"]:
+                self.done.append(self.sessions.popitem(last=False)[1])
+                self.evictions += 1
+        else:
+            self.sessions.move_to_end(key)
+            s.longest_gap = max(s.longest_gap, gap)
+        s.cover.add_flow(fv, content)
+        s.pieces += 1
+        s.start = min(s.start, fv.ts)
+        if fv.end >= s.end:
+            s.port, s.clean = fv.src_port, _clean(fv)
+        s.end = max(s.end, fv.end)
+
+    def flush(self, now: float | None, final: bool) -> list:
+        if final:
+            closing, self.sessions = list(self.sessions.values()), OrderedDict()
+        else:
+            closing = []
+            if now is not None:
+                for key in [k for k, s in self.sessions.items() if now - s.end > self.p["max_gap"] + self.engine.grace]:
+                    closing.append(self.sessions.pop(key))
+        out = []
+        for s in self.done + closing:
+            a = self.evaluate(s)
+            if a is not None:
+                out.append(a)
+        self.done = []
+        return out
+
+    def evaluate(self, s: _Session) -> dict | None:
+        length = s.end - s.start
+        score = round3(ramp(length, self.p["ideal_duration"]))
+        if score < self.p["min_score"] or score <= 0:
+            return None
+        c = s.cover
+        rep = c.rep
+        who = f"{rep.src} to {rep.dst_name or rep.dst} port {rep.dst_port}" if rep is not None else "one pair"
+        how = "one connection" if s.pieces == 1 else \
+            f"{s.pieces} connection records (reconnects or a connection split by inactivity; longest silence " \
+            f"{_secs(s.longest_gap)})"
+        why = (f"a session from {who} lasting {_secs(length)} in {how}, {c.bytes_out:,} bytes out and "
+               f"{c.bytes_in:,} in: long-session score {score:.2f} (length / {_secs(self.p['ideal_duration'])}) "
+               f">= {self.p['min_score']:.2f}")
+        c.extra["long_session"] = {"duration": round(length, 3), "connections": s.pieces,
+                                   "longest_gap": round(s.longest_gap, 3), "score": score}
+        window = {"start": iso_timestamp(s.start), "seconds": round(length, 3),
+                  "group": dict(zip(self.group_by, s.key))}
+        return self.engine.alert(self.rule, c, ts=s.start, window=window, score=score, why=why)
+
+
+DETECTORS = {cls.NAME: cls for cls in (DnsTunnel, IcmpTunnel, Beacon, SlowDrip, LongSession)}

@@ -868,6 +868,26 @@ class _Collector:
             return None
         return d
 
+    def weights(self, node: yaml.Node, what: str, names: Sequence[str]) -> Optional[Dict[str, float]]:
+        """A detector's score weights: ``{sub-score: weight}``, each a number >= 0, not all 0; sub-scores
+        left out keep their default weight."""
+        m = self.mapping(node, what, names)
+        if m is None:
+            return None
+        out: Dict[str, float] = {}
+        for name, (_kn, vn) in m.items():
+            v = self.number(vn, f"weight {name!r} of {what}")
+            if v is None:
+                continue
+            if v < 0:
+                self.problem(vn, f"weight {name!r} of {what} must not be negative")
+                continue
+            out[name] = float(v)
+        if out and not any(out.values()) and len(out) == len(names):
+            self.problem(node, f"the weights of {what} are all 0: nothing would be scored")
+            return None
+        return out
+
     def params(self, node: yaml.Node, detector: str) -> Dict[str, Any]:
         spec = _detectors.DETECTORS[detector].PARAMS
         m = self.mapping(node, f"the params of detector {detector}", tuple(spec))
@@ -906,6 +926,8 @@ class _Collector:
                 val = tuple(doms)
             elif kind == "group_by":
                 val = self.group_by(vn, what)
+            elif kind == "weights":
+                val = self.weights(vn, what, tuple(spec[key][1]))
             else:                                   # pragma: no cover - a detector declared a bad kind
                 raise AssertionError(kind)
             if val is not None:
