@@ -15,7 +15,7 @@ NAMES = {
 }
 
 # Link types decoded (fast path or per-packet path).
-SUPPORTED = {0, 1, 9, 12, 14, 50, 51, 101, 104, 105, 108, 113, 127, 192, 228, 229, 239, 276}
+SUPPORTED = {0, 1, 9, 10, 12, 14, 50, 51, 101, 104, 105, 108, 113, 127, 192, 228, 229, 239, 276}
 
 
 def linktype_name(lt: int) -> str:

@@ -275,7 +275,20 @@ class SlowDecoder:
             return self._link(buf, p + hlen, end, dlt, ctx, depth + 1)
         if lt == 239:  # NFLOG
             return self._nflog(buf, p, end, ctx, depth)
+        if lt == 10:   # FDDI
+            return self._fddi(buf, p, end, ctx, depth)
         raise NonIP(f"linktype.{linktype_name(lt)}")
+
+    def _fddi(self, buf, p, end, ctx, depth):
+        """FDDI (ANSI X3.139): frame control (1 byte), destination and source MAC (6 each), then
+        IEEE 802.2 LLC.  IP rides in SNAP (AA AA 03, OUI, EtherType; RFC 1390).  Zeek's FDDI analyzer
+        skips these 21 bytes; the EtherType here also keeps ARP and other non-IP frames out of IP."""
+        if end - p < 21:
+            raise Weird("fddi.truncated_header", f"{end - p} bytes")
+        q = p + 13
+        if buf[q] == 0xAA and buf[q + 1] == 0xAA and buf[q + 2] == 0x03:
+            return self._ethertype(buf, q + 8, end, _u16(buf, q + 6)[0], ctx, depth)
+        raise NonIP("non_ip")
 
     def _ether(self, buf, p, end, ctx, depth):
         if end - p < 14:

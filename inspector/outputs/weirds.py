@@ -58,6 +58,7 @@ CORE = (
         "mpls.truncated_header": "MPLS label stack cut short",
         "fabricpath.truncated_header": "Cisco FabricPath header cut short",
         "vntag.truncated_header": "VN-Tag header cut short",
+        "fddi.truncated_header": "FDDI header and 802.2 LLC/SNAP cut short",
         "pbb.truncated_header": "802.1ah provider backbone bridge (PBB) I-TAG and inner frame cut short",
         "ppp.truncated_header": "PPP header cut short",
         "pppoe.truncated_header": "PPPoE header cut short",
