@@ -92,6 +92,8 @@ def snapshot(db: Path) -> dict:
             "alerts": con.execute("SELECT * FROM alerts ORDER BY alert_id").fetchall(),
             "daily": con.execute("SELECT * FROM daily ORDER BY ALL").fetchall(),
             "pending": con.execute("SELECT * FROM baseline_pending").fetchall(),
+            "evidence": con.execute("SELECT * FROM evidence ORDER BY capture_sha256, uid").fetchall(),
+            "incidents": con.execute("SELECT * FROM incidents ORDER BY night, incident_id").fetchall(),
             "dup_flows": con.execute("SELECT count(*) FROM (SELECT capture_sha256, seq FROM flows GROUP BY ALL "
                                      "HAVING count(*) > 1)").fetchone()[0],
         }
@@ -156,6 +158,24 @@ def test_reference_run(reference, tree):
             assert 1000030 in sids          # the large upload to Alibaba Cloud in dc-north-exfil.pcap
     finally:
         con.close()
+    # every alert belongs to an incident of its night (baseline alerts too); the incidents hold all of them
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        alerts = con.execute("SELECT alert_id, night, incident_id, eve FROM alerts").fetchall()
+        incs = {(n, i): json.loads(r) for n, i, r in
+                con.execute("SELECT night, incident_id, record FROM incidents").fetchall()}
+        order = con.execute("SELECT severity, records_customer + records_shipment FROM incidents "
+                            "ORDER BY severity, records_customer + records_shipment DESC").fetchall()
+    finally:
+        con.close()
+    assert alerts and all(iid is not None for _a, _n, iid, _e in alerts)
+    for _aid, night, iid, eve in alerts:
+        assert (night, iid) in incs and json.loads(eve)["incident_id"] == iid
+    assert order == sorted(order, key=lambda r: (r[0], -r[1]))
+    from inspector.outputs.schema import INCIDENTS
+    for inc in incs.values():
+        assert list(inc) == list(INCIDENTS.names)
+        assert inc["next_steps"] and inc["next_steps"][0].startswith("inspector scan ")
     # a second run finds nothing to do, and changes nothing
     out2 = run_ok(batch_cmd(caps, db, "--workers", 2))
     assert "17 captures found, 17 already processed, 0 duplicates, 0 to process" in out2, out2
@@ -441,3 +461,73 @@ def test_baselines_first_seen_and_volume(tmp_path):
     assert "Nightly report: 2025-11-25" in page and "Zhejiang Taobao" in page
     if HAVE_POLICY:
         assert "1000030" in page
+
+
+# ----------------------------------------------------------------------------------------------
+# incidents across captures
+# ----------------------------------------------------------------------------------------------
+
+def _scan_incidents(tmp_path: Path, *caps) -> list:
+    out = tmp_path / "scan-out"
+    from inspector.cli import main
+    assert main(["scan", *map(str, caps), "--site", str(SITE), "--out", str(out), "-q"]) in (0, 1)
+    return [json.loads(x) for x in (out / "incidents.jsonl").read_text().splitlines() if x.strip()]
+
+
+@pytest.mark.skipif(not HAVE_POLICY, reason="no policy stage")
+def test_batch_incidents_match_scan_and_count_records_once_across_captures(tmp_path):
+    """Two captures of one host holding the same 120 records sent twice (content-a, and content-b with
+    the records reordered): batch scans each alone, yet the night has one incident that counts the
+    records once, as a scan of both files together does.  A third capture (the exfiltration day) gives
+    the same incidents as its own scan."""
+    caps = tmp_path / "caps" / "gw02"
+    caps.mkdir(parents=True)
+    for name in ("content-a-http-json.pcap", "content-b-http-json-reordered.pcap", "dc-north-exfil.pcap"):
+        shutil.copy(CAPS / name, caps / name)
+    db = tmp_path / "b.duckdb"
+    assert run_batch([str(tmp_path / "caps")], str(db), settings=WorkerSettings(site=str(SITE)), workers=0,
+                     quiet=True) == 0
+    st = Store(str(db), read_only=True)
+    try:
+        incs = [json.loads(r) for (r,) in st.query("SELECT record FROM incidents ORDER BY severity, incident_id")]
+        unassigned = st.query("SELECT count(*) FROM alerts WHERE incident_id IS NULL")[0][0]
+    finally:
+        st.close()
+    assert unassigned == 0
+    both = _scan_incidents(tmp_path / "ab", caps / "content-a-http-json.pcap", caps / "content-b-http-json-reordered.pcap")
+    (ab,) = both
+    mine = [i for i in incs if set(i["src_hosts"]) == set(ab["src_hosts"])
+            and {d["name"] for d in i["destinations"]} == {d["name"] for d in ab["destinations"]}]
+    assert len(mine) == 1, incs
+    inc = mine[0]
+    assert inc["records"] == ab["records"] and inc["records"]["shipment"] == 120      # once, not 240
+    assert inc["data"] == ab["data"] and inc["flows"] == 2 == ab["flows"]
+    assert sorted(inc["captures"]) == sorted(str(caps / n) for n in ("content-a-http-json.pcap",
+                                                                       "content-b-http-json-reordered.pcap"))
+    assert sum(1 for x in inc["next_steps"] if x.startswith("inspector scan ")) == 2
+    # the exfiltration day alone: the same stories, figures and words as its scan
+    exfil = _scan_incidents(tmp_path / "x", caps / "dc-north-exfil.pcap")
+    key = lambda i: (i["incident_id"], i["severity"], i["title"], i["records"], i["data"], i["uids"],   # noqa: E731
+                     i["bytes_out"], i["signature_ids"], i["why"])
+    rest = [i for i in incs if i is not inc]
+    assert sorted(map(key, rest)) == sorted(map(key, exfil))
+
+
+def test_an_older_database_is_brought_up_to_date(tmp_path):
+    db = tmp_path / "old.duckdb"
+    Store(str(db)).close()
+    con = duckdb.connect(str(db))       # what schema version 1 had: no incidents, no evidence
+    con.execute("DROP TABLE incidents")
+    con.execute("DROP TABLE evidence")
+    con.execute("ALTER TABLE alerts DROP COLUMN incident_id")
+    con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    con.close()
+    with pytest.raises(Exception, match="run 'inspector batch' on it once"):
+        Store(str(db), read_only=True)
+    st = Store(str(db))
+    try:
+        assert st.meta("schema_version") == "2"
+        assert st.query("SELECT count(*) FROM incidents")[0][0] == 0
+        assert "incident_id" in {r[0] for r in st.query("DESCRIBE alerts")}
+    finally:
+        st.close()

@@ -132,7 +132,8 @@ def test_scan_live_and_batch_all_run_the_pipeline(pipeline_runs, tmp_path):
 
 def _norm(recs, drop=("incident_id",)):
     """Records as JSON would give them back; ``incident_id`` left out: scan groups its alerts into
-    incidents at the end of the run, batch stores them per capture without that step."""
+    incidents at the end of the run, batch once the night's captures are stored (across captures;
+    ``tests/test_batch.py`` compares those incidents with scan's)."""
     return [json.loads(json.dumps({k: v for k, v in r.items() if k not in drop}, sort_keys=True, default=str))
             for r in recs]
 

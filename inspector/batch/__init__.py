@@ -296,11 +296,17 @@ def run_batch(dirs: list, db: str, settings=None, cfg=None, workers: int | None 
                 return 2
         if commit_error:
             return 1
+        since = store.query("SELECT min(night) FROM baseline_pending")[0][0]
         nights, n_alerts = run_baselines(store, cfg, everything=rebaseline, site_name=_site_name(settings),
                                          on_alerts=delivery)
         if nights:
             say(f"baselines: {nights} night{'s' if nights != 1 else ''} recomputed, {n_alerts} batch alert"
                 f"{'s' if n_alerts != 1 else ''}")
+        if since is not None or rebaseline:
+            from .incidents import rebuild
+            inc_nights, n_inc = rebuild(store, since=None if rebaseline else since, site=_site(settings))
+            if inc_nights:
+                say(f"incidents: {n_inc} in {inc_nights} night{'s' if inc_nights != 1 else ''}")
         say(f"inspector batch: {counts['committed']} committed, {counts['error']} unreadable, {counts['failed']} "
             f"failed; {counts['flows']} flows, {counts['alerts']} policy alerts in "
             f"{time.monotonic() - started:.1f}s; database {db}")
@@ -315,6 +321,14 @@ def _site_name(settings):
         return None
     from .worker import state
     return state(settings).site.name
+
+
+def _site(settings):
+    """The site this process loaded for the run's settings (None for the default site)."""
+    if not settings.site:
+        return None
+    from .worker import state
+    return state(settings).site
 
 
 def _replace(settings, **kw):

@@ -280,8 +280,7 @@ def run_baselines(store, cfg: BaselineConfig, everything: bool = False, site_nam
             entity = eve["host"] if cfg.by == "host" else eve["role"]
             rows.append(alert_row(eve, _alert_id(eve, entity, cfg.by), "batch", night,
                                   eve["host"], role=eve["role"], ts=None))
-        con.execute("BEGIN")
-        try:
+        with store.transaction():
             con.execute("DELETE FROM alerts WHERE source = 'batch' AND night = ?", [night])
             if rows:
                 con.register("_batch_alerts", pa.Table.from_pylist(rows, schema=ALERT_SCHEMA))
@@ -292,13 +291,6 @@ def run_baselines(store, cfg: BaselineConfig, everything: bool = False, site_nam
             con.execute("DELETE FROM baseline_pending WHERE night <= ?", [night])
             if i + 1 < len(nights):
                 con.execute("INSERT INTO baseline_pending VALUES (?) ON CONFLICT DO NOTHING", [nights[i + 1]])
-            con.execute("COMMIT")
-        except BaseException:
-            try:
-                con.execute("ROLLBACK")
-            except Exception:
-                pass
-            raise
         if on_alerts is not None and rows:
             on_alerts([dict(eve, alert_id=row["alert_id"]) for eve, row in zip(alerts, rows)])
         total += len(rows)

@@ -172,16 +172,24 @@ def night_data(store, night: _dt.date | None, nights: int = 14, by: str = "host"
 
     alerts = []
     for row in con.execute("""SELECT source, signature_id, signature, category, severity, ts, host, role, src_ip,
-            dest_ip, dst_org, dst_country, eve FROM alerts WHERE night = ?
+            dest_ip, dst_org, dst_country, eve, incident_id, alert_id FROM alerts WHERE night = ?
             ORDER BY severity NULLS LAST, ts NULLS LAST, alert_id""", [night]).fetchall():
         keys = ("source", "sid", "signature", "category", "severity", "ts", "host", "role", "src_ip", "dest_ip",
-                "dst_org", "dst_country", "eve")
+                "dst_org", "dst_country", "eve", "incident_id", "alert_id")
         a = dict(zip(keys, row))
         try:
             a["eve"] = json.loads(a["eve"]) if a["eve"] else {}
         except ValueError:
             a["eve"] = {}
         alerts.append(a)
+    incidents = []
+    for (rec,) in con.execute("""SELECT record FROM incidents WHERE night = ?
+            ORDER BY severity, records_customer + records_shipment DESC, first_ts NULLS LAST, incident_id""",
+                              [night]).fetchall():
+        try:
+            incidents.append(json.loads(rec))
+        except ValueError:
+            continue
     alerts_by_ent = defaultdict(int)
     for a in alerts:
         alerts_by_ent[(a["host"] if by == "host" else a["role"]) or "(none)"] += 1
@@ -190,7 +198,7 @@ def night_data(store, night: _dt.date | None, nights: int = 14, by: str = "host"
             WHERE sha256 IN (SELECT DISTINCT capture_sha256 FROM flows WHERE night = ?) ORDER BY host, rel""",
                            [night]).fetchall()
     return {"night": night, "days": days, "labels": labels, "by": by, "entities": dict(ent_series),
-            "dests": dict(dest_series), "first": first, "totals": totals, "alerts": alerts,
+            "dests": dict(dest_series), "first": first, "totals": totals, "alerts": alerts, "incidents": incidents,
             "alerts_by_entity": dict(alerts_by_ent), "captures": captures,
             "records": (rc[0] or 0, rc[1] or 0), "tz": store.meta("tz") or "UTC",
             "db": os.path.basename(store.db_path), "span": span}
@@ -253,6 +261,76 @@ def _alert_detail(a: dict) -> str:
     return "; ".join(bits)
 
 
+#: alerts listed under one incident, and in the table of alerts outside incidents (the page stays bounded)
+MAX_ALERT_ROWS = 50
+
+
+def _incident_mix(incidents: list) -> str:
+    sev = defaultdict(int)
+    for i in incidents:
+        sev[i.get("severity")] += 1
+    return ", ".join(f"{n} {severity_name(s)}" for s, n in sorted(sev.items(), key=lambda kv: (kv[0] is None, kv[0])))
+
+
+def _alert_rows(w, alerts: list, by: str) -> None:
+    w("<table><tr><th>time (UTC)</th><th>severity</th><th>signature</th><th>"
+      f"{'host' if by == 'host' else 'host / role'}</th><th>source</th><th>destination</th><th>detail</th></tr>")
+    for a in alerts[:MAX_ALERT_ROWS]:
+        t = format_ts(a["ts"], "%H:%M:%S") if a["ts"] is not None else ""
+        s = a["severity"]
+        dest = " ".join(x for x in (esc(a["dst_org"], 40), f"({esc(a['dst_country'])})" if a["dst_country"]
+                                    else "", esc(a["dest_ip"])) if x)
+        who = esc(a["host"] or "") + (f" / {esc(a['role'])}" if a.get("role") else "")
+        w(f"<tr><td>{t}</td><td><span class=\"sev sev{s}\">{esc(severity_name(s))}</span></td>"
+          f"<td>{esc(a['signature'], 90)} <span class=\"muted\">[{esc(a['sid'])}, {esc(a['source'])}]</span></td>"
+          f"<td>{who}</td><td>{esc(a['src_ip']) or '-'}</td><td>{dest}</td><td>{_alert_detail(a)}</td></tr>")
+    w("</table>")
+    if len(alerts) > MAX_ALERT_ROWS:
+        w(f"<p class=\"muted\">{len(alerts) - MAX_ALERT_ROWS} more alerts not shown (the database's alerts "
+          "table has them all).</p>")
+
+
+def _incidents_section(w, data: dict, by: str) -> None:
+    """One row per incident, most severe and largest first; each opens onto its facts, the commands that
+    take the investigation further and its alerts."""
+    incidents = data["incidents"]
+    by_incident = defaultdict(list)
+    for a in data["alerts"]:
+        by_incident[a.get("incident_id")].append(a)
+    w(f"<h2>Incidents ({len(incidents)})</h2>")
+    if not incidents:
+        w('<p class="muted">none</p>')
+    else:
+        w("<table><tr><th>severity</th><th>what happened</th><th>records (customer / shipment)</th>"
+          "<th>sent out</th><th>connections</th><th>alerts</th></tr>")
+        for inc in incidents:
+            s = inc.get("severity")
+            r = inc.get("records") or {}
+            mine = by_incident.get(inc.get("incident_id"), [])
+            w(f"<tr><td><span class=\"sev sev{s}\">{esc(severity_name(s))}</span></td><td>"
+              f"<details><summary>{esc(inc.get('title'), 400)}</summary>")
+            w("<ul>" + "".join(f"<li>{esc(x, 400)}</li>" for x in inc.get("why") or ()) + "</ul>")
+            dests = "; ".join(" ".join(str(x) for x in (d.get("name") or ", ".join(d.get("addresses") or ()),
+                                                       f"({d.get('org')}, {d.get('country')})" if d.get("org")
+                                                       else "") if x) for d in inc.get("destinations") or ())
+            w(f"<p class=\"muted\">incident <code>{esc(inc.get('incident_id'))}</code>; hosts "
+              f"{esc(', '.join(inc.get('src_hosts') or ()), 200)}; to {esc(dests, 300)}; captures "
+              f"{esc(', '.join(os.path.basename(c) for c in inc.get('captures') or ()), 300)}</p>")
+            if inc.get("next_steps"):
+                w("<pre>" + "\n".join(esc(x, 2000) for x in inc["next_steps"]) + "</pre>")
+            if mine:
+                _alert_rows(w, mine, by)
+            w("</details></td>"
+              f"<td class=\"n\">{fmt_int(r.get('customer'))} / {fmt_int(r.get('shipment'))}</td>"
+              f"<td class=\"n\">{fmt_bytes(inc.get('bytes_out'))}</td><td class=\"n\">{fmt_int(inc.get('flows'))}</td>"
+              f"<td class=\"n\">{len(mine)}</td></tr>")
+        w("</table>")
+    loose = by_incident.get(None, [])
+    if loose:
+        w(f"<h2>Alerts outside incidents ({len(loose)})</h2>")
+        _alert_rows(w, loose, by)
+
+
 def render(data: dict) -> str:
     night, labels, by = data["night"], data["labels"], data["by"]
     T = data["totals"]
@@ -281,34 +359,20 @@ def render(data: dict) -> str:
     w(card("records (customer + shipment)", T["records"][-1], T["records"], fmt_int))
     w(card("flows", T["flows"][-1], T["flows"], fmt_int))
     al = ", ".join(f"{n} {severity_name(s)}" for s, n in sorted(sev.items(), key=lambda kv: (kv[0] is None, kv[0])))
+    w(f'<div class="card"><div class="muted">incidents</div><div class="v">{len(data["incidents"])}</div>'
+      f'<div class="d">{esc(_incident_mix(data["incidents"])) or "none"}</div></div>')
     w(f'<div class="card"><div class="muted">alerts</div><div class="v">{len(data["alerts"])}</div>'
       f'<div class="d">{esc(al) or "none"}</div>{spark_bars(T["alerts"], labels, fmt_int)}</div>')
     w("</div>")
     rc = data["records"]
     w(f"<p class=\"muted\">records tonight: customer {fmt_int(rc[0])}, shipment {fmt_int(rc[1])}</p>")
 
+    _incidents_section(w, data, by)
+
     w("<h2>Trend</h2><div class=\"charts\">")
     w(trend_chart(T["bytes"], labels, "bytes sent out per night", fmt_bytes))
     w(trend_chart(T["records"], labels, "customer + shipment records per night", fmt_int))
     w("</div>")
-
-    # alerts
-    w(f"<h2>Alerts ({len(data['alerts'])})</h2>")
-    if not data["alerts"]:
-        w('<p class="muted">none</p>')
-    else:
-        w("<table><tr><th>time (UTC)</th><th>severity</th><th>signature</th><th>"
-          f"{'host' if by == 'host' else 'host / role'}</th><th>source</th><th>destination</th><th>detail</th></tr>")
-        for a in data["alerts"]:
-            t = format_ts(a["ts"], "%H:%M:%S") if a["ts"] is not None else ""
-            s = a["severity"]
-            dest = " ".join(x for x in (esc(a["dst_org"], 40), f"({esc(a['dst_country'])})" if a["dst_country"]
-                                        else "", esc(a["dest_ip"])) if x)
-            who = esc(a["host"] or "") + (f" / {esc(a['role'])}" if a.get("role") else "")
-            w(f"<tr><td>{t}</td><td><span class=\"sev sev{s}\">{esc(severity_name(s))}</span></td>"
-              f"<td>{esc(a['signature'], 90)} <span class=\"muted\">[{esc(a['sid'])}, {esc(a['source'])}]</span></td>"
-              f"<td>{who}</td><td>{esc(a['src_ip']) or '-'}</td><td>{dest}</td><td>{_alert_detail(a)}</td></tr>")
-        w("</table>")
 
     # hosts
     ents = data["entities"]
@@ -384,4 +448,5 @@ def write_report(store, night, out_path: str, nights: int = 14, by: str = "host"
         fh.write(page)
     os.replace(tmp, out_path)
     hosts = sum(1 for s in data["entities"].values() if s["bytes"][-1] or s["records"][-1] or s["all_flows"])
-    return {"night": data["night"].isoformat(), "alerts": len(data["alerts"]), "hosts": hosts}
+    return {"night": data["night"].isoformat(), "alerts": len(data["alerts"]), "incidents": len(data["incidents"]),
+            "hosts": hosts}

@@ -19,6 +19,13 @@ Tables (see ``SCHEMA``):
 * ``daily``: per night, host, role of the local host, direction, destination
   organisation and country: flows, bytes and packets sent by the local side,
   bytes received, customer and shipment records, first and last flow start.
+* ``evidence``: per connection that left data or that an alert covers: its content.jsonl record
+  (masked samples, salted value and record hashes), its HTTP methods and DNS queries; what
+  incidents count DISTINCT across captures and put in their titles.
+* ``incidents``: per night, the incidents its alerts make (``inspector.incidents``: one per story,
+  records counted DISTINCT over every capture of the night); the whole incidents.jsonl record in
+  ``record``, and each alert's ``incident_id`` in ``alerts``.  Rebuilt for every night that got new
+  alerts.
 * ``nights``: a view, the totals per night.
 * ``baseline_pending``: nights whose baseline alerts must be (re)computed.
 * ``files``: a cache path + size + mtime -> SHA-256, so unchanged files are not re-read to be
@@ -37,6 +44,7 @@ duplicating rows.  Only one process can have the database open for writing
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -48,7 +56,9 @@ import pyarrow.parquet as pq
 from ..timeutil import format_ts
 from .worker import DAILY_COLUMNS, BATCH_COLUMNS, CaptureResult, night_of, tz_of
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: statements that bring a database of an older schema version up to this one, by version
+_MIGRATIONS = {1: ["ALTER TABLE alerts ADD COLUMN IF NOT EXISTS incident_id VARCHAR"]}
 PARQUET_DIR = "parquet"
 TMP_SUFFIX = ".tmp"
 
@@ -112,7 +122,22 @@ SCHEMA = [
   night DATE NOT NULL, host VARCHAR, role VARCHAR, ts DOUBLE,
   signature_id BIGINT, signature VARCHAR, category VARCHAR, severity INTEGER,
   src_ip VARCHAR, dest_ip VARCHAR, dst_org VARCHAR, dst_country VARCHAR,
-  eve VARCHAR                       -- the Suricata-EVE record (JSON)
+  eve VARCHAR,                      -- the Suricata-EVE record (JSON)
+  incident_id VARCHAR               -- the incident it belongs to (incidents table)
+)""",
+    """CREATE TABLE IF NOT EXISTS evidence (
+  capture_sha256 VARCHAR NOT NULL, uid VARCHAR NOT NULL,
+  content VARCHAR,                  -- the connection's content.jsonl record (JSON; masked, salted hashes)
+  http_methods VARCHAR,             -- {method: requests} (JSON)
+  dns_queries BIGINT,
+  PRIMARY KEY (capture_sha256, uid)
+)""",
+    """CREATE TABLE IF NOT EXISTS incidents (
+  night DATE NOT NULL, incident_id VARCHAR NOT NULL,
+  severity INTEGER, first_ts DOUBLE, last_ts DOUBLE, title VARCHAR,
+  records_customer BIGINT, records_shipment BIGINT, flows BIGINT, bytes_out BIGINT,
+  record VARCHAR,                   -- the incidents.jsonl record (JSON)
+  PRIMARY KEY (night, incident_id)
 )""",
     """CREATE TABLE IF NOT EXISTS daily (
   night DATE NOT NULL, host VARCHAR NOT NULL, role VARCHAR NOT NULL, direction VARCHAR NOT NULL,
@@ -232,8 +257,12 @@ class Store:
         if not read_only:
             self._init_schema()
         else:
-            if self.meta("schema_version") is None:
+            v = self.meta("schema_version")
+            if v is None:
                 raise StoreError(f"{db_path}: not an inspector batch database")
+            if int(v) in _MIGRATIONS:
+                raise StoreError(f"{db_path}: schema version {v}, older than this inspector's "
+                                 f"{SCHEMA_VERSION}: run 'inspector batch' on it once to bring it up to date")
 
     # -- schema ----------------------------------------------------------------------------
     def _init_schema(self) -> None:
@@ -245,6 +274,13 @@ class Store:
             v = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if v is None:
                 con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+            elif int(v[0]) in _MIGRATIONS:
+                for version in range(int(v[0]), SCHEMA_VERSION):
+                    for stmt in _MIGRATIONS.get(version, ()):
+                        con.execute(stmt)
+                # every night with alerts gets its incidents on the next run
+                con.execute("INSERT INTO baseline_pending SELECT DISTINCT night FROM alerts ON CONFLICT DO NOTHING")
+                con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
             elif int(v[0]) != SCHEMA_VERSION:
                 raise StoreError(f"{self.db_path}: schema version {v[0]}, this inspector writes {SCHEMA_VERSION}")
             con.execute("COMMIT")
@@ -265,6 +301,21 @@ class Store:
 
     def close(self) -> None:
         self.con.close()
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """BEGIN ... COMMIT, or ROLLBACK when the block raises (anything, KeyboardInterrupt too)."""
+        con = self.con
+        con.execute("BEGIN")
+        try:
+            yield con
+            con.execute("COMMIT")
+        except BaseException:
+            try:
+                con.execute("ROLLBACK")
+            except Exception:
+                pass
+            raise
 
     # -- what is done ------------------------------------------------------------------------
     def processed(self) -> dict:
@@ -366,34 +417,36 @@ class Store:
                json.dumps(st, sort_keys=True, default=str), round(res.elapsed, 3),
                _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None), res.worker or None]
         registered = []
-        con.execute("BEGIN")
         try:
-            con.execute("INSERT INTO captures VALUES (" + ", ".join("?" * len(row)) + ")", row)
-            if res.status == "done":
-                if flows.num_rows:
-                    renamed = flows.rename_columns([db_column(c) for c in flows.column_names])
-                    con.register("_batch_flows", renamed)
-                    registered.append("_batch_flows")
-                    con.execute("INSERT INTO flows BY NAME SELECT * FROM _batch_flows")
-                if alerts:
-                    con.register("_batch_alerts", pa.Table.from_pylist(alerts, schema=ALERT_SCHEMA))
-                    registered.append("_batch_alerts")
-                    con.execute("INSERT INTO alerts BY NAME SELECT * FROM _batch_alerts")
-                if res.daily:
-                    cols = list(zip(*res.daily))
-                    dt = pa.table({c: list(v) for c, v in zip(DAILY_COLUMNS, cols)}, schema=_DAILY_SCHEMA)
-                    con.register("_batch_daily", dt)
-                    registered.append("_batch_daily")
-                    con.execute(_DAILY_UPSERT)
-                    con.execute("INSERT INTO baseline_pending SELECT DISTINCT night FROM _batch_daily "
-                                "ON CONFLICT DO NOTHING")
-            con.execute("COMMIT")
-        except BaseException:
-            try:
-                con.execute("ROLLBACK")
-            except Exception:
-                pass
-            raise
+            with self.transaction():
+                con.execute("INSERT INTO captures VALUES (" + ", ".join("?" * len(row)) + ")", row)
+                if res.status == "done":
+                    if flows.num_rows:
+                        renamed = flows.rename_columns([db_column(c) for c in flows.column_names])
+                        con.register("_batch_flows", renamed)
+                        registered.append("_batch_flows")
+                        con.execute("INSERT INTO flows BY NAME SELECT * FROM _batch_flows")
+                    if alerts:
+                        con.register("_batch_alerts", pa.Table.from_pylist(alerts, schema=ALERT_SCHEMA))
+                        registered.append("_batch_alerts")
+                        con.execute("INSERT INTO alerts BY NAME SELECT * FROM _batch_alerts")
+                    if res.evidence:
+                        con.register("_batch_evidence", pa.table({
+                            "capture_sha256": [res.sha256] * len(res.evidence),
+                            "uid": [e["uid"] for e in res.evidence],
+                            "content": [None if e.get("content") is None else eve_json(e["content"]) for e in res.evidence],
+                            "http_methods": [json.dumps(e.get("http_methods") or {}, sort_keys=True) for e in res.evidence],
+                            "dns_queries": [int(e.get("dns_queries") or 0) for e in res.evidence]}))
+                        registered.append("_batch_evidence")
+                        con.execute("INSERT INTO evidence BY NAME SELECT * FROM _batch_evidence")
+                    if res.daily:
+                        cols = list(zip(*res.daily))
+                        dt = pa.table({c: list(v) for c, v in zip(DAILY_COLUMNS, cols)}, schema=_DAILY_SCHEMA)
+                        con.register("_batch_daily", dt)
+                        registered.append("_batch_daily")
+                        con.execute(_DAILY_UPSERT)
+                        con.execute("INSERT INTO baseline_pending SELECT DISTINCT night FROM _batch_daily "
+                                    "ON CONFLICT DO NOTHING")
         finally:
             for name in registered:
                 con.unregister(name)

@@ -59,6 +59,7 @@ class CaptureResult:
     daily: list = field(default_factory=list)        # per-night aggregates (DAILY_COLUMNS rows)
     stats: dict = field(default_factory=dict)
     errors: list = field(default_factory=list)
+    evidence: list = field(default_factory=list)     # per connection: content record, HTTP methods, DNS queries
     policy: bool = False               # whether the policy engine ran
     elapsed: float = 0.0
     worker: str = ""                   # host:pid of the process that scanned it
@@ -159,6 +160,7 @@ class FlowCollector(Sink):
         self._nights: dict = {}
         self.first_ts = None
         self.last_ts = None
+        self.exchanges: dict = {}      # uid -> {uid, content, http_methods, dns_queries}
         self.daily: dict = {}          # DAILY_KEY -> [flows, bytes_out, bytes_in, packets_out, cust, ship, t0, t1]
 
     def _night(self, ts):
@@ -172,6 +174,35 @@ class FlowCollector(Sink):
 
     def alerts(self, alerts) -> None:
         self.alert_records.extend(alerts)
+
+    def log(self, name: str, rec: dict) -> None:
+        """Keep what incidents need beyond the flow columns: each leaving connection's content record
+        (its salted record and value hashes count records DISTINCT across captures), and per connection
+        the HTTP methods and DNS queries (an incident's title says "in 46 HTTP POSTs")."""
+        uid = rec.get("uid")
+        if not isinstance(uid, str):
+            return
+        if name == "content":
+            self._evidence(uid)["content"] = rec
+        elif name == "http":
+            m = rec.get("method")
+            if isinstance(m, str) and m:
+                methods = self._evidence(uid)["http_methods"]
+                methods[m.upper()] = methods.get(m.upper(), 0) + 1
+        elif name == "dns":
+            self._evidence(uid)["dns_queries"] += 1
+
+    def _evidence(self, uid: str) -> dict:
+        e = self.exchanges.get(uid)
+        if e is None:
+            e = self.exchanges[uid] = {"uid": uid, "content": None, "http_methods": {}, "dns_queries": 0}
+        return e
+
+    def evidence_rows(self) -> list:
+        """The connections incidents may need: those with a content record, and those the capture's
+        alerts cover (sorted by uid)."""
+        covered = {u for a in self.alert_records for u in (a.get("uids") or ())}
+        return [e for u, e in sorted(self.exchanges.items()) if e["content"] is not None or u in covered]
 
     def flows(self, recs) -> None:
         recs = list(recs)
@@ -305,6 +336,7 @@ def process_capture(task: dict, settings: WorkerSettings) -> CaptureResult:
         if pipe.policy is not None:
             res.alerts = list(coll.alert_records)
             res.policy = True
+        res.evidence = coll.evidence_rows()
     except Exception as e:   # a bug or an unexpected environment problem: retried next run
         res.status = "failed"
         res.error = f"{task['path']}: {type(e).__name__}: {e}"

@@ -49,6 +49,7 @@ def run(args, env) -> int:
             return 2
     finally:
         store.close()
-    print(f"inspector report: night {info['night']}: {info['alerts']} alerts, {info['hosts']} "
+    print(f"inspector report: night {info['night']}: {info['incidents']} incidents, {info['alerts']} alerts, "
+          f"{info['hosts']} "
           f"{'hosts' if args.by == 'host' else 'roles'} -> {args.out}")
     return 0
