@@ -47,9 +47,10 @@ demo: venv
 test: venv system-deps
 	$(BIN)/python -m pytest -q tests
 
+# Two generated captures of different shapes (bench/data/, not committed): tshark, --flows-only, full scan and
+# full scan with 2 workers, medians of 3 rounds, ratios to tshark and peak memory; then the content engines.
 bench: venv system-deps
-	$(BIN)/python bench/bench_scan.py --scan-args=--flows-only
-	$(BIN)/python bench/bench_scan.py
+	$(BIN)/python bench/bench_suite.py --runs 3
 	$(BIN)/python bench/bench_content.py
 
 # inspector --help, scan of an empty capture, tshark -r of it, first scan of a fresh install
