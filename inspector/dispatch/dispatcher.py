@@ -526,6 +526,11 @@ class Dispatcher:
                 if fa.ctx.service:
                     table.add_services(f, fa.ctx.service)
                 self._by_uid.pop(fa.ctx.uid, None)
+                # Session -> analyzer -> context -> session is a cycle: cut it, so an ended session is
+                # freed at once by reference counting instead of piling up for the cyclic collector
+                # (tens of thousands of concurrent connections make each collection expensive).
+                fa.ctx.sink_flow = None
+                fa.analyzer = None
         n = len(self.state)
         self.state[fids[fids < n]] = ST_NEW
 

@@ -61,12 +61,13 @@ class TopTable:
         return r
 
     def _prune(self) -> None:
-        keep = set()
+        keys = list(self.items)
+        rows = list(self.items.values())
         per = max(1, self.cap // len(self.rank))
+        keep = set()
         for col in self.rank:
-            ranked = sorted(self.items.items(), key=lambda kv: kv[1][col], reverse=True)
-            keep.update(k for k, _ in ranked[:per])
-        for k in list(self.items):
+            keep.update(keys[i] for i in _top_positions([r[col] for r in rows], per))
+        for k in keys:
             if k not in keep:
                 del self.items[k]
                 self.meta.pop(k, None)
@@ -83,6 +84,16 @@ class TopTable:
 
     def __len__(self) -> int:
         return len(self.items)
+
+
+def _top_positions(values: list, n: int):
+    """Positions of the ``n`` largest values, ties broken by position: what
+    ``sorted(range(len(values)), key=values.__getitem__, reverse=True)[:n]`` gives (a stable
+    sort keeps equal values in their order), in numpy when the values fit in int64."""
+    if all(v.__class__ is int and -(1 << 62) < v < (1 << 62) for v in values):
+        import numpy as np      # not at module level: the command line starts without numpy
+        return np.argsort(-np.array(values, dtype=np.int64), kind="stable")[:n].tolist()
+    return sorted(range(len(values)), key=values.__getitem__, reverse=True)[:n]
 
 
 # Columns of the per-key rows
