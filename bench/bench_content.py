@@ -12,6 +12,9 @@ and binary chunks (random = encrypted, zlib = compressed).  Then times, payload 
   (d) when ``inspector/content/identifiers.py`` exists: the pipeline prefilter -> ``identifiers.scan``
       on each region; and, on the first ``--full-scan-mb`` MB only, ``identifiers.scan`` on whole
       payloads, with the share of its findings the region pipeline also finds (recall).
+  (f) the whole content stage (``ContentStage.body``: typing, archive/codec/structured decoders where
+      magic or structure calls for them, records, identifiers) on the first ``--stage-mb`` MB, the
+      cost a leaving body pays end to end.
 
 Prints a table (or JSON with ``--json``).  All prefilter engines must give identical regions; the
 run says so (``regions_equal``) and exits 1 when they differ.
@@ -278,6 +281,17 @@ def _time(fn, payloads, runs: int, per_kind: dict | None = None):
     return best, out
 
 
+def _head(payloads, mb: float):
+    """The first payloads up to ``mb`` MB, and their size in bytes."""
+    sample, n = [], 0
+    for kp in payloads:
+        if n >= mb * 1e6:
+            break
+        sample.append(kp)
+        n += len(kp[1])
+    return sample, n
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--mb", type=float, default=200.0, help="payload megabytes to build (default 200)")
@@ -286,6 +300,8 @@ def main(argv=None) -> int:
     ap.add_argument("--pad", type=int, default=64)
     ap.add_argument("--full-scan-mb", type=float, default=10.0,
                     help="MB on which identifiers.scan also runs on whole payloads (recall check)")
+    ap.add_argument("--stage-mb", type=float, default=10.0,
+                    help="MB run through the whole content stage (ContentStage.body)")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     args = ap.parse_args(argv)
 
@@ -352,12 +368,7 @@ def main(argv=None) -> int:
                          "values": sum(len(v) for f in found for v in f.values()),
                          "mb_s_by_kind": {k: by_kind[k] / 1e6 / t for k, t in kinds.items() if t > 0}})
             # whole-payload scan on a sample, and how much of it the region pipeline finds
-            sample, n = [], 0
-            for kp in payloads:
-                if n >= args.full_scan_mb * 1e6:
-                    break
-                sample.append(kp)
-                n += len(kp[1])
+            sample, n = _head(payloads, args.full_scan_mb)
             if sample:
                 kinds = {}
                 secs, whole = _time(lambda p: identifiers.scan(p), sample, 1, kinds)
@@ -382,6 +393,27 @@ def main(argv=None) -> int:
                           "per_class": {c: (h / t if t else None) for c, (h, t) in sorted(per_class.items())}}
         except Exception as e:  # another helper's module: report, do not die
             rows.append({"name": "(d) identifiers pipeline", "engine": "pipeline", "error": repr(e)})
+
+    try:
+        from inspector.content.stage import ContentFlow, ContentStage
+        stage = ContentStage()
+        sample, n = _head(payloads, args.stage_mb)
+
+        def through_stage(p, stage=stage):
+            cf = ContentFlow()
+            stage.body(cf, {"source": "http"}, p)
+            return sum(len(v) for v in cf.values.values())
+
+        kinds = {}
+        sample_kind: dict[str, int] = {}
+        for k, p in sample:
+            sample_kind[k] = sample_kind.get(k, 0) + len(p)
+        secs, vals = _time(through_stage, sample, 1, kinds)
+        rows.append({"name": f"(f) ContentStage.body ({n / 1e6:.0f} MB sample)", "engine": "stage",
+                     "seconds": secs, "mb_s": n / 1e6 / secs, "values": sum(vals),
+                     "mb_s_by_kind": {k: sample_kind[k] / 1e6 / t for k, t in kinds.items() if t > 0}})
+    except Exception as e:  # an older checkout without the stage: report, do not die
+        rows.append({"name": "(f) ContentStage.body", "engine": "stage", "error": repr(e)})
 
     result = {
         "mb": mb, "payloads": len(payloads), "by_kind_mb": {k: v / 1e6 for k, v in by_kind.items()},

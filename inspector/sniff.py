@@ -594,6 +594,9 @@ def _varint(b: bytes, pos: int, n: int, maxlen: int):
     return None, pos
 
 
+varint = _varint     # (value, next position) or (None, position): protobuf varints, for content.binary
+
+
 def _protobuf(b: bytes) -> bool:
     """Valid protobuf wire format over the whole buffer (top level walked; field numbers sane)."""
     n = len(b)

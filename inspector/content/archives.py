@@ -1,9 +1,12 @@
-"""Archives and documents opened for inspection: zip (nested), gzip, tar, OOXML, ODF.
+"""Archives and documents opened for inspection: zip (nested), gzip, tar, 7z, OOXML, ODF, PDF.
 
 ``expand(data, ptype, budget) -> (members, problems)``: the inspectable members of one archive or
-document, each ``Member(name, data, declared)`` where ``declared`` is a Content-Type hint for the
-sniffer (``text/csv`` for a spreadsheet rendered as CSV), and the problems met, each
-``(weird name, detail)``:
+document, each ``Member(name, data, declared, kind)`` where ``declared`` is a Content-Type hint for the
+sniffer (``text/csv`` for a spreadsheet rendered as CSV) and ``kind`` says what it is: ``"member"`` a
+file stored in the archive or embedded in the document (an OOXML ``*/embeddings/*`` part, a PDF
+attachment), listed in files.jsonl under its container; ``"rendered"`` text rendered from the
+document (sheets as CSV, paragraphs, PDF page text), inspected but not a file.  The problems met are
+each ``(weird name, detail)``:
 
 * ``content.encrypted_archive``: a zip entry with the encryption flag (traditional PKWARE or AES,
   method 99); its bytes cannot be read, the fact that an encrypted archive leaves is itself reported;
@@ -12,7 +15,10 @@ sniffer (``text/csv`` for a spreadsheet rendered as CSV), and the problems met, 
 
 Documents become text the record counter understands: an xlsx or ods workbook becomes one CSV per
 sheet (shared strings resolved, cells placed by their column reference, the first row is the header
-and gives the cells their field context), a docx, pptx, odt or odp document its paragraphs' text.
+and gives the cells their field context), a docx, pptx, odt or odp document its paragraphs' text, a
+PDF its pages' text (pypdf; at most ``MAX_PDF_PAGES`` pages, an encrypted PDF that does not open with
+the empty password is ``content.encrypted_archive``).  7z archives are read with py7zr (a
+password-protected one is ``content.encrypted_archive``).
 XML parts with a DOCTYPE are refused (no entity expansion).  Nothing here raises on hostile input:
 every archive library error ends that archive's expansion and is reported as a problem.
 
@@ -32,10 +38,12 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 
-__all__ = ["Member", "Budget", "expand", "is_tar", "ARCHIVE_TYPES"]
+__all__ = ["Member", "Budget", "expand", "is_tar", "is_7z", "ARCHIVE_TYPES"]
 
 #: payload types (``inspector.sniff.classify``) whose bytes are opened here
-ARCHIVE_TYPES = frozenset({"zip", "office", "gzip"})
+ARCHIVE_TYPES = frozenset({"zip", "office", "gzip", "pdf"})
+SEVEN_ZIP_MAGIC = b"7z\xbc\xaf\x27\x1c"
+MAX_PDF_PAGES = 2000
 RATIO_FLOOR = 1 << 20                 # members expanding to less than this are never ratio bombs
 MAX_XML_PART = 32 << 20               # an OOXML/ODF part larger than this is not parsed
 MAX_SHEET_CELLS = 2_000_000
@@ -46,6 +54,7 @@ class Member:
     name: str
     data: bytes
     declared: str | None = None
+    kind: str = "member"              # "member": a file inside; "rendered": text made from a document
 
 
 @dataclass
@@ -75,6 +84,11 @@ def is_tar(data: bytes) -> bool:
     return len(data) >= 512 and data[257:262] == b"ustar"
 
 
+def is_7z(data: bytes) -> bool:
+    """A 7z archive: its six-byte signature."""
+    return data[:6] == SEVEN_ZIP_MAGIC
+
+
 def expand(data: bytes, ptype: str, budget: Budget) -> tuple[list[Member], list[tuple[str, str]]]:
     """Members and problems of one archive or document (see the module docstring)."""
     members: list[Member] = []
@@ -84,6 +98,10 @@ def expand(data: bytes, ptype: str, budget: Budget) -> tuple[list[Member], list[
             _zip(data, budget, members, problems)
         elif ptype == "gzip":
             _gzip(data, budget, members, problems)
+        elif ptype == "pdf":
+            _pdf(data, budget, members, problems)
+        elif is_7z(data):
+            _7z(data, budget, members, problems)
         elif is_tar(data):
             _tar(data, budget, members, problems)
     except _Stop:
@@ -170,7 +188,20 @@ def _natural(name: str):
     return [int(p) if p.isdigit() else p for p in _NUM_KEY.split(name)]
 
 
+_EMBEDDED = ("word/embeddings/", "xl/embeddings/", "ppt/embeddings/", "Object ", "word/media/",
+             "xl/media/", "ppt/media/")
+
+
 def _document(zf, infos, names, budget, members, problems) -> None:
+    _document_text(zf, infos, names, budget, members, problems)
+    # files embedded in the document (a workbook in a report, an attachment object): members of their own
+    for info in infos:
+        if info.filename.startswith(_EMBEDDED) and not info.is_dir() and not info.flag_bits & 0x1:
+            _take(budget, info.filename, info.file_size, info.compress_size, problems)
+            members.append(Member(info.filename, _read(zf, info, budget, problems)))
+
+
+def _document_text(zf, infos, names, budget, members, problems) -> None:
     by_name = {i.filename: i for i in infos}
     if "xl/workbook.xml" in names:
         shared = []
@@ -185,7 +216,7 @@ def _document(zf, infos, names, budget, members, problems) -> None:
         for n in sheets:
             root = _xml_part(zf, by_name[n], budget, problems)
             if root is not None:
-                members.append(Member(n, _csv_bytes(_xlsx_rows(root, shared)), "text/csv"))
+                members.append(Member(n, _csv_bytes(_xlsx_rows(root, shared)), "text/csv", "rendered"))
         return
     if "content.xml" in names and "mimetype" in names:
         root = _xml_part(zf, by_name["content.xml"], budget, problems)
@@ -194,16 +225,17 @@ def _document(zf, infos, names, budget, members, problems) -> None:
         tables = [e for e in root.iter() if _local(e.tag) == "table"]
         if tables:
             for k, table in enumerate(tables):
-                members.append(Member(f"content.xml#table{k + 1}", _csv_bytes(_ods_rows(table)), "text/csv"))
+                members.append(Member(f"content.xml#table{k + 1}", _csv_bytes(_ods_rows(table)), "text/csv",
+                                      "rendered"))
         else:
-            members.append(Member("content.xml", _paragraphs(root).encode(), "text/plain"))
+            members.append(Member("content.xml", _paragraphs(root).encode(), "text/plain", "rendered"))
         return
     parts = ["word/document.xml"] if "word/document.xml" in names else sorted(
         (n for n in names if n.startswith("ppt/slides/slide") and n.endswith(".xml")), key=_natural)
     for n in parts:
         root = _xml_part(zf, by_name[n], budget, problems)
         if root is not None:
-            members.append(Member(n, _paragraphs(root).encode(), "text/plain"))
+            members.append(Member(n, _paragraphs(root).encode(), "text/plain", "rendered"))
 
 
 def _col(ref: str) -> int:
@@ -290,6 +322,91 @@ def _paragraphs(root) -> str:
             if t.strip():
                 lines.append(t)
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------
+# PDF and 7z
+
+def _pdf(data: bytes, budget: Budget, members: list, problems: list) -> None:
+    """The text of each page (one rendered member) and the embedded files (members of their own)."""
+    import logging
+
+    from pypdf import PdfReader
+    logging.getLogger("pypdf").setLevel(logging.ERROR)     # damaged PDFs are common: no log noise
+    reader = PdfReader(io.BytesIO(data), strict=False)
+    if reader.is_encrypted:
+        try:
+            opened = reader.decrypt("")                    # many "protected" PDFs have no user password
+        except Exception:
+            opened = 0
+        if not opened:
+            problems.append(("content.encrypted_archive", "PDF encrypted with a password"))
+            return
+    texts = []
+    size = 0
+    for i, page in enumerate(reader.pages):
+        if i >= MAX_PDF_PAGES:
+            problems.append(("content.archive_bomb", f"more than {MAX_PDF_PAGES} PDF pages"))
+            break
+        if budget.over_time():
+            problems.append(("content.archive_bomb", f"time budget {budget.max_seconds:g}s exceeded"))
+            break
+        try:
+            t = page.extract_text() or ""
+        except Exception:
+            continue                                       # one bad page does not end the document
+        size += len(t)
+        if size > budget.room():
+            problems.append(("content.archive_bomb", f"PDF text over {budget.max_bytes} bytes"))
+            break
+        texts.append(t)
+    text = "\n".join(t for t in texts if t.strip()).encode("utf-8", "surrogatepass")
+    if text:
+        _take(budget, "pdf-text", len(text), None, problems)
+        members.append(Member("pdf-text", text, "text/plain", "rendered"))
+    try:
+        attachments = reader.attachments
+        items = list(attachments.items())
+    except Exception:
+        items = []
+    for name, blobs in items:
+        for blob in blobs if isinstance(blobs, list) else [blobs]:
+            if isinstance(blob, (bytes, bytearray)):
+                _take(budget, name, len(blob), None, problems)
+                members.append(Member(str(name), bytes(blob)))
+
+
+def _7z(data: bytes, budget: Budget, members: list, problems: list) -> None:
+    import py7zr
+    from py7zr.io import BytesIOFactory
+    try:
+        z = py7zr.SevenZipFile(io.BytesIO(data), mode="r")
+    except py7zr.exceptions.PasswordRequired:
+        problems.append(("content.encrypted_archive", "7z archive with encrypted headers"))
+        return
+    with z:
+        if z.needs_password():
+            problems.append(("content.encrypted_archive", "7z archive encrypted"))
+            return
+        infos = [i for i in z.list() if not i.is_directory]
+        sizes = [int(i.uncompressed or 0) for i in infos]
+        total = sum(sizes)
+        # 7z compresses solid blocks, not members: the ratio bound applies to the whole archive
+        if total > RATIO_FLOOR and total > budget.max_ratio * max(len(data), 1):
+            problems.append(("content.archive_bomb", f"7z expands to {total} bytes from {len(data)} "
+                                                     f"(ratio over {budget.max_ratio:g})"))
+            raise _Stop
+        for i, size in zip(infos, sizes):
+            _take(budget, i.filename, size, None, problems)
+        factory = BytesIOFactory(max(sizes, default=0) + 1)     # no member written past its declared size
+        z.extractall(factory=factory)
+        for i in infos:
+            try:
+                fh = factory.get(i.filename)
+            except KeyError:
+                continue
+            fh.seek(0)
+            members.append(Member(i.filename, fh.read()))
 
 
 # ------------------------------------------------------------------------------------------------

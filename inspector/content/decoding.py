@@ -6,6 +6,8 @@
   or truncated streams give what decoded.  The note explains any of that, else None.
 * ``encoded_runs(data, min_len)``: base64 (standard and URL-safe, padded or not), base32 and hex
   runs inside text, decoded when they decode cleanly (canonically).
+* ``decode_token(value, min_len)``: one whole value (a query parameter, a cookie) as base64, base32
+  or hex, with the same canonical-encoding and not-a-word checks as ``encoded_runs``.
 * ``dns_labels_payload(qname)``: the labels left of the registered domain, joined, for decoding
   data tunnelled in DNS names.
 
@@ -22,7 +24,7 @@ import zlib
 
 from ..domain import registered_domain
 
-__all__ = ["decompress", "encoded_runs", "dns_labels_payload",
+__all__ = ["decompress", "encoded_runs", "decode_token", "dns_labels_payload",
            "DEFAULT_LIMIT", "DEFAULT_MAX_RATIO"]
 
 DEFAULT_LIMIT = 64 * 1024 * 1024
@@ -406,6 +408,18 @@ def encoded_runs(data: bytes, min_len: int = 24, max_runs: int = MAX_RUNS) -> li
     except Exception:
         pass
     return out
+
+
+def decode_token(value, min_len: int = 8) -> tuple[str, bytes] | None:
+    """``(encoding, decoded)`` when the whole of ``value`` is a clean base64, base64url, base32 or hex
+    encoding (see ``encoded_runs`` for what is refused), else None."""
+    try:
+        run = _as_bytes(value).strip()
+        if not run or len(run) > MAX_DECODED * 2 or not _run_re(max(4, min_len)).fullmatch(run):
+            return None
+        return _classify_exact(run, max(4, int(min_len)))
+    except Exception:
+        return None
 
 
 # --------------------------------------------------------------------------------------------

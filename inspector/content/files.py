@@ -22,7 +22,15 @@ masked unless ``--show-raw`` (``PII_FIELDS`` below).  ``seen_bytes`` are the fil
 ``md5``/``sha1``/``sha256`` cover the whole file and are null when part of it was not seen (a gap, or
 an SMTP part or an encoded or multipart HTTP body longer than the analyzers retain: 1 MiB), as Zeek
 drops a hash after a gap.  Plain HTTP bodies and data channels are hashed as they stream past
-(``body_data``/``body_gap``, ``channel_events``), so their size is not bounded by that retention.  ``parent_fuid`` is null (reserved for members of archives).
+(``body_data``/``body_gap``, ``channel_events``), so their size is not bounded by that retention.
+
+Archive members: a file that leaves the site and is an archive or a document with files inside (zip,
+gzip, tar, 7z, OOXML/ODF embedded objects, PDF attachments; ``content.archives``) has each member
+listed as a file of its own, ``parent_fuid`` naming the container (nested archives: the member
+archive), ``filename`` the member's path, its own sniffed ``mime_type``, size and hashes; members of
+a whole body only (not of a cut one), within the archive bounds (``archives.Budget``: member count,
+expanded size, ratio, depth, time).  ``parent_fuid`` is null for a file a protocol carried.  Members are
+not extracted on their own (their archive is).
 
 Extraction (``Extractor``, ``scan --extract-files DIR``): the files that left the site (every file with
 ``extract_all``) are written as ``DIR/<sha256>``; a file cut by a size cap or with bytes missing is
@@ -57,6 +65,9 @@ MAX_FILENAME = 255
 FUID_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 DEFAULT_EXTRACT_MAX_BYTES = 64 << 20        # per file
 DEFAULT_EXTRACT_TOTAL_BYTES = 1 << 30       # per run
+# first bytes of the containers whose members are listed (zip, gzip, 7z, PDF; tar by its ustar magic)
+_CONTAINER_HEADS = frozenset((b"PK\x03\x04", b"PK\x05\x06", b"7z\xbc\xaf", b"%PDF")) | frozenset(
+    b"\x1f\x8b\x08" + bytes((f,)) for f in range(256))
 
 
 def fuid(uid: str, is_orig: bool, ordinal: int) -> str:
@@ -152,9 +163,10 @@ class FilesStage:
         self.extractor = extractor    # Extractor or None
         self.stats = Counter()
         from .. import mime
-        from ..sniff import sniff_mime
+        from ..sniff import classify, sniff_mime
         from . import decoding
         self._sniff = sniff_mime
+        self._classify = classify
         self._decoding = decoding
         self._mime = mime
 
@@ -199,7 +211,7 @@ class FilesStage:
                     whole = False     # cut by the decompression limits, or not valid
                 data = decoded
             elif streamed is not None and not boundary:
-                self._streamed_body(ff, is_orig, ts, info, body_len, streamed)
+                self._streamed_body(ff, is_orig, ts, info, body_len, streamed, data if whole else None)
                 return
         if boundary:
             parts = self._mime.multipart(data, boundary)
@@ -224,17 +236,20 @@ class FilesStage:
             seen = len(data) if whole or not plain else seen_wire
         self._file(ff, is_orig, ts, source, fn, data, seen, total, missing, whole)
 
-    def _streamed_body(self, ff, is_orig, ts, info, body_len: int, st: _Stream) -> None:
+    def _streamed_body(self, ff, is_orig, ts, info, body_len: int, st: _Stream, data: bytes | None) -> None:
         """A plain HTTP body from the bytes that streamed past: whole-file hashes past the retention
-        cap; the bytes the analyzer counted but never delivered (gaps, lost sync) are missing."""
+        cap; the bytes the analyzer counted but never delivered (gaps, lost sync) are missing.
+        ``data``: the whole body when the analyzer retained all of it (archive members are listed)."""
         fns = info.get("filenames") or []
         cl = info.get("content_length")
         missing = max(body_len - st.seen, 0)
         if missing or info.get("incomplete"):
             st.digest.valid = False   # a hole, or the connection ended before the body did
-        self._record(ff, is_orig, ts, "HTTP", clean_filename(fns[0]) if fns else None,
-                     self._sniff(bytes(st.head)) if st.head else None, st.seen,
-                     cl if isinstance(cl, int) else None, missing, st.digest, self._kept(st))
+        rec = self._record(ff, is_orig, ts, "HTTP", clean_filename(fns[0]) if fns else None,
+                           self._sniff(bytes(st.head)) if st.head else None, st.seen,
+                           cl if isinstance(cl, int) else None, missing, st.digest, self._kept(st))
+        if data is not None and st.digest.valid and len(data) == st.seen:
+            self._members(ff, is_orig, ts, "HTTP", rec, data)
 
     def _file(self, ff, is_orig, ts, source, filename, data: bytes, seen: int, total, missing: int,
               whole: bool) -> None:
@@ -244,7 +259,33 @@ class FilesStage:
         else:
             digest.valid = False
         mime = self._sniff(data[:SNIFF_BYTES]) if data else None
-        self._record(ff, is_orig, ts, source, filename, mime, seen, total, missing, digest, data)
+        rec = self._record(ff, is_orig, ts, source, filename, mime, seen, total, missing, digest, data)
+        if whole and not missing:
+            self._members(ff, is_orig, ts, source, rec, data)
+
+    # -- archive members ----------------------------------------------------------------------
+    def _members(self, ff, is_orig, ts, source, parent: dict, data: bytes, budget=None, level: int = 0) -> None:
+        """List the members of a leaving archive or document as files under ``parent`` (recursively,
+        within one ``archives.Budget``).  Problems (bombs, encryption) are the content stage's to
+        report; here a bound only ends the listing."""
+        if not parent["leaving"] or not data or data[:4] not in _CONTAINER_HEADS and not (
+                len(data) > 262 and data[257:262] == b"ustar"):
+            return
+        from . import archives
+        if budget is None:
+            budget = archives.Budget()
+        if level >= budget.max_depth:
+            return
+        ptype, _note = self._classify(data)
+        members, _problems = archives.expand(data, ptype, budget)
+        for k, m in enumerate(members):
+            if m.kind != "member":
+                continue
+            digest = _Digest()
+            digest.update(m.data)
+            rec = self._record(ff, is_orig, ts, source, clean_filename(m.name), self._sniff(m.data[:SNIFF_BYTES]),
+                               len(m.data), None, 0, digest, None, parent=parent["fuid"], ordinal=k)
+            self._members(ff, is_orig, ts, source, rec, m.data, budget, level + 1)
 
     # -- data channels (FTP) ------------------------------------------------------------------
     def open_channel(self, ff: FilesFlow, source: str, filename=None, total_bytes=None) -> None:
@@ -307,21 +348,28 @@ class FilesStage:
                          st.missing, st.digest, self._kept(st))
 
     # -- records ------------------------------------------------------------------------------
-    def _record(self, ff, is_orig, ts, source, filename, mime, seen, total, missing, digest, data) -> None:
+    def _record(self, ff, is_orig, ts, source, filename, mime, seen, total, missing, digest, data,
+                parent: str | None = None, ordinal: int = 0) -> dict:
+        """Write one files record; a member of ``parent`` (a fuid) takes its id from the parent's and
+        its position in it, and is not extracted on its own."""
         ctx = ff.ctx
-        n = ff.ordinal[is_orig]
-        ff.ordinal[is_orig] = n + 1
+        if parent is None:
+            n = ff.ordinal[is_orig]
+            ff.ordinal[is_orig] = n + 1
+            file_id = fuid(ctx.uid, is_orig, n)
+        else:
+            file_id = fuid(parent, True, ordinal)
         leaving = ff.leave is not None and is_orig == ff.leave
         rec = {
-            "ts": ts, "fuid": fuid(ctx.uid, is_orig, n), "uid": ctx.uid, "uids": [ctx.uid],
+            "ts": ts, "fuid": file_id, "uid": ctx.uid, "uids": [ctx.uid],
             "id.orig_h": ctx.orig_h, "id.orig_p": ctx.orig_p, "id.resp_h": ctx.resp_h, "id.resp_p": ctx.resp_p,
             "source": source, "is_orig": bool(is_orig), "leaving": leaving, "mime_type": mime,
             "filename": filename, "seen_bytes": int(seen), "total_bytes": total, "missing_bytes": int(missing),
         }
         rec.update(digest.fields())
-        rec.update(parent_fuid=None, extracted=None, extracted_cutoff=None, extracted_size=None)
+        rec.update(parent_fuid=parent, extracted=None, extracted_cutoff=None, extracted_size=None)
         ex = self.extractor
-        if ex is not None and data is not None and ex.wants(leaving):
+        if ex is not None and data is not None and parent is None and ex.wants(leaving):
             cut = isinstance(data, _Cut) or not digest.valid
             got = ex.write(bytes(data), None if cut else rec["sha256"])
             if got is not None:
@@ -329,6 +377,7 @@ class FilesStage:
         self.stats["files"] += 1
         if self.emit is not None:
             self.emit("files", rec)
+        return rec
 
 
 class _Cut(bytes):

@@ -81,6 +81,10 @@ class ContentSink:
     def body(self, cf: ContentFlow, info: dict, data: bytes) -> None:
         self.stage.body(cf, info, data, cf.uid)
 
+    def request(self, cf: ContentFlow, info: dict) -> None:
+        """A request that leaves (HTTP): query string, cookies, custom headers, upload API."""
+        self.stage.request(cf, info, cf.uid)
+
     def stream(self, cf: ContentFlow, data: bytes) -> None:
         self.stage.stream(cf, data)
 

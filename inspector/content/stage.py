@@ -40,6 +40,9 @@ CONTENT_FIELDS = CONTENT.names
 FLOW_CONTENT_FIELDS = names(CONTENT_FLOW_FIELDS)
 
 SAMPLES_PER_CLASS = 3
+_HTTP_CODINGS = ("gzip", "x-gzip", "deflate", "br", "zstd", "x-zstd")    # decoding.decompress
+_CODECS = ("lz4", "snappy", "x-snappy-framed", "xz", "bzip2")           # binary.decompress
+_NOTHING_TO_READ = ("tls-encrypted", "encrypted-or-compressed", "image", "zip", "office")
 HASHES_PER_CLASS = 1000
 RECORD_HASHES_PER_KIND = 10_000
 MAX_VALUES_PER_CLASS = 1_000_000
@@ -50,7 +53,7 @@ class ContentFlow:
     ``leave`` (the ``is_orig`` value of the direction that leaves the site) are set by the
     pipeline's content sink (``content.sink``) when the connection opens."""
     __slots__ = ("bytes_by_type", "values", "records", "encodings", "edi", "stream", "stream_info", "notes",
-                 "bodies", "types_seen", "uid", "ts", "leave", "record_counts")
+                 "bodies", "types_seen", "uid", "ts", "leave", "record_counts", "apis")
 
     def __init__(self, uid: str | None = None, ts: float | None = None, leave: bool | None = None):
         self.uid = uid
@@ -67,17 +70,21 @@ class ContentFlow:
         self.stream_info = None
         self.notes = []
         self.bodies = 0
+        self.apis = set()             # cloud upload APIs recognised (content.cloud)
 
 
 class ContentStage:
     def __init__(self, salt: bytes = b"inspector", show_raw: bool = False, edm=(), stream_budget: int = 4 << 20,
                  body_budget: int = 64 << 20, weird=None):
         from .. import mime, sniff
-        from . import archives, decoding, identifiers, records
+        from . import archives, binary, cloud, decoding, identifiers, params, records
         from .prefilter import Prefilter
         self.prefilter = Prefilter()
         self.types = sniff
         self.archives = archives
+        self.binary = binary
+        self.cloud = cloud
+        self.params = params
         self.mime = mime
         self.decoding = decoding
         self.identifiers = identifiers
@@ -116,10 +123,20 @@ class ContentStage:
         cf.bodies += 1
         data = bytes(data[:self.body_budget])
         enc = (info.get("content_encoding") or "").lower().strip()
-        if enc in ("gzip", "x-gzip", "deflate", "br"):
+        upload = self.cloud.recognise(info) if info.get("direction") == "request" else None
+        if upload is not None:
+            cf.apis.add(upload.api)
+            if upload.aws_chunked:
+                data = self.cloud.aws_unchunk(data) or data
+            enc = upload.codec or ""         # the API's own compression header, or Content-Encoding
+        if enc in _HTTP_CODINGS:
             data, note = self.decoding.decompress(data, enc)
             if note:
                 self._weird(uid, "content.decompression", note)
+            elif upload is not None:
+                cf.encodings.add(enc)
+        elif enc in _CODECS:
+            data = self._codec(cf, data, enc, upload.raw_size if upload is not None else None, uid)
         declared = info.get("content_type")
         boundary = info.get("boundary")
         if boundary or (declared and "multipart/" in declared.lower() and "boundary=" in declared.lower()):
@@ -141,16 +158,44 @@ class ContentStage:
                  budget=None, level: int = 0) -> None:
         if not data:
             return
+        if data.startswith(self.binary.H2_PREFACE):
+            # cleartext HTTP/2 read as a raw stream (gRPC, REST over h2c): each stream's DATA is a body
+            cf.types_seen.add("http2")
+            if count_bytes:
+                cf.bytes_by_type["http2"] += len(data)
+            for body in self.binary.h2c_bodies(data):
+                self._inspect(cf, {"source": info.get("source")}, body, uid, False, depth, budget, level + 1)
+            return
         ptype, note = self.types.classify(data, info.get("content_type"))
         if note and not level:
             self._weird(uid, "content.type_mismatch", note)
         cf.types_seen.add(ptype)
         if count_bytes:
             cf.bytes_by_type[ptype] += len(data)
-        if ptype in self.archives.ARCHIVE_TYPES or (ptype in ("binary", "text") and self.archives.is_tar(data)):
+        if ptype in self.archives.ARCHIVE_TYPES or (ptype in ("binary", "text", "encrypted-or-compressed") and (
+                self.archives.is_tar(data) or self.archives.is_7z(data))):
             self._archive(cf, info, data, uid, ptype, budget, level)
             return
-        if ptype in ("tls-encrypted", "encrypted-or-compressed", "image", "zip", "office", "pdf", "protobuf"):
+        if ptype in ("encrypted-or-compressed", "binary") and level < 8:
+            codec = self.binary.codec_of(data)
+            if codec is not None:
+                # compressed by magic (zstd, LZ4 frame, framed Snappy, xz, bzip2): read what it holds
+                out = self._codec(cf, data, codec, None, uid)
+                if out is not data:
+                    self._inspect(cf, {"source": info.get("source")}, out, uid, False, depth, budget, level + 1)
+                return
+        if ptype in ("protobuf", "binary") or (ptype == "text" and (
+                self._declared_binary(info) or 0x80 <= data[0] < 0xC0 or data[:3] == b"\xd9\xd9\xf7")):
+            # (text that starts with a byte no UTF-8 text starts with: a MessagePack/CBOR container)
+            if self._structured(cf, info, data, uid, depth, budget, level):
+                return
+        if ptype in _NOTHING_TO_READ or ptype == "protobuf":
+            return
+        if ptype == "form":
+            # form values decoded (URL, base64, hex, nested JSON or forms) before they are counted
+            pairs, encodings = self.params.decode_pairs(self.params.parse_form(data))
+            cf.encodings.update(encodings - {"url"})
+            self._count(cf, self.records_mod.count_records(self.params.render(pairs), "form"))
             return
         # One multi-pattern pass first: unstructured payloads with no candidate at all skip the
         # validators (the bulk of logs, pages and binaries leaving a site).
@@ -166,6 +211,75 @@ class ContentStage:
         # Encoded data (base64/base32/hex in text, JSON strings, DNS labels) is decoded and inspected too.
         if depth < 2:
             self._encoded(cf, data, depth)
+
+    def request(self, cf: ContentFlow, info: dict, uid: str | None = None) -> None:
+        """A request that leaves the site, whatever its body: the values in its query string, cookies
+        and custom headers (``params``) are decoded and counted as one form record; a cloud upload
+        API it calls is named even when it has no body (``cloud``)."""
+        upload = self.cloud.recognise(info)
+        if upload is not None:
+            cf.apis.add(upload.api)
+        pairs = self.params.request_pairs(info.get("target") or info.get("uri"), info.get("headers"))
+        if not pairs:
+            return
+        decoded, encodings = self.params.decode_pairs(pairs)
+        text = self.params.render(decoded)
+        if not text or (len(text) > 2048 and not self.prefilter.has_any(text)):
+            return
+        rc = self.records_mod.count_records(text, "form")
+        if rc.data:
+            cf.encodings.update(encodings - {"url"})
+            cf.types_seen.add("request-params")
+            self._count(cf, rc)
+
+    def _declared_binary(self, info: dict) -> bool:
+        ct = (info.get("content_type") or "").lower()
+        return any(t in ct for t in ("protobuf", "grpc", "msgpack", "cbor"))
+
+    def _codec(self, cf: ContentFlow, data: bytes, codec: str, raw_size, uid) -> bytes:
+        """``data`` with one compression undone (``binary.decompress``) within the body budget; the
+        input itself when it does not decode (a weird says why)."""
+        try:
+            out = self.binary.decompress(data, codec, raw_size, self.body_budget)
+        except self.binary.Bomb as e:
+            self._weird(uid, "content.decompression", f"{e} (possible decompression bomb); not expanded")
+            return data
+        except Exception as e:
+            self._weird(uid, "content.decompression", f"{codec} data does not decode ({type(e).__name__})")
+            return data
+        cf.encodings.add(codec)
+        self.stats["decoded_" + codec] += 1
+        return out
+
+    def _structured(self, cf: ContentFlow, info: dict, data: bytes, uid, depth: int, budget, level: int) -> bool:
+        """gRPC messages, protobuf, MessagePack or CBOR read without a schema (``binary``) and counted as
+        the JSON they become; True when ``data`` was one of them."""
+        declared = info.get("content_type")
+        msgs = self.binary.grpc_messages(data) if data[:1] in (b"\x00", b"\x01") else None
+        if msgs:
+            cf.encodings.add("grpc")
+            grpc_enc = (self.cloud.header(info, "grpc-encoding") or "").strip().lower()
+            for compressed, msg in msgs:
+                if compressed:
+                    codec = grpc_enc or self.binary.codec_of(msg) or ("gzip" if msg[:2] == b"\x1f\x8b" else "")
+                    if not codec:
+                        continue
+                    out = self._codec(cf, msg, codec, None, uid)
+                    if out is msg:
+                        continue
+                    msg = out
+                got = self.binary.structured(msg, "application/grpc")
+                if got is not None:
+                    self._count(cf, self.records_mod.count_records(got[1], "json"))
+                elif msg:
+                    self._inspect(cf, {"source": info.get("source")}, msg, uid, False, depth, budget, level + 1)
+            return True
+        got = self.binary.structured(data, declared)
+        if got is None:
+            return False
+        cf.encodings.add(got[0])
+        self._count(cf, self.records_mod.count_records(got[1], "json"))
+        return True
 
     def _archive(self, cf: ContentFlow, info: dict, data: bytes, uid, ptype: str, budget, level: int) -> None:
         """Open an archive or document (``archives.expand``) and inspect each member as a body of its
@@ -255,7 +369,7 @@ class ContentStage:
             "records": records,
             "edm": edm,
         }
-        if not data and not any(records.values()) and not edm and not cf.edi:
+        if not data and not any(records.values()) and not edm and not cf.edi and not cf.apis:
             return fields, None
         samples = {}
         hashes = {}
@@ -286,6 +400,7 @@ class ContentStage:
                     for m in cf.edi[:100]],
             "edi_counts": dict(edi_counts),
             "edm": edm,
+            "upload_apis": sorted(cf.apis),
         }
         return fields, record
 

@@ -120,6 +120,13 @@ class Dispatcher:
         if fa.content is not None and is_orig == fa.leave and data:
             self.content.body(fa.content, info, data)
 
+    def request(self, ctx, info: dict) -> None:
+        """A request's metadata (HTTP: target, headers), whatever its body: inspected when the
+        originator's side is the one that leaves the site (query strings, cookies, upload APIs)."""
+        fa = ctx.sink_flow
+        if fa is not None and fa.content is not None and fa.leave:
+            self.content.request(fa.content, info)
+
     def body_data(self, ctx, is_orig: bool, chunk) -> None:
         """Body bytes as they pass (HTTP): the files stage hashes whole files from them."""
         fa = ctx.sink_flow

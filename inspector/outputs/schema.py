@@ -349,7 +349,8 @@ DEST_FLOW_FIELDS = (
 CONTENT_FLOW_FIELDS = (
     Field("payload_type", STRING, "payload type with the most bytes (json, csv, text, tls-encrypted...)"),
     Field("payload_types", ListOf(STRING), "every payload type seen leaving, sorted"),
-    Field("payload_encoding", STRING, "encodings decoded to find data (base64, hex...), comma-separated"),
+    Field("payload_encoding", STRING, "encodings and formats decoded to find data (base64, hex, url, json, "
+                                        "lz4, zstd, snappy, protobuf, msgpack, cbor, grpc...), comma-separated"),
     Field("app_bytes_out", INT, "application bytes that left the site on this connection"),
     Field("data", MapOf(INT), "distinct identifiers per data class (email, phone, sscc...)"),
     Field("records", _RECORDS, "customer and shipment records counted"),
@@ -389,6 +390,8 @@ CONTENT = Stream("content", "per connection that sent data out: payload types, d
     Field("edi", ListOf(_EDI), "EDI messages found (at most 100)"),
     Field("edi_counts", MapOf(INT), "EDI messages per standard:type"),
     CONTENT_FLOW_FIELDS[6],
+    Field("upload_apis", ListOf(STRING), "cloud upload APIs the connection called (alibaba-sls:PutLogs, "
+                                         "alibaba-oss:PutObject, aws-s3:UploadPart, azure-blob:PutBlock...)"),
     CAPTURE,
 ))
 
@@ -415,7 +418,8 @@ FILES = Stream("files", "one record per file a protocol carried: HTTP bodies, SM
     Field("md5", STRING, "MD5 of the whole file (null when part of it was not seen)"),
     Field("sha1", STRING, "SHA-1 of the whole file (null when part of it was not seen)"),
     Field("sha256", STRING, "SHA-256 of the whole file (null when part of it was not seen)"),
-    Field("parent_fuid", STRING, "the containing file (reserved for archive members; null)"),
+    Field("parent_fuid", STRING, "the archive or document this file is a member of (null for a file a "
+                                 "protocol carried)"),
     Field("extracted", STRING, "name of the extracted copy in the --extract-files folder"),
     Field("extracted_cutoff", BOOL, "the extracted copy is incomplete (size cap or missing bytes)"),
     Field("extracted_size", INT, "bytes written to the extracted copy"),

@@ -131,6 +131,11 @@ def unescape_uri(raw: bytes) -> str:
     return _s(raw)
 
 
+def _headers(m) -> list:
+    """A message's header lines as ``[(name lower-case, value str)]``."""
+    return [(name, _s(raw)) for name, raw in m.headers]
+
+
 def host_without_port(host: str) -> str:
     """``example.com:8080`` -> ``example.com``; ``[2001:db8::1]:80`` -> ``2001:db8::1``."""
     h = host.strip()
@@ -196,14 +201,14 @@ def decode_prefix(data: bytes, encoding: str | None, limit: int = SNIFF_BYTES) -
 
 class _Txn:
     """One request/response pair (a future http.log record)."""
-    __slots__ = ("ts", "depth", "method", "uri", "host", "referrer", "req_version", "user_agent",
+    __slots__ = ("ts", "depth", "method", "uri", "target", "host", "referrer", "req_version", "user_agent",
                  "origin", "req_len", "resp_len", "status_code", "status_msg", "info_code", "info_msg",
                  "resp_version", "username", "proxied", "orig_fn", "orig_mime", "resp_fn", "resp_mime",
                  "req_ct", "resp_ct", "req_done", "resp_state", "emitted")
 
     def __init__(self, ts: float, depth: int):
         self.ts, self.depth = ts, depth
-        self.method = self.uri = self.host = self.referrer = self.req_version = None
+        self.method = self.uri = self.target = self.host = self.referrer = self.req_version = None
         self.user_agent = self.origin = self.username = self.proxied = None
         self.req_len = self.resp_len = 0
         self.status_code = self.status_msg = self.info_code = self.info_msg = self.resp_version = None
@@ -331,6 +336,8 @@ class Analyzer(_Base):
         # every body byte / hole as it passes, whatever max_body keeps (files: whole-file hashes)
         self._data_cb = getattr(ctx.sink, "body_data", None) if ctx.sink is not None else None
         self._gap_cb = getattr(ctx.sink, "body_gap", None) if ctx.sink is not None else None
+        # every request, body or not: its query string, cookies and custom headers carry data too
+        self._request_cb = getattr(ctx.sink, "request", None) if ctx.sink is not None else None
         self._ts = ctx.ts
         # After CONNECT + 2xx or 101 Switching Protocols: True, and the bytes of each direction
         # that arrived past the HTTP exchange (already handed to us), for a dispatcher that
@@ -570,6 +577,7 @@ class Analyzer(_Base):
         t = _Txn(ts, self._depth)
         t.method = method
         t.uri = unescape_uri(target)
+        t.target = target               # as sent (percent-encoding kept): the content stage splits it
         t.req_version = version.decode("ascii") if version is not None else "0.9"
         self._txns.append(t)
         m = d.msg = self._new_msg(t, ts)
@@ -811,6 +819,10 @@ class Analyzer(_Base):
             if m.body_len:
                 t.orig_mime = self._mime_types(m)
             t.req_done = True
+            if self._request_cb is not None and t.method is not None:
+                self._request_cb(self.ctx, {"protocol": "http", "direction": "request", "ts": m.ts,
+                                            "method": t.method, "target": _s(t.target or b""), "host": t.host,
+                                            "content_type": m.content_type, "headers": _headers(m)})
         else:
             if m.code is not None and 100 <= m.code <= 199 and m.code != 101:
                 t.resp_state = 1
@@ -852,6 +864,8 @@ class Analyzer(_Base):
             "body_len": m.body_len,             # bytes on the wire (gaps included)
             "content_length": int(cl[0]) if len(cl) == 1 and cl[0].isdigit() and len(cl[0]) <= 18 and
             m.transfer_encoding is None else None,   # the framing length, when it framed the body
+            "target": _s(t.target or b"") if is_orig else None,   # the request target as sent
+            "headers": _headers(m),             # [(name lower-case, value)] (cloud upload APIs, gRPC)
             "truncated": m.truncated,           # body below is a prefix (budget or gap)
             "incomplete": m.incomplete,         # part of the body was never seen
         }

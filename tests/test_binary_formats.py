@@ -1,0 +1,216 @@
+"""Unit checks of the binary decoders (inspector/content/binary.py), request parameters
+(params.py) and cloud upload recognition (cloud.py): formats found by structure, bounds hold, hostile
+input never raises, benign look-alikes decode to nothing."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+import sys
+import zlib
+from pathlib import Path
+
+import cbor2
+import cramjam
+import lz4.block
+import lz4.frame
+import msgpack
+import pytest
+import zstandard
+
+from inspector.content import binary, cloud, params
+from inspector.content.stage import ContentFlow, ContentStage
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import content_depth_gen as gen  # noqa: E402
+
+ROWS = gen.customers(0, 12)
+CSV = gen.csv_bytes(ROWS)
+
+
+_STAGE = []
+
+
+def _stage_counts(data: bytes, info: dict | None = None):
+    if not _STAGE:
+        _STAGE.append(ContentStage())        # one stage: building the prefilter is the slow part
+    st = _STAGE[0]
+    cf = ContentFlow()
+    weirds = []
+    st.weird = lambda uid, name, detail: weirds.append(name)
+    st.body(cf, info or {"source": "http"}, data)
+    return {k: len(v) for k, v in cf.values.items()}, cf.records["customer"], cf, weirds
+
+
+@pytest.mark.parametrize("codec,blob", [
+    ("zstd", zstandard.ZstdCompressor().compress(CSV)),
+    ("lz4", lz4.frame.compress(CSV)),
+    ("snappy", bytes(cramjam.snappy.compress(CSV))),
+])
+def test_compressed_by_magic_is_read(codec, blob):
+    assert binary.codec_of(blob) == codec
+    data, customers, cf, _ = _stage_counts(blob)
+    assert data == {"email": 12, "phone": 12} and customers == 12 and codec in cf.encodings
+
+
+def test_lz4_block_needs_and_respects_its_declared_size():
+    blob = lz4.block.compress(CSV, store_size=False)
+    assert binary.decompress(blob, "lz4", raw_size=len(CSV)) == CSV
+    with pytest.raises(ValueError):
+        binary.decompress(blob, "lz4")
+    with pytest.raises(binary.Bomb):
+        binary.decompress(blob, "lz4", raw_size=1 << 40, cap=1 << 20)
+
+
+def test_snappy_raw_bomb_is_refused_before_expanding():
+    # a raw block whose varint header announces 2 GiB
+    blob = bytes([0x80, 0x80, 0x80, 0x80, 0x08]) + b"\x00" * 16
+    with pytest.raises(binary.Bomb):
+        binary.decompress(blob, "snappy", cap=1 << 20)
+
+
+def test_framed_compression_bombs_stop_at_the_cap():
+    zeros = bytes(8 << 20)
+    for codec, blob in (("lz4", lz4.frame.compress(zeros)), ("zstd", zstandard.ZstdCompressor().compress(zeros)),
+                        ("snappy", bytes(cramjam.snappy.compress(zeros)))):
+        with pytest.raises(binary.Bomb):
+            binary.decompress(blob, codec, cap=1 << 20)
+
+
+def test_sls_putlogs_one_log_one_record():
+    raw = gen.sls_log_group(ROWS)
+    info = {"source": "http", "protocol": "http", "direction": "request", "method": "POST",
+            "target": "/logstores/app/shards/lb", "host": "proj.cn-hangzhou.log.aliyuncs.com",
+            "content_type": "application/x-protobuf",
+            "headers": [("x-log-apiversion", "0.6.0"), ("x-log-compresstype", "lz4"),
+                        ("x-log-bodyrawsize", str(len(raw)))]}
+    data, customers, cf, weirds = _stage_counts(lz4.block.compress(raw, store_size=False), info)
+    assert data == {"email": 12, "phone": 12} and customers == 12 and not weirds
+    assert cf.apis == {"alibaba-sls:PutLogs"} and {"lz4", "protobuf"} <= cf.encodings
+
+
+def test_sls_lying_raw_size_is_a_weird_not_a_crash():
+    raw = gen.sls_log_group(ROWS)
+    info = {"source": "http", "protocol": "http", "direction": "request", "method": "POST",
+            "target": "/logstores/app", "host": "p.log.aliyuncs.com",
+            "headers": [("x-log-compresstype", "lz4"), ("x-log-bodyrawsize", "7")]}
+    _data, _c, _cf, weirds = _stage_counts(lz4.block.compress(raw, store_size=False), info)
+    assert weirds == ["content.decompression"]
+
+
+@pytest.mark.parametrize("fmt,blob", [("msgpack", msgpack.packb(ROWS)), ("cbor", cbor2.dumps(ROWS)),
+                                      ("cbor", b"\xd9\xd9\xf7" + cbor2.dumps({"customers": ROWS}))])
+def test_msgpack_and_cbor_by_structure(fmt, blob):
+    data, customers, cf, _ = _stage_counts(blob)
+    assert data == {"email": 12, "phone": 12} and customers == 12 and fmt in cf.encodings
+
+
+def test_protobuf_map_entries_give_field_context():
+    msg = b"".join(gen.pb_bytes(3, gen.pb_bytes(1, k.encode()) + gen.pb_bytes(2, v.encode()))
+                   for k, v in ROWS[0].items())
+    fmt, doc = binary.structured(msg, "application/x-protobuf")
+    assert fmt == "protobuf" and json.loads(doc) == {"3": ROWS[0]}
+
+
+def test_grpc_messages_and_compressed_grpc():
+    msgs = [b"".join(gen.pb_bytes(1, gen.pb_bytes(1, k.encode()) + gen.pb_bytes(2, v.encode()))
+                     for k, v in r.items()) for r in ROWS]
+    plain = b"".join(gen.grpc_frame(m) for m in msgs)
+    assert [m for _c, m in binary.grpc_messages(plain)] == msgs
+    gz = b"".join(b"\x01" + len(z).to_bytes(4, "big") + z for z in (zlib.compress(m) for m in msgs))
+    info = {"source": "http", "content_type": "application/grpc", "headers": [("grpc-encoding", "deflate")]}
+    data, customers, cf, _ = _stage_counts(gz, info)
+    assert data == {"email": 12, "phone": 12} and customers == 12 and "grpc" in cf.encodings
+
+
+def test_random_and_numeric_binaries_decode_to_nothing():
+    rng = random.Random(5)
+    for n in (3, 17, 256, 4096):
+        blob = bytes(rng.randrange(256) for _ in range(n))
+        assert binary.structured(blob) is None
+    numbers = b"".join(gen.pb_varint(i % 15 + 1, i * 7919) for i in range(200))
+    assert binary.structured(numbers) is None            # no text: nothing to read
+    assert binary.structured(b"plain ascii text, not a message") is None
+
+
+def test_hostile_input_never_raises():
+    rng = random.Random(11)
+    seeds = [msgpack.packb(ROWS), cbor2.dumps(ROWS), gen.sls_log_group(ROWS), lz4.frame.compress(CSV),
+             bytes(cramjam.snappy.compress(CSV)), zstandard.ZstdCompressor().compress(CSV)]
+    for seed in seeds:
+        for _ in range(60):
+            b = bytearray(seed)
+            for _k in range(rng.randrange(1, 6)):
+                b[rng.randrange(len(b))] = rng.randrange(256)
+            cut = bytes(b[:rng.randrange(1, len(b) + 1)])
+            binary.structured(cut)
+            binary.grpc_messages(cut)
+            binary.h2c_bodies(cut)
+            _stage_counts(cut)
+    deep = b""
+    for _ in range(5000):                    # nesting far past MAX_DEPTH
+        deep = gen.pb_bytes(1, deep + gen.pb_bytes(2, b"x"))
+    binary.structured(deep)
+    binary.structured(b"\x91" * 100_000)     # msgpack arrays nested 100,000 deep
+
+
+def test_params_decoding_and_benign_tokens():
+    d = base64.urlsafe_b64encode(json.dumps({"email": "a.b@example.com"}).encode()).decode().rstrip("=")
+    pairs, enc = params.decode_pairs(params.request_pairs(
+        f"/t?d={d}&h={b'c.d@example.org'.hex()}&x=%2561%2540example.net&q=a+b",
+        [("Cookie", "s=" + base64.b64encode(b"e.f@example.com").decode()), ("User-Agent", "curl/8"),
+         ("x-amz-meta-owner", "g.h@example.com"), ("X-Trace", "abc")]))
+    got = dict(pairs)
+    assert got["d.email"] == "a.b@example.com" and got["h"] == "c.d@example.org"
+    assert got["x"] == "a@example.net" and got["q"] == "a b" and got["cookie.s"] == "e.f@example.com"
+    assert got["owner"] == "g.h@example.com" and got["trace"] == "abc" and "user-agent" not in got
+    assert {"base64", "hex", "json"} <= enc
+    # session tokens, hashes and random ids stay as they are (not text when decoded)
+    pairs, _enc = params.decode_pairs([("sid", base64.b64encode(os.urandom(24)).decode()),
+                                       ("h", "deadbeefcafe0123456789abcdef0123")])
+    assert dict(pairs)["h"] == "deadbeefcafe0123456789abcdef0123"
+
+
+def test_params_bounded():
+    target = "/?" + "&".join(f"k{i}=v{i}" for i in range(50_000))
+    pairs = params.request_pairs(target, [])
+    assert len(pairs) == params.MAX_PAIRS
+    nested = "x"
+    for _ in range(50):
+        nested = base64.b64encode(f"a={nested}&b=1".encode()).decode()
+    pairs, _ = params.decode_pairs([("d", nested)])
+    assert len(pairs) <= params.MAX_PAIRS
+
+
+@pytest.mark.parametrize("info,api", [
+    ({"method": "PUT", "target": "/o.csv", "host": "b.oss-cn-beijing.aliyuncs.com"}, "alibaba-oss:PutObject"),
+    ({"method": "PUT", "target": "/o?partNumber=3&uploadId=x", "host": "b.oss-eu-central-1.aliyuncs.com"},
+     "alibaba-oss:UploadPart"),
+    ({"method": "POST", "target": "/o?append&position=0", "host": "b.oss-cn-beijing.aliyuncs.com"},
+     "alibaba-oss:AppendObject"),
+    ({"method": "PUT", "target": "/k", "host": "bucket.s3.amazonaws.com"}, "aws-s3:PutObject"),
+    ({"method": "POST", "target": "/k?uploadId=abc", "host": "bucket.s3.us-east-1.amazonaws.com"},
+     "aws-s3:CompleteMultipartUpload"),
+    ({"method": "PUT", "target": "/c/b", "host": "acct.blob.core.windows.net",
+      "headers": [("x-ms-blob-type", "BlockBlob")]}, "azure-blob:PutBlob"),
+    ({"method": "PUT", "target": "/c/b?comp=blocklist", "host": "acct.blob.core.windows.net"},
+     "azure-blob:PutBlockList"),
+    ({"method": "GET", "target": "/logstores/web/track?APIVersion=0.6.0&email=x", "host": "p.log.aliyuncs.com"},
+     "alibaba-sls:WebTracking"),
+    ({"method": "POST", "target": "/upload/storage/v1/b/x/o", "host": "storage.googleapis.com"}, "gcp-gcs:Upload"),
+    ({"method": "GET", "target": "/k", "host": "bucket.s3.amazonaws.com"}, None),
+    ({"method": "PUT", "target": "/k", "host": "www.example.com"}, None),
+    ({"method": "POST", "target": "/logstores", "host": "www.example.com"}, None),
+])
+def test_cloud_recognition(info, api):
+    up = cloud.recognise(info)
+    assert (up.api if up else None) == api
+
+
+def test_aws_unchunk():
+    body = b"hello world " * 100
+    framed = b"".join(b"%x;chunk-signature=%s\r\n%s\r\n" % (len(c), b"0" * 64, c)
+                      for c in (body[:500], body[500:])) + b"0;chunk-signature=" + b"0" * 64 + b"\r\n\r\n"
+    assert cloud.aws_unchunk(framed) == body
+    assert cloud.aws_unchunk(b"not chunked at all") is None
