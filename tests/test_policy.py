@@ -424,7 +424,9 @@ def test_1000050_dns_tunnel_through_the_site_resolver(rules):
     assert d["destination"]["name"] == "example.net"
     ev = d["evidence"]["dns"]
     assert ev["unique_subdomains"] == 40 and ev["encoded_subdomains"] == 40 and ev["via_resolver"]
-    assert "encoded_labels" in ev["reasons"] and len(d["uids"]) == 40
+    # the client's 40 queries, and the resolver's 40 outbound legs that carried the same names out
+    assert "encoded_labels" in ev["reasons"] and len(d["uids"]) == 80 and ev["resolver_legs"] == 40
+    assert d["flows"] == 0                     # no flow records in this test: the legs add no bytes
     assert all("***" in x for x in ev["examples"])
 
 

@@ -8,7 +8,11 @@ then emits events for the bytes that *leave the site*:
   a log record carries (a DNS query name, see ``LOG_CONTENT`` in protocols/base.py);
 * ``stream(h, data)``: in-order stream bytes of a protocol without message
   structure (unknown TCP protocols, FTP data channels), up to the stream budget;
-* ``datagram(h, data)``: one UDP payload, up to ``DATAGRAMS`` per connection.
+* ``datagram(h, data)``: one UDP payload, up to ``DATAGRAMS`` per connection;
+* ``icmp(h, remote, data)``: one ICMP echo payload (``tunnels.py`` decodes echo tunnels as
+  sessions); DNS query bodies (``info["qname"]``) and ``dns_answer(h, qname, data)`` (TXT/NULL
+  answer data) go through the same sessions, so data cut across many queries or pings is
+  reassembled before it is inspected.
 
 It asks back only what steers its own work (is the stream budget spent, is the
 leaving stream still worth reading), and says ``structured(h)`` when a protocol
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 from .files import SOURCES, ftp_filename
 from .stage import FLOW_CONTENT_FIELDS, ContentFlow, ContentStage, empty_fields
+from .tunnels import Tunnels
 
 __all__ = ["ContentSink", "DATAGRAMS", "OPAQUE_TYPES", "FLOW_CONTENT_FIELDS", "add_empty_fields"]
 
@@ -62,6 +67,7 @@ class ContentSink:
         self.files = getattr(stage, "files", None)   # FilesStage (files.jsonl) or None
         if self.files is not None:
             self.files.emit = emit
+        self.tunnels = Tunnels(self._inspect, self._yield)
 
     # -- events from dispatch ----------------------------------------------------------
     def open(self, uid: str, ts: float, orig_h: str, resp_h: str) -> ContentFlow | None:
@@ -76,14 +82,36 @@ class ContentSink:
             return None
         cf = ContentFlow(uid, ts, bool(lo))    # orig local -> what the originator sends leaves
         self.flows[uid] = cf
+        self.tunnels.open(uid, orig_h if lo else resp_h)
         return cf
 
     def body(self, cf: ContentFlow, info: dict, data: bytes) -> None:
+        if info.get("qname"):
+            self.tunnels.dns_query(cf, info, data)     # a query name: maybe one piece of a tunnel
+        else:
+            self.stage.body(cf, info, data, cf.uid)
+
+    def icmp(self, cf: ContentFlow, remote: str, data: bytes) -> bool:
+        """One ICMP echo payload leaving the site; False once the connection is not worth feeding
+        (ordinary pings, or the session's budget spent)."""
+        return self.tunnels.icmp(cf, remote, data)
+
+    def dns_answer(self, cf: ContentFlow, qname: str, data: bytes) -> None:
+        """TXT/NULL answer data leaving the site (a local server answering outside)."""
+        self.tunnels.dns_answer(cf, qname, data)
+
+    def _inspect(self, cf: ContentFlow, info: dict, data: bytes) -> None:
         self.stage.body(cf, info, data, cf.uid)
 
     def request(self, cf: ContentFlow, info: dict) -> None:
         """A request that leaves (HTTP): query string, cookies, custom headers, upload API."""
         self.stage.request(cf, info, cf.uid)
+
+    def _yield(self, data: bytes) -> int:
+        """Records (x1000) and distinct values found in ``data``: how well a decoding reads."""
+        stage = self.stage
+        rc = stage.records_mod.count_records(data, stage.types.classify(data)[0])
+        return 1000 * (rc.customer + rc.shipment) + sum(len(v) for v in rc.data.values())
 
     def stream(self, cf: ContentFlow, data: bytes) -> None:
         self.stage.stream(cf, data)
@@ -186,6 +214,8 @@ class ContentSink:
             app_bytes = (ob if leave else rb) or 0
             if cf is None:
                 cf = ContentFlow(uid, r["ts"], leave)
+            else:
+                self.tunnels.finish_flow(cf)     # its share of decoded tunnel data, held queries
             svc = r["service"]
             if svc and encrypted:
                 enc = next((encrypted[x] for x in svc.split(",") if x in encrypted), None)

@@ -47,6 +47,7 @@ UDP_DETECT_DATAGRAMS = 3
 WATCH_CHUNKS = 24           # data chunks checked for an upgrade (late TLS ClientHello) after detection ends
 
 ST_NEW, ST_ACTIVE, ST_DONE = 0, 1, 2
+ICMP_ECHO = frozenset((0, 8, 128, 129))     # echo reply/request types (v4, v6): their payload is free data
 
 class Dispatcher:
     """Protocol dispatch over the flow table's rows.
@@ -138,6 +139,13 @@ class Dispatcher:
         if self.files and fa is not None:
             fa.files = self.content.file_gap(fa.files, ctx, fa.leave, is_orig, length)
 
+    def answer_data(self, ctx, qname: str, data: bytes) -> None:
+        """Free-form DNS answer data (TXT, NULL) of a connection: inspected when the answering side
+        (the responder) is the local one, as pieces of a tunnel session."""
+        fa = ctx.sink_flow
+        if fa is not None and fa.content is not None and not fa.leave and data:
+            self.content.dns_answer(fa.content, qname, data)
+
     def dns_answer(self, query: str, answer: str, rtype: str, ttl: float, ts: float) -> None:
         if self.names is not None:
             self.names.dns_answer(query, answer, rtype, ttl, ts)
@@ -184,6 +192,10 @@ class Dispatcher:
             so = row_orig[syn].astype(np.int64)
             unset = self.isn[sf, so] < 0
             self.isn[sf[unset], so[unset]] = c["seq"][syn][unset]
+        if self.content is not None:
+            echo = np.nonzero(live & (pay > 0) & ((proto == 1) | (proto == 58)))[0]
+            if len(echo):
+                self._icmp(table, db, echo, row_fid, row_orig)
         rows = np.nonzero(live & (pay > 0) & ((proto == 6) | (proto == 17)))[0]
         if not len(rows):
             return
@@ -216,6 +228,28 @@ class Dispatcher:
             except Exception as e:  # an analyzer bug must not stop the scan
                 self._analyzer_error(fa, ts, e)
                 self._stop(f, fa)
+
+    def _icmp(self, table, db, rows, row_fid, row_orig) -> None:
+        """ICMP echo payloads that leave the site go to the content sink (echo tunnels); any other
+        ICMP connection, or one the sink has no more use for, is not looked at again."""
+        fids = row_fid[rows]
+        fresh = np.unique(fids)
+        fresh = fresh[[f not in self.flows for f in fresh.tolist()]]
+        if len(fresh):
+            self._new_sessions(table, fresh)
+        types = db.cols["sport"][rows].tolist()
+        for i, f, is_orig, itype in zip(rows.tolist(), fids.tolist(), row_orig[rows].tolist(), types):
+            if self.state[f] == ST_DONE:
+                continue
+            fa = self.flows[f]
+            fa.started = True
+            if fa.content is None or itype not in ICMP_ECHO:
+                self.state[f] = ST_DONE
+                continue
+            if is_orig == fa.leave:
+                ctx = fa.ctx
+                if not self.content.icmp(fa.content, ctx.resp_h if is_orig else ctx.orig_h, db.payload(i)):
+                    self.state[f] = ST_DONE
 
     def _analyzer_error(self, fa, ts, e: Exception) -> None:
         name = fa.module.NAME if fa.module is not None else "app"
@@ -493,6 +527,16 @@ class Dispatcher:
 
     # -- UDP ---------------------------------------------------------------------------
     def _udp(self, f, fa, is_orig, payload, ts) -> None:
+        if fa.analyzer is None and not fa.raw:
+            fa.pbuf[is_orig] = payload[:PROBE_BYTES]
+            # Registered ports decide for UDP (as Zeek attaches DNS to 53/udp); content otherwise.
+            hinted = self.by_port["udp"].get(fa.ctx.resp_p) or self.by_port["udp"].get(fa.ctx.orig_p)
+            module = hinted[0] if hinted and len(hinted) == 1 else self._probe(fa, "udp", is_orig)
+            if module is not None:
+                # before the content sink sees the datagram: a protocol whose content is not its raw
+                # datagrams (DNS: the query names) decides from the first one on
+                self._start(f, fa, module)
+                fa.pbuf = [b"", b""]
         if fa.content is not None and is_orig == fa.leave and \
                 (fa.module is None or fa.module.NAME not in self.no_raw):
             self.content.datagram(fa.content, payload)
@@ -501,20 +545,13 @@ class Dispatcher:
                 self._stop(f, fa, final=True)
             return
         if fa.analyzer is None:
-            fa.pbuf[is_orig] = payload[:PROBE_BYTES]
-            # Registered ports decide for UDP (as Zeek attaches DNS to 53/udp); content otherwise.
-            hinted = self.by_port["udp"].get(fa.ctx.resp_p) or self.by_port["udp"].get(fa.ctx.orig_p)
-            module = hinted[0] if hinted and len(hinted) == 1 else self._probe(fa, "udp", is_orig)
-            if module is None:
-                fa.npay[is_orig] += 1
-                if fa.npay[0] + fa.npay[1] >= UDP_DETECT_DATAGRAMS:
-                    if fa.content is not None:
-                        fa.raw = True   # keep typing what leaves, up to the datagram budget
-                    else:
-                        self._stop(f, fa)
-                return
-            self._start(f, fa, module)
-            fa.pbuf = [b"", b""]
+            fa.npay[is_orig] += 1
+            if fa.npay[0] + fa.npay[1] >= UDP_DETECT_DATAGRAMS:
+                if fa.content is not None:
+                    fa.raw = True   # keep typing what leaves, up to the datagram budget
+                else:
+                    self._stop(f, fa)
+            return
         fa.analyzer.datagram(is_orig, payload, ts)
         if not fa.analyzer.wants_more():
             self._stop(f, fa)

@@ -21,6 +21,11 @@ others instead of falling off a cliff.  Its alert carries ``score`` and
     DNS queries of other local hosts is a resolver, and its own queries are not
     counted (the client's query, logged on the client-to-resolver leg, is).
     Sheer volume (``max_unique_subdomains``, ``max_queries``) scores 1.
+    The resolver's connections that carried the same names out of the site
+    (its outbound legs, matched by query name) join the finding: what the
+    content stage decoded from the tunnel is counted on those legs, so their
+    records and data classes are the alert's (their uids are listed, their
+    bytes are not added to the client's).
 ``icmp_tunnel``
     ICMP flows per (local host, remote host): payload bytes per packet above an
     ordinary ping's, sizes that vary, replies that do not mirror the requests,
@@ -128,7 +133,7 @@ class Detector:
 
 class _DnsState:
     __slots__ = ("cover", "queries", "subs", "n_unique", "encoded", "max_label", "entropy_max", "qbytes",
-                 "examples", "last", "via_resolver", "direct")
+                 "examples", "last", "via_resolver", "direct", "legs")
 
     def __init__(self):
         self.cover = Cover()
@@ -143,6 +148,7 @@ class _DnsState:
         self.last = None
         self.via_resolver = False
         self.direct = False
+        self.legs: dict = {}            # uid -> (capture, ts) of resolver connections that carried the names out
 
 
 class DnsTunnel(Detector):
@@ -150,6 +156,8 @@ class DnsTunnel(Detector):
     WANTS_DNS = True
     MAX_SUBDOMAINS = 20_000          # distinct subdomains remembered per group
     MAX_RESOLVERS = 4096
+    MAX_NAMES = 65_536               # query names remembered to match a client's query with its outbound leg
+    MAX_LEGS = 10_000                # outbound legs kept per group
     PARAMS = {
         "window": ("duration", 3600.0, "window per (client host, registered domain)"),
         "min_unique_subdomains": ("int", 20, "distinct subdomains needed by the encoded-label test"),
@@ -173,6 +181,21 @@ class DnsTunnel(Detector):
         self.resolvers: set = set()
         self.ignored = tuple(self.p["ignore_domains"])
         self.forwarded = 0
+        self._legs_by_name: OrderedDict = OrderedDict()    # name -> [(uid, capture, ts)] outbound, no client yet
+        self._client_of: OrderedDict = OrderedDict()       # name -> (client, registered domain)
+
+    @staticmethod
+    def _bounded(d: OrderedDict, key, value, limit: int) -> None:
+        d[key] = value
+        d.move_to_end(key)
+        while len(d) > limit:
+            d.popitem(last=False)
+
+    def _leg(self, key, uid, capture, ts) -> None:
+        """An outbound connection that carried a name of ``key``'s window out of the site."""
+        legs = self.store.get(key, ts).state.legs
+        if uid is not None and uid not in legs and len(legs) < self.MAX_LEGS:
+            legs[uid] = (capture, ts)
 
     def _ignored(self, name: str) -> bool:
         return any(name == d or name.endswith("." + d) for d in self.ignored)
@@ -192,6 +215,18 @@ class DnsTunnel(Detector):
         dst_local = site.is_local(dst) if (site is not None and dst is not None) else False
         if dst_local and dst != src and len(self.resolvers) < self.MAX_RESOLVERS:
             self.resolvers.add(dst)
+        try:
+            ts = float(rec.get("ts") or 0.0)
+        except (TypeError, ValueError):
+            ts = 0.0
+        leg = (rec.get("uid"), rec.get("capture"), ts)
+        if not dst_local and self.p["attribute_to_clients"]:
+            client = self._client_of.get(name)
+            if client is not None and client[0] != src:
+                self._leg(client, *leg)
+            else:
+                # the client's query may be logged after the forwarded one (its reply comes later)
+                self._bounded(self._legs_by_name, name, self._legs_by_name.get(name, []) + [leg], self.MAX_NAMES)
         if self.p["attribute_to_clients"] and src in self.resolvers:
             self.forwarded += 1
             return
@@ -205,11 +240,12 @@ class DnsTunnel(Detector):
         if not reg:
             return
         sub = name[:-len(reg)].rstrip(".") if name.endswith("." + reg) else ""
-        try:
-            ts = float(rec.get("ts") or 0.0)
-        except (TypeError, ValueError):
-            ts = 0.0
         st = self.store.get((src, reg), ts).state
+        if dst_local and self.p["attribute_to_clients"]:
+            self._bounded(self._client_of, name, (src, reg), self.MAX_NAMES)
+            for uid, capture, lts in self._legs_by_name.pop(name, ()):
+                if uid not in st.legs and len(st.legs) < self.MAX_LEGS:
+                    st.legs[uid] = (capture, lts)
         st.queries += 1
         st.cover.add_uid(rec.get("uid"), rec.get("capture"), ts)
         st.cover.add_time(ts)
@@ -276,6 +312,15 @@ class DnsTunnel(Detector):
                     flows._add_counts(fv.data, fv.records)
             elif content:
                 flows.add_content_totals(content)
+        for uid, (capture, lts) in st.legs.items():
+            # the resolver's outbound legs: their decoded content is this client's tunnel
+            flows.add_uid(uid, capture, lts)
+            content = eng.content_for(uid)
+            if content:
+                flows.add_content_totals(content)
+            fv = eng.flow_for(uid)
+            if fv is not None:
+                flows.add_pair(fv)
         last = st.last or {}
         dest_ip = last.get("id.resp_h")
         last_fv = eng.flow_for(last.get("uid"))
@@ -294,6 +339,8 @@ class DnsTunnel(Detector):
         }
         flows.extra["dns"]["score"] = score
         flows.extra["dns"]["parts"] = parts
+        if st.legs:
+            flows.extra["dns"]["resolver_legs"] = len(st.legs)
         flows.rep = last_fv
         return eng.alert(self.rule, flows, ts=cover.last_ts, src_ip=src, src_port=last.get("id.orig_p"),
                          dest_ip=dest_ip, dest_port=last.get("id.resp_p"), proto=last.get("proto") or "udp",

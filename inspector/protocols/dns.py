@@ -130,6 +130,7 @@ TRACKED_OPCODES = tuple(range(16))  # every opcode is logged (Zeek keeps 0, 4, 5
 SECTION_ANSWER, SECTION_AUTHORITY, SECTION_ADDITIONAL = "answer", "authority", "additional"
 
 T_A, T_NS, T_CNAME, T_SOA, T_WKS, T_PTR, T_HINFO, T_MX, T_TXT = 1, 2, 5, 6, 11, 12, 13, 15, 16
+T_NULL = 10
 T_AAAA, T_LOC, T_NB, T_SRV, T_NAPTR, T_A6, T_OPT, T_DS, T_SSHFP = 28, 29, 32, 33, 35, 38, 41, 43, 44
 T_RRSIG, T_NSEC, T_DNSKEY, T_NSEC3, T_NSEC3PARAM, T_SVCB, T_HTTPS = 46, 47, 48, 50, 51, 64, 65
 T_SPF, T_TKEY, T_TSIG, T_ANY, T_CAA, T_BINDS = 99, 249, 250, 255, 257, 65534
@@ -480,6 +481,8 @@ def _parse_rdata(msg: Message, rr: RR, buf: bytes, p: int, end: int, netbios: bo
     else:
         w.append(("dns.unknown_rr_type", str(t)))
         rr.text = f"<unknown type={t}>"
+        if t == T_NULL:
+            rr.value = bytes(buf[p:end])      # free-form data (tunnels answer in NULL records)
 
 
 def _parse_opt(msg: Message, rr: RR, buf: bytes, p: int, end: int) -> None:
@@ -841,6 +844,7 @@ class Analyzer(_BaseAnalyzer):
                 self.ctx.confirm(NAME)
         if msg.qr:
             self._passive(msg, ts)
+            self._answer_data(msg)
         if msg.opcode not in TRACKED_OPCODES:
             return
         info = self._session(msg, ts)
@@ -934,6 +938,22 @@ class Analyzer(_BaseAnalyzer):
             info["answers"].append(text)
             info["TTLs"].append(float(rr.ttl))
 
+    def _answer_data(self, msg: Message) -> None:
+        """TXT and NULL answer data to the dispatcher (``answer_data``): the content stage decodes
+        it as a tunnel session when the answering side is the local one (data leaving in answers)."""
+        hook = getattr(self.ctx.sink, "answer_data", None)
+        if hook is None:
+            return
+        qname = msg.questions[0].name if msg.questions else None
+        for rr in msg.answers:
+            if rr.rtype == T_TXT and rr.value:
+                data = b"".join(rr.value)
+            elif rr.rtype == T_NULL and rr.value:
+                data = rr.value
+            else:
+                continue
+            hook(self.ctx, qname or rr.name, data)
+
     def _passive(self, msg: Message, ts: float) -> None:
         sink = self.ctx.sink
         if sink is None:
@@ -971,10 +991,7 @@ def query_content(record: dict):
         return None
     dotted = " ".join(labels[:keep]).encode("utf-8", "surrogatepass")
     payload = dotted + b" " + dns_labels_payload(name) if keep > 1 else dotted
-    return _QUERY_INFO, payload
-
-
-_QUERY_INFO = {"source": "dns"}
+    return {"source": "dns", "qname": name}, payload    # qname: the content stage's tunnel sessions
 
 APP_PROTO = {NAME: "dns"}
 CONTENT = "log"                    # query names sent to a resolver outside the site may carry data
