@@ -23,8 +23,9 @@ import sys
 from dataclasses import dataclass, field
 from typing import BinaryIO, Iterator
 
-import numba as nb
 import numpy as np
+
+from .jit import njit
 
 PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
@@ -43,7 +44,7 @@ _KNOWN_BLOCKS = {1, 2, 3, 4, 5, 6, 9, 10, 0xBAD, 0x40000BAD}
 READ_CHUNK = 16 << 20
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def walk_pcap(buf, pos, end, limit, max_n, big, max_len, sec, frac, incl, orig, off):
     """Find classic-pcap record boundaries.  Returns (records, new position, stop reason):
     0 batch full, 1 need more data, 2 impossible record length at the position."""
@@ -398,8 +399,11 @@ class CaptureReader:
             buf = self._buf
             arr = np.frombuffer(buf, dtype=np.uint8)
             start = self._pos
-            n, pos, stop = walk_pcap(arr, start, len(buf), start + self.batch_bytes, cap, big, max_len,
-                                      sec, frac, incl, orig, off)
+            if start + 16 > len(buf):   # not one record header in the buffer: read more (no kernel call)
+                n, pos, stop = 0, start, 1
+            else:
+                n, pos, stop = walk_pcap(arr, start, len(buf), start + self.batch_bytes, cap, big, max_len,
+                                          sec, frac, incl, orig, off)
             self._pos = pos
             if n:
                 caplen = incl[:n].copy()

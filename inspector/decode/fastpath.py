@@ -6,25 +6,26 @@ that is not taken here goes to the per-packet decoder.
 """
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
+
+from ..jit import njit
 
 from .slow import UDP_TUNNEL_PORTS
 
 _TUNNEL = tuple(sorted(UDP_TUNNEL_PORTS))   # UDP tunnel ports: those datagrams take the per-packet path
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _u16(a, p):
     return (np.int64(a[p]) << 8) | np.int64(a[p + 1])
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _u32(a, p):
     return (np.int64(a[p]) << 24) | (np.int64(a[p + 1]) << 16) | (np.int64(a[p + 2]) << 8) | np.int64(a[p + 3])
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _u64(a, p):
     v = np.uint64(0)
     for k in range(8):
@@ -32,7 +33,7 @@ def _u64(a, p):
     return v
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def fast_decode(arr, off, caplen, wirelen, lt, cp4, cp6,
                 ok, ver_o, shi, slo, dhi, dlo, proto_o, sport_o, dport_o, flags_o, seq_o, ack_o, win_o,
                 iplen_o, paylen_o, vlan_o, ivlan_o, payoff_o, paycap_o):

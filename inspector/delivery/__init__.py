@@ -31,10 +31,7 @@ import hashlib
 import os
 import time
 
-from .message import alert_id, packet_time, summary
-from .spool import SpoolBusy
-from .syslog import SyslogSink, parse_facility, parse_target
-from .webhook import WebhookSink, parse_header, parse_url
+import importlib
 
 __all__ = ["AlertDelivery", "add_arguments", "from_args", "default_spool_root", "alert_id", "packet_time", "summary",
            "SyslogSink", "WebhookSink", "SPOOL_DIRNAME", "DeliveryConfigError"]
@@ -43,6 +40,19 @@ SPOOL_DIRNAME = "alert-spool"
 DEFAULT_FLUSH_TIMEOUT = 10.0
 DEFAULT_SPOOL_MB = 64.0
 TOTALS = ("sent", "retried", "spooled", "dropped", "failed")
+
+
+#: names this package offers from its modules, imported when first asked for: building the command-line
+#: parser (``add_arguments``) must not load the HTTP, TLS and e-mail modules the sinks use
+_LAZY = {"alert_id": "message", "packet_time": "message", "summary": "message", "SpoolBusy": "spool",
+         "SyslogSink": "syslog", "WebhookSink": "webhook"}
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
 
 class DeliveryConfigError(ValueError):
@@ -104,11 +114,12 @@ def _number(strictly_positive: bool):
     return parse
 
 
-def _checked(check, keep_text: bool = True):
-    """argparse ``type=`` from a parser that raises ValueError: the text (or the parsed value)."""
+def _checked(module: str, check: str, keep_text: bool = True):
+    """argparse ``type=`` from the parser ``check`` of this package's ``module`` (imported when an option
+    is given), which raises ValueError: the text (or the parsed value)."""
     def parse(text: str):
         try:
-            value = check(text)
+            value = getattr(importlib.import_module(f"{__name__}.{module}"), check)(text)
         except ValueError as e:
             raise argparse.ArgumentTypeError(str(e))
         return text if keep_text else value
@@ -123,16 +134,16 @@ def default_spool_root(out_dir: str) -> str:
 def add_arguments(p, spool_default: str = "OUT.alert-spool beside the output directory OUT") -> None:
     """The delivery options (see the module docstring) on an argparse (sub)parser."""
     g = p.add_argument_group("alert delivery")
-    g.add_argument("--alert-syslog", action="append", default=[], type=_checked(parse_target),
+    g.add_argument("--alert-syslog", action="append", default=[], type=_checked("syslog", "parse_target"),
                    metavar="[udp://|tcp://]HOST:PORT",
                    help="send each alert as an RFC 5424 syslog message (UDP by default; tcp:// uses RFC 6587 "
                         "octet counting); repeatable")
-    g.add_argument("--alert-syslog-facility", type=_checked(parse_facility, False), default=16, metavar="NAME",
+    g.add_argument("--alert-syslog-facility", type=_checked("syslog", "parse_facility", False), default=16, metavar="NAME",
                    help="syslog facility (default local0)")
-    g.add_argument("--alert-webhook", action="append", default=[], type=_checked(parse_url), metavar="URL",
+    g.add_argument("--alert-webhook", action="append", default=[], type=_checked("webhook", "parse_url"), metavar="URL",
                    help="POST each alert as JSON to URL (http/https), with retries; alerts wait in the spool "
                         "while the receiver is down; repeatable")
-    g.add_argument("--alert-webhook-header", action="append", default=[], type=_checked(parse_header),
+    g.add_argument("--alert-webhook-header", action="append", default=[], type=_checked("webhook", "parse_header"),
                    metavar="'NAME: VALUE'",
                    help="an extra header on every web hook request (e.g. an authorisation token); repeatable")
     g.add_argument("--alert-webhook-ca", metavar="FILE",
@@ -159,6 +170,9 @@ def from_args(args, spool_root: str, clock=time.monotonic) -> AlertDelivery | No
     hooks = list(dict.fromkeys(getattr(args, "alert_webhook", None) or ()))
     if not syslogs and not hooks:
         return None
+    from .spool import SpoolBusy
+    from .syslog import SyslogSink
+    from .webhook import WebhookSink
     sinks = []
     root = getattr(args, "alert_spool", None) or spool_root
     try:

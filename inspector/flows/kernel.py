@@ -14,8 +14,8 @@ per endpoint, HIST the history letters.
 from __future__ import annotations
 
 import numpy as np
-import numba as nb
 
+from ..jit import njit
 from .roles import (A_DNS, A_DNS_SEEN, A_NTP, A_NTP_FLIPPED, DNS_UDP_PORTS, H_DNS_MSG, H_DNS_RESPONSE,
                     H_NTP_CLIENT, H_NTP_SERVER, NTP_UDP_PORT)
 
@@ -68,12 +68,12 @@ STATE_NAMES = ("OTH", "S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTO
 _J = dict(cache=True, nogil=True)
 
 
-@nb.njit(**_J)
+@njit(**_J)
 def seq_delta(a, b):
     return ((a - b + 0x80000000) & M32) - 0x80000000
 
 
-@nb.njit(**_J)
+@njit(**_J)
 def _hist_add(FI, HIST, f, code):
     n = FI[f, HIST_LEN]
     if n < HMAX:
@@ -83,7 +83,7 @@ def _hist_add(FI, HIST, f, code):
         FI[f, WEIRDS] |= W_HIST_FULL
 
 
-@nb.njit(**_J)
+@njit(**_J)
 def _check_hist(FI, HIST, f, mask, code, is_orig):
     if not is_orig:
         mask <<= 16
@@ -95,12 +95,12 @@ def _check_hist(FI, HIST, f, mask, code, is_orig):
     return False
 
 
-@nb.njit(**_J)
+@njit(**_J)
 def _add_hist(FI, HIST, f, code, is_orig):
     _hist_add(FI, HIST, f, code if is_orig else code + 32)
 
 
-@nb.njit(**_J)
+@njit(**_J)
 def _set_state(FI, FF, EP, f, e, new):
     old = EP[f, e, STATE]
     if new != old:
@@ -111,31 +111,31 @@ def _set_state(FI, FF, EP, f, e, new):
         EP[f, e, STATE] = new
 
 
-@nb.njit(**_J)
+@njit(**_J)
 def _init_seqs(EP, f, e, start, last):
     EP[f, e, START] = start & M32
     EP[f, e, ASEQ] = start & M32
     EP[f, e, LSEQ] = last & M32
 
 
-@nb.njit(**_J)
+@njit(**_J)
 def _full_last(EP, f, e):
     return (EP[f, e, SWRAPS] << 32) | EP[f, e, LSEQ]
 
 
-@nb.njit(**_J)
+@njit(**_J)
 def _full_ack(EP, f, e):
     return (EP[f, e, AWRAPS] << 32) | EP[f, e, ASEQ]
 
 
-@nb.njit(**_J)
+@njit(**_J)
 def _update_last(EP, f, e, seq):
     if seq < EP[f, e, LSEQ]:
         EP[f, e, SWRAPS] += 1
     EP[f, e, LSEQ] = seq
 
 
-@nb.njit(**_J)
+@njit(**_J)
 def _relative(EP, f, e, cur, last, wraps):
     delta = seq_delta(cur, last)
     if delta < 0:
@@ -150,7 +150,7 @@ def _relative(EP, f, e, cur, last, wraps):
     return ((wraps << 32) | cur) - EP[f, e, START], False
 
 
-@nb.njit(**_J)
+@njit(**_J)
 def _flip(FI, FF, ADDR, EP, HOLES, HIST, f):
     for a, b in ((0, 2), (1, 3)):
         t = ADDR[f, a]
@@ -178,7 +178,7 @@ def _flip(FI, FF, ADDR, EP, HOLES, HIST, f):
     _hist_add(FI, HIST, f, 94)  # '^'
 
 
-@nb.njit(**_J)
+@njit(**_J)
 def _removal_time(FI, FF, EP, f, now):
     """When Zeek's timers would have removed flow f before ``now``; NOT_YET if not.  Any time is
     valid packet time, negative ones (captures dated before 1970) included."""
@@ -240,7 +240,7 @@ def _removal_time(FI, FF, EP, f, now):
     return NOT_YET
 
 
-@nb.njit(**_J)
+@njit(**_J)
 def _is_reuse(FI, EP, f, fl, seq):
     if fl & SYN == 0:
         return False
@@ -259,7 +259,7 @@ def _is_reuse(FI, EP, f, fl, seq):
     return True
 
 
-@nb.njit(**_J)
+@njit(**_J)
 def _closed(FI, FF, EP, f, e):
     if EP[f, e, DID_CLOSE]:
         return
@@ -275,7 +275,7 @@ def _closed(FI, FF, EP, f, e):
             FF[f, T_EXP2] = t
 
 
-@nb.njit(**_J)
+@njit(**_J)
 def _fill_holes(EP, HOLES, f, e, seq, length):
     last64 = _full_last(EP, f, e)
     s = last64 + seq_delta(seq, EP[f, e, LSEQ])
@@ -310,7 +310,7 @@ def _fill_holes(EP, HOLES, f, e, seq, length):
     EP[f, e, NHOLES] = m
 
 
-@nb.njit(**_J)
+@njit(**_J)
 def _tcp_packet(FI, FF, ADDR, EP, HOLES, HIST, f, is_orig, fl, seq, ack, length, win, ts):
     e = 0 if is_orig else 1
     p = 1 - e
@@ -512,7 +512,7 @@ def _tcp_packet(FI, FF, ADDR, EP, HOLES, HIST, f, is_orig, fl, seq, ack, length,
         _closed(FI, FF, EP, f, e)
 
 
-@nb.njit(**_J)
+@njit(**_J)
 def _init_flow(FI, FF, ADDR, EP, HOLES, HIST, f, serial, ver, proto, vlan, ivlan, ts, af,
                shi, slo, sport, dhi, dlo, dport):
     for k in range(NFI):
@@ -550,13 +550,13 @@ def _init_flow(FI, FF, ADDR, EP, HOLES, HIST, f, serial, ver, proto, vlan, ivlan
         FF[f, T_EXP1] = INF
 
 
-@nb.njit(**_J)
+@njit(**_J)
 def _mix(h, v):
     h ^= v + np.uint64(0x9E3779B97F4A7C15) + (h << np.uint64(6)) + (h >> np.uint64(2))
     return h * np.uint64(0xBF58476D1CE4E5B9)
 
 
-@nb.njit(**_J)
+@njit(**_J)
 def _lookup(HT, KEY, SLOT, key, h):
     """Slot holding the flow with this key (>= 0), or -(first free slot) - 1."""
     mask = len(HT) - 1
@@ -576,7 +576,7 @@ def _lookup(HT, KEY, SLOT, key, h):
         slot = (slot + 1) & mask
 
 
-@nb.njit(**_J)
+@njit(**_J)
 def ht_insert(HT, KEY, SLOT, f):
     h = np.uint64(0)
     for k in range(9):
@@ -589,7 +589,7 @@ def ht_insert(HT, KEY, SLOT, f):
     SLOT[f] = slot
 
 
-@nb.njit(**_J)
+@njit(**_J)
 def ht_rebuild(HT, KEY, SLOT, FI, upto):
     HT[:] = -1
     for f in range(upto):
@@ -597,7 +597,7 @@ def ht_rebuild(HT, KEY, SLOT, FI, upto):
             ht_insert(HT, KEY, SLOT, f)
 
 
-@nb.njit(**_J)
+@njit(**_J)
 def _alloc(FI, free, counters, cap):
     nf = counters[3]
     if nf > 0:
@@ -610,7 +610,7 @@ def _alloc(FI, free, counters, cap):
     return f
 
 
-@nb.njit(**_J)
+@njit(**_J)
 def process(start, ts_a, ver_a, proto_a, vlan_a, ivlan_a, fl_a, seq_a, ack_a, win_a, ip_a, pay_a, wire_a,
             shi_a, slo_a, sp_a, dhi_a, dlo_a, dp_a, app_a,
             FI, FF, ADDR, EP, HOLES, HIST, KEY, SLOT, HT, free, counters, ended, ended_ts,
@@ -762,7 +762,7 @@ def process(start, ts_a, ver_a, proto_a, vlan_a, ivlan_a, fl_a, seq_a, ack_a, wi
     return n
 
 
-@nb.njit(**_J)
+@njit(**_J)
 def _app_flip(FI, ADDR, f, hint, is_orig):
     """Zeek's DNS and NTP analyzer flips (see ``roles``): True when this packet flips flow f."""
     appf = FI[f, APPF]
@@ -783,7 +783,7 @@ def _app_flip(FI, ADDR, f, hint, is_orig):
     return flip
 
 
-@nb.njit(**_J)
+@njit(**_J)
 def sweep(FI, FF, EP, HT, SLOT, upto, now, ended, ended_ts, counters, force):
     """End every active flow whose timers ran out by ``now`` (all of them when ``force``)."""
     for f in range(upto):
@@ -807,7 +807,7 @@ def sweep(FI, FF, EP, HT, SLOT, upto, now, ended, ended_ts, counters, force):
             counters[5] += 1
 
 
-@nb.njit(**_J)
+@njit(**_J)
 def _size(EP, HOLES, f, e):
     p = 1 - e
     if EP[f, e, PREV] == SYN_SENT and EP[f, e, STATE] == RESET and EP[f, p, STATE] == INACTIVE:
@@ -835,7 +835,7 @@ def _size(EP, HOLES, f, e):
     return size, missed
 
 
-@nb.njit(**_J)
+@njit(**_J)
 def finalize(FI, EP, HOLES, HIST, fids, out):
     """Per ended flow: orig_bytes, resp_bytes, missed_bytes, conn_state code."""
     for j in range(len(fids)):

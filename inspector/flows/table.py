@@ -156,7 +156,8 @@ class FlowTable:
         self.cap = cap
         self.HT = np.full(4 * cap, -1, dtype=np.int64)
         self.counters[5] = 0
-        K.ht_rebuild(self.HT, self.KEY, self.SLOT, self.FI, int(self.counters[0]))
+        if self.counters[0]:         # no flow yet: the new table is empty as it is (and numba stays unloaded)
+            K.ht_rebuild(self.HT, self.KEY, self.SLOT, self.FI, int(self.counters[0]))
 
     def _maybe_rehash(self) -> None:
         if self.counters[5] > len(self.HT) // 4:
@@ -324,8 +325,9 @@ class FlowTable:
         """End every flow whose timers have run out by ``now``."""
         self.last_sweep = now
         self.counters[2] = 0
-        K.sweep(self.FI, self.FF, self.EP, self.HT, self.SLOT, int(self.counters[0]), now, self.ended,
-                self.ended_ts, self.counters, force)
+        if self.counters[0]:         # a table that never held a flow has nothing to end
+            K.sweep(self.FI, self.FF, self.EP, self.HT, self.SLOT, int(self.counters[0]), now, self.ended,
+                    self.ended_ts, self.counters, force)
         self._collect_ended(records)
 
     def _evict(self, now: float, records: FlowBatch) -> None:
