@@ -388,6 +388,11 @@ def build(path: Path) -> dict[str, Expect]:
                                        csv_bytes(rows)), OK)])
     exp["203.0.113.16"] = _cust(rows, "Azure PutBlock", apis=["azure-blob:PutBlock"])
 
+    # 15. a raw TCP stream (no known protocol) carrying a zip (stored) far larger than the sniffing head
+    rows = customers(2000, 800)
+    cap.tcp("203.0.113.17", 9000, [(zip_bytes({"dump.csv": csv_bytes(rows)}, zipfile.ZIP_STORED), b"OK\n")])
+    exp["203.0.113.17"] = _cust(rows, "zip over raw TCP")
+
     # negatives: benign look-alikes count nothing
     cap.tcp("198.51.100.201", 80, [(http("POST", "/upload", "upload.filedrop.example",
                                          [("Content-Type", "application/zip")],

@@ -214,3 +214,26 @@ def test_aws_unchunk():
                       for c in (body[:500], body[500:])) + b"0;chunk-signature=" + b"0" * 64 + b"\r\n\r\n"
     assert cloud.aws_unchunk(framed) == body
     assert cloud.aws_unchunk(b"not chunked at all") is None
+
+
+def test_raw_stream_of_an_openable_container_is_read_on():
+    """A raw TCP stream that starts with a zip, a zstd frame or a MessagePack container is read past
+    its head (those are opened); random bytes are not."""
+    from inspector.content.sink import ContentSink
+
+    class _Site:
+        def is_local(self, ip):
+            return ip.startswith("10.")
+
+        def is_multicast_or_broadcast(self, ip):
+            return False
+
+    if not _STAGE:
+        _STAGE.append(ContentStage())
+    sink = ContentSink(_STAGE[0], _Site())
+    rng = random.Random(3)
+    for head, want in ((gen.zip_bytes({"a.csv": CSV}), True), (zstandard.ZstdCompressor().compress(CSV), True),
+                       (msgpack.packb(ROWS), True), (bytes(rng.randrange(256) for _ in range(4096)), False)):
+        cf = sink.open("C1", 0.0, "10.0.0.1", "192.0.2.1")
+        sink.stream(cf, head)
+        assert sink.wants_stream(cf) is want

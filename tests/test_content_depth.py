@@ -38,7 +38,7 @@ def scanned(tmp_path_factory):
     return expect, content, weirds, _jsonl(out / "files.jsonl"), {f["id.resp_h"]: f for f in flows}, out
 
 
-SERVERS = [f"203.0.113.{i}" for i in range(1, 17)] + [f"198.51.100.{i}" for i in range(201, 205)]
+SERVERS = [f"203.0.113.{i}" for i in range(1, 18)] + [f"198.51.100.{i}" for i in range(201, 205)]
 
 
 @pytest.mark.parametrize("server", SERVERS)
@@ -97,3 +97,22 @@ def test_csv_member_hash_is_the_member(scanned):
     member = next(f for f in files if f["filename"] == "export/customers.csv")
     want = hashlib.sha256(gen.csv_bytes(gen.customers(100, 25))).hexdigest()
     assert member["sha256"] == want
+
+
+def test_http_log_masks_encoded_query_values(scanned):
+    """http.jsonl keeps the beacons' parameter names and harmless values; the values that carry an
+    identifier, base64/hex/percent-encoded or plain, are masked there too."""
+    *_rest, out = scanned
+    beacons = [r for r in _jsonl(out / "http.jsonl") if r["id.resp_h"] == "203.0.113.7"]
+    assert len(beacons) == 5
+    for r in beacons:
+        assert r["uri"].startswith("/px.gif?v=2&d=[masked email,phone]&e=[masked email]&ref=")
+    benign = next(r for r in _jsonl(out / "http.jsonl") if r["id.resp_h"] == "198.51.100.202")
+    assert "[masked" not in benign["uri"]
+
+
+def test_mask_query_plain_values():
+    from inspector.content.params import mask_query
+    assert mask_query("/t?phone=%2B44%2020%207946%200123&page=2") == "/t?phone=[masked phone]&page=2"
+    assert mask_query("/a/b?x=1#frag") == "/a/b?x=1#frag"
+    assert mask_query("/no/query") == "/no/query"

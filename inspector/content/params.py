@@ -13,6 +13,9 @@ a beacon uses, value by value, to a bounded depth (``MAX_DEPTH``):
   named ``outer.inner``, so the inner keys still label their values (``d=eyJwaG9uZSI6...`` becomes
   ``d.phone=...``).
 
+``mask_query(uri)`` is what protocol logs write instead of a URI whose query values carry
+identifiers (plainly or encoded): those values become ``[masked email,phone]``.
+
 ``render(pairs)`` writes the decoded pairs as ``application/x-www-form-urlencoded`` text, which the
 record counter (``records.count_records(.., "form")``) reads with each key as its value's field
 context: encoded PII counts as PII.  Nothing here logs or keeps a value; bounded in pairs
@@ -25,7 +28,8 @@ from urllib.parse import unquote, unquote_plus, urlencode
 
 from .decoding import decode_token
 
-__all__ = ["request_pairs", "decode_pairs", "render", "form_pairs", "parse_form", "MAX_DEPTH", "MAX_PAIRS"]
+__all__ = ["request_pairs", "decode_pairs", "render", "form_pairs", "parse_form", "mask_query", "MAX_DEPTH",
+           "MAX_PAIRS"]
 
 MAX_DEPTH = 4
 MAX_PAIRS = 1000
@@ -189,6 +193,33 @@ def decode_pairs(pairs) -> tuple[list[tuple[str, str]], set]:
 def render(pairs) -> bytes:
     """Decoded pairs as form-urlencoded text (``records`` reads it as one record, per-index groups)."""
     return urlencode([(k or "value", v) for k, v in pairs if v]).encode("ascii")
+
+
+def mask_query(uri: str) -> str:
+    """``uri`` (as a protocol log writes it) with every query or fragment value that carries an
+    identifier, in the clear or encoded (percent, base64, hex, JSON inside...), replaced by
+    ``[masked CLASS,...]``: the log keeps the parameter names and the harmless values."""
+    if not isinstance(uri, str) or "=" not in uri or ("?" not in uri and "#" not in uri):
+        return uri
+    try:
+        from .identifiers import scan_fields
+        cut = min(i for i in (uri.find("?"), uri.find("#")) if i >= 0) + 1
+        out = []
+        changed = False
+        for piece in uri[cut:cut + MAX_TARGET].split("&")[:MAX_PAIRS]:
+            k, eq, v = piece.partition("=")
+            if eq and len(v) >= 5:
+                decoded, _enc = decode_pairs([(k, v)])
+                classes = set()
+                for dk, dv in decoded:
+                    classes.update(c for c, vals in scan_fields({dk or "value": dv}).items() if vals)
+                if classes:
+                    piece = f"{k}=[masked {','.join(sorted(classes))}]"
+                    changed = True
+            out.append(piece)
+        return uri[:cut] + "&".join(out) if changed else uri
+    except Exception:
+        return uri
 
 
 def parse_form(body: bytes) -> list[tuple[str, str]]:

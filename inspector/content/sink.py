@@ -188,14 +188,15 @@ class ContentSink:
 
     def wants_stream(self, cf: ContentFlow) -> bool:
         """Is more of the leaving stream worth reading: budget left, and what came so far is
-        not encrypted, compressed or media?"""
+        not encrypted, compressed or media, unless it is an archive, a compression format or a
+        binary encoding the stage opens (``ContentStage.openable``)?"""
         if len(cf.stream) >= self.stream_budget:
             return False
         head = bytes(cf.stream[:4096])
         if not head:
             return True
         ptype, _ = self.stage.types.classify(head)
-        return ptype not in OPAQUE_TYPES
+        return ptype not in OPAQUE_TYPES or self.stage.openable(head)
 
     # -- ended flows ---------------------------------------------------------------------
     def finish(self, records) -> None:

@@ -232,6 +232,13 @@ class ContentStage:
             cf.types_seen.add("request-params")
             self._count(cf, rc)
 
+    def openable(self, head: bytes) -> bool:
+        """Do these first bytes start something the stage opens (an archive or document, a
+        compression format, a MessagePack/CBOR container)?  A raw stream that does is read on."""
+        return (head[:4] in (b"PK\x03\x04", b"%PDF") or head[:2] == b"\x1f\x8b" or self.archives.is_7z(head)
+                or self.archives.is_tar(head) or self.binary.codec_of(head) is not None
+                or 0x80 <= head[0] < 0xC0 or head[:3] == b"\xd9\xd9\xf7")
+
     def _declared_binary(self, info: dict) -> bool:
         ct = (info.get("content_type") or "").lower()
         return any(t in ct for t in ("protobuf", "grpc", "msgpack", "cbor"))

@@ -2,8 +2,9 @@
 
 Which fields carry people's addresses is declared by the protocol modules
 (``PII_FIELDS``, see protocols/base.py); e-mail addresses in those fields (also
-percent-encoded ones in URIs) are replaced by the content stage's masked form
-unless the run shows raw values.
+percent-encoded ones in URIs) are replaced by the content stage's masked form,
+and a URI's query values that carry identifiers (also base64-, hex- or
+percent-encoded ones) by ``[masked CLASS]``, unless the run shows raw values.
 """
 from __future__ import annotations
 
@@ -18,8 +19,15 @@ def _mask_match(m) -> str:
 
 
 def mask_text(text):
-    """``text`` with every e-mail address masked; anything but a string is returned as is."""
-    if not isinstance(text, str) or ("@" not in text and "%40" not in text.lower()):
+    """``text`` with every e-mail address masked, and every query value of a URI that carries an
+    identifier, plainly or encoded (``content.params.mask_query``); anything but a string is returned
+    as is."""
+    if not isinstance(text, str):
+        return text
+    if "=" in text and ("?" in text or "#" in text):
+        from ..content.params import mask_query   # deferred, as below: only URIs with a query pay
+        text = mask_query(text)
+    if "@" not in text and "%40" not in text.lower():
         return text
     return _EMAIL_RE.sub(_mask_match, text)
 
