@@ -237,3 +237,11 @@ def test_raw_stream_of_an_openable_container_is_read_on():
         cf = sink.open("C1", 0.0, "10.0.0.1", "192.0.2.1")
         sink.stream(cf, head)
         assert sink.wants_stream(cf) is want
+
+
+def test_form_field_holding_a_base64_csv_counts_its_rows():
+    body = b"note=weekly+export&file=" + base64.b64encode(CSV).replace(b"+", b"%2B").replace(b"/", b"%2F") \
+        .replace(b"=", b"%3D")
+    data, customers, cf, _ = _stage_counts(body, {"source": "http",
+                                                 "content_type": "application/x-www-form-urlencoded"})
+    assert data == {"email": 12, "phone": 12} and customers == 12 and "base64" in cf.encodings

@@ -128,7 +128,8 @@ def _flatten_json(doc, prefix: str, out: list, depth: int) -> None:
         out.append((prefix or "value", str(doc)))
 
 
-def _decode_value(key: str, value: str, depth: int, out: list, encodings: set, form: bool = True) -> None:
+def _decode_value(key: str, value: str, depth: int, out: list, encodings: set, form: bool = True,
+                  documents: list | None = None) -> None:
     """Append the decoded form(s) of one value to ``out``.  ``form``: the value comes from a
     form-urlencoded string (``+`` is a space); a value decoded from JSON or base64 is plain text, where
     only ``%XX`` sequences are undone."""
@@ -157,32 +158,37 @@ def _decode_value(key: str, value: str, depth: int, out: list, encodings: set, f
                 inner: list = []
                 _flatten_json(doc, key, inner, 0)
                 for k, v in inner:
-                    _decode_value(k, v, depth + 1, out, encodings, form=False)
+                    _decode_value(k, v, depth + 1, out, encodings, False, documents)
                 return
         if "=" in s and ("&" in s or s.count("=") == 1) and not s.endswith("=") and " " not in s:
             inner = form_pairs(s)
             if inner and all(k and len(k) <= 64 for k, _v in inner):
                 for k, v in inner:
-                    _decode_value(f"{key}.{k}" if key else k, v, depth + 1, out, encodings)
+                    _decode_value(f"{key}.{k}" if key else k, v, depth + 1, out, encodings, True, documents)
                 return
         got = decode_token(s.encode("utf-8", "surrogatepass"), min_len=8) if len(s) >= 8 else None
         if got is not None:
             text = _text(got[1])
             if text is not None:
                 encodings.add(got[0])
-                _decode_value(key, text, depth + 1, out, encodings, form=False)
+                if documents is not None and text.count("\n") >= 2:
+                    documents.append(text.encode("utf-8"))   # a whole document (CSV, EDI...): a body
+                    return
+                _decode_value(key, text, depth + 1, out, encodings, False, documents)
                 return
     out.append((key, value))
 
 
-def decode_pairs(pairs) -> tuple[list[tuple[str, str]], set]:
-    """``(decoded pairs, encodings undone)``; see the module docstring."""
+def decode_pairs(pairs, documents: list | None = None) -> tuple[list[tuple[str, str]], set]:
+    """``(decoded pairs, encodings undone)``; see the module docstring.  With ``documents`` (a list),
+    a value that decodes to a multi-line text (a CSV, an EDI interchange, NDJSON) is appended there
+    as bytes instead of being kept as one value: the caller inspects it as a body of its own."""
     out: list[tuple[str, str]] = []
     encodings: set = set()
     try:
         for k, v in pairs:
             key = unquote_plus(k)[:256] if k else ""
-            _decode_value(key, v, 0, out, encodings)
+            _decode_value(key, v, 0, out, encodings, True, documents)
             if len(out) >= MAX_PAIRS:
                 break
     except Exception:

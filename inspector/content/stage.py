@@ -193,9 +193,7 @@ class ContentStage:
             return
         if ptype == "form":
             # form values decoded (URL, base64, hex, nested JSON or forms) before they are counted
-            pairs, encodings = self.params.decode_pairs(self.params.parse_form(data))
-            cf.encodings.update(encodings - {"url"})
-            self._count(cf, self.records_mod.count_records(self.params.render(pairs), "form"))
+            self._pairs(cf, self.params.parse_form(data), uid, depth, budget, level)
             return
         # One multi-pattern pass first: unstructured payloads with no candidate at all skip the
         # validators (the bulk of logs, pages and binaries leaving a site).
@@ -220,17 +218,26 @@ class ContentStage:
         if upload is not None:
             cf.apis.add(upload.api)
         pairs = self.params.request_pairs(info.get("target") or info.get("uri"), info.get("headers"))
-        if not pairs:
-            return
-        decoded, encodings = self.params.decode_pairs(pairs)
-        text = self.params.render(decoded)
-        if not text or (len(text) > 2048 and not self.prefilter.has_any(text)):
-            return
-        rc = self.records_mod.count_records(text, "form")
-        if rc.data:
-            cf.encodings.update(encodings - {"url"})
+        if pairs and self._pairs(cf, pairs, uid, 0, None, 1):
             cf.types_seen.add("request-params")
-            self._count(cf, rc)
+
+    def _pairs(self, cf: ContentFlow, pairs, uid, depth: int, budget, level: int) -> bool:
+        """Decode named values (``params.decode_pairs``) and count them as one form record; values
+        that decode to whole documents are inspected as bodies.  True when something was found."""
+        documents: list = []
+        decoded, encodings = self.params.decode_pairs(pairs, documents)
+        text = self.params.render(decoded)
+        before = _found(cf)
+        if text and (len(text) <= 2048 or self.prefilter.has_any(text)):
+            rc = self.records_mod.count_records(text, "form")
+            if rc.data:
+                self._count(cf, rc)
+        for doc in documents[:16]:
+            self._inspect(cf, {"source": "http"}, doc, uid, False, depth + 1, budget, level + 1)
+        if _found(cf) == before:
+            return False
+        cf.encodings.update(encodings - {"url"})   # percent-encoding is HTTP's own, not a disguise
+        return True
 
     def openable(self, head: bytes) -> bool:
         """Do these first bytes start something the stage opens (an archive or document, a
@@ -413,6 +420,11 @@ class ContentStage:
 
     def hash(self, value: str) -> str:
         return hmac.new(self.salt, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:32]
+
+
+def _found(cf: ContentFlow) -> tuple[int, int]:
+    """How much a flow has found so far (distinct values, records): did a decoding step add any?"""
+    return sum(len(v) for v in cf.values.values()), sum(cf.records.values())
 
 
 def empty_fields() -> dict:
