@@ -245,3 +245,17 @@ def test_form_field_holding_a_base64_csv_counts_its_rows():
     data, customers, cf, _ = _stage_counts(body, {"source": "http",
                                                  "content_type": "application/x-www-form-urlencoded"})
     assert data == {"email": 12, "phone": 12} and customers == 12 and "base64" in cf.encodings
+
+
+def test_otlp_style_attributes_and_snappy_remote_write():
+    """Key/value attributes whose value is wrapped (OpenTelemetry AnyValue) still name their values;
+    a Snappy-compressed protobuf declared by Content-Encoding (Prometheus remote write) is read."""
+    attrs = b"".join(gen.pb_bytes(2, gen.pb_bytes(1, k.encode()) + gen.pb_bytes(2, gen.pb_bytes(1, v.encode())))
+                     for k, v in ROWS[0].items())
+    fmt, doc = binary.structured(gen.pb_bytes(1, attrs), "application/x-protobuf")
+    assert json.loads(doc) == {"1": [{"2": ROWS[0]}]}     # a nested message is a record (an array element)
+    body = b"".join(gen.pb_bytes(1, b"".join(gen.pb_bytes(1, gen.pb_bytes(1, k.encode()) + gen.pb_bytes(2, v.encode()))
+                                             for k, v in r.items())) for r in ROWS)
+    info = {"source": "http", "content_type": "application/x-protobuf", "content_encoding": "snappy"}
+    data, customers, cf, _ = _stage_counts(bytes(cramjam.snappy.compress_raw(body)), info)
+    assert data == {"email": 12, "phone": 12} and customers == 12 and {"snappy", "protobuf"} <= cf.encodings

@@ -18,7 +18,7 @@ Protobuf without a schema is read by structure: a length-delimited field is a ne
 bytes parse completely as one (and are not readable text), a string when they are UTF-8 text; a
 nested message of exactly a key string (field 1) and a scalar (field 2) is a map entry (protobuf
 encodes ``map<string, V>`` that way, and so do key/value schemas such as Alibaba Cloud Log Service's
-``Content``): entries of one field become one JSON object, so the key gives the value its field
+``Content``, Prometheus labels and OpenTelemetry attributes): entries of one field become one JSON object, so the key gives the value its field
 context (``phone``, ``email``...).  Other fields are keyed by number.  A repeated nested message becomes
 a JSON array, whose objects the record counter counts as records (one SLS ``Log`` = one record).
 
@@ -232,12 +232,16 @@ def _could_be_message(raw: bytes) -> bool:
 
 
 def _entry(v) -> tuple[str, object] | None:
-    """A map entry / key-value message: exactly field 1 = key string, field 2 = scalar."""
+    """A map entry / key-value message: exactly field 1 = key string, field 2 = a scalar, or a
+    wrapper message holding one scalar (OpenTelemetry's ``KeyValue{key, AnyValue{string_value}}``,
+    ``google.protobuf.StringValue``)."""
     if not isinstance(v, list) or len(v) != 2:
         return None
     (f1, k), (f2, val) = v
     if f1 != 1 or f2 != 2 or not isinstance(k, str) or not _KEY.match(k):
         return None
+    if isinstance(val, list) and len(val) == 1:
+        val = val[0][1]
     if isinstance(val, (str, int)):
         return k, val
     return None

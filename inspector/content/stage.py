@@ -158,7 +158,7 @@ class ContentStage:
                  budget=None, level: int = 0) -> None:
         if not data:
             return
-        if data.startswith(self.binary.H2_PREFACE):
+        if data.startswith(self.binary.H2_PREFACE) and level < 8:
             # cleartext HTTP/2 read as a raw stream (gRPC, REST over h2c): each stream's DATA is a body
             cf.types_seen.add("http2")
             if count_bytes:
