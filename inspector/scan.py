@@ -70,7 +70,7 @@ class Scanner:
                 self.logs = ProtocolLogs(pii, show_raw=content is not None and content.show_raw, sink=log_sink)
                 if content is not None:
                     self.content = ContentSink(content, self.site, contrib.encrypted, emit=self.logs)
-                names = DestinationNames(contrib.name_sources)
+                names = DestinationNames(contrib.name_sources, fallbacks=contrib.name_fallbacks)
                 self.enrich = EnrichStage(names, enricher)
                 self.dispatcher = Dispatcher(contrib, self.logs, content=self.content, names=names)
                 self.logs.capture_of = self.dispatcher.capture_of

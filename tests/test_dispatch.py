@@ -75,7 +75,8 @@ def test_unregistered_it_is_gone(tmp_path):
 
 def test_the_declarations_reproduce_the_former_tables():
     c = contributions(protocols.load())
-    assert c.name_sources == ("sni", "quic_sni", "http_host")
+    assert c.name_sources == ("sni", "sni_outer", "quic_sni", "http_host")   # sni_outer: ECH (issue 15)
+    assert c.name_fallbacks == ("x509",)
     assert c.pii == {"http": ("uri", "referrer"), "ftp": ("arg",),
                      "smtp": ("mailfrom", "rcptto", "from", "to", "cc", "reply_to"),
                      "x509": ("certificate.subject", "certificate.issuer")}   # added since: client certificates

@@ -44,7 +44,7 @@ GROUP_ERRORS = [
        category: carrier
        vendor: brown-corp
      """, 3, "unknown key 'vendor'; expected one of: group, name, category, country, "
-             "domains, cidrs, asns, references, notes"),
+             "domains, cidrs, asns, cert_issuers, cert_subjects, references, notes"),
     ("""\
      - group: ali
        category: foreign-cloud
@@ -116,7 +116,7 @@ GROUP_ERRORS = [
     ("""\
      - group: ups
        category: carrier
-     """, 1, "group 'ups' has no domains, cidrs or asns"),
+     """, 1, "group 'ups' has no domains, cidrs, asns, cert_issuers or cert_subjects"),
     ("""\
      - group: ups
        category: carrier

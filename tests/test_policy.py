@@ -377,6 +377,16 @@ def test_1000030_encrypted_upload_with_asymmetry(rules):
     assert a[0]["evidence"]["thresholds"] == {"bytes_out": 401515, "out_in_ratio": 76.904}
 
 
+def test_1000033_hidden_name_upload_to_foreign_cloud(rules):
+    f = flow(**FOREIGN, payload_type="tls-encrypted", ob=100 << 10, rb=2000, op=80, rp=20)
+    assert sids(run(rules, flows_only(f))) == []                    # below 1000030's 256 KB, no ECH
+    f["ech"], f["facts"] = True, ["tls.ech"]
+    a = run(rules, flows_only(f))
+    assert sids(a) == [1000033] and a[0]["alert"]["severity"] == 4
+    small = dict(f, orig_bytes=4000, uid=uid())                     # ECH by itself is not a finding
+    assert sids(run(rules, flows_only(small))) == []
+
+
 def test_1000031_encrypted_uploads_per_org(rules):
     fs = [flow(**UNKNOWN, ts=T0 + i * 300, payload_type="tls-encrypted", ob=3 << 20, rb=100 << 10)
           for i in range(4)]

@@ -496,7 +496,8 @@ class TestAnalyzerTLS12:
         assert rec["ja3"] == hashlib.md5(b"771,49199-49200-156-255,0-10-11-13-16,29-23,0").hexdigest()
         assert rec["ja4"].startswith("t12d0405h2_")
         assert ctx.service == ["ssl"]
-        assert sink.names == [("sni", "shop.example.com")]
+        # the certificate names the server too (x509: used only when SNI, Host and DNS named nothing)
+        assert sink.names == [("sni", "shop.example.com"), ("x509", "inspector.test")]
         assert sink.weirds == []
         assert not a.wants_more()
 

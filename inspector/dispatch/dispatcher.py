@@ -21,8 +21,8 @@ For each connection:
 
 What it produces goes to sinks, never into flow records: protocol log records
 to ``emit(log, record)`` (the pipeline masks them per the declarations),
-weirds to ``weirds``, hostname and DNS-answer evidence to ``names`` (a
-``enrich.flows.DestinationNames``), payload that leaves the site, message bodies
+weirds to ``weirds``, hostname, fact, certificate and DNS-answer evidence to
+``names`` (a ``enrich.flows.DestinationNames``), payload that leaves the site, message bodies
 in every direction and announced data channels (files) to ``content`` (a
 ``content.sink.ContentSink``), and confirmed services to the flow table
 (``add_services``) before a connection's record is built.  What a protocol
@@ -41,6 +41,8 @@ from ..streams import ReassemblyBudget, Reassembler
 from .session import Session
 
 SYN = 2
+ACK = 16
+MAX_TCP_OPTIONS = 40        # bytes of options a TCP header can carry (data offset 15 words)
 DETECT_PACKETS = 3          # payload packets per direction offered to the probes before giving up
 PROBE_CHUNKS = 2            # chunks per direction after which the probes are no longer re-run
 UDP_DETECT_DATAGRAMS = 3
@@ -82,6 +84,10 @@ class Dispatcher:
         self._table = None
         self.state = np.zeros(0, dtype=np.int8)
         self.isn = np.zeros((0, 2), dtype=np.int64)   # per flow and direction: SYN sequence number, -1 none
+        # per flow: the client's first SYN for JA4T (window, option bytes, option length; -1 none seen)
+        self.syn_win = np.zeros(0, dtype=np.int32)
+        self.syn_opts = np.zeros((0, MAX_TCP_OPTIONS), dtype=np.uint8)
+        self.syn_olen = np.zeros(0, dtype=np.int8)
         self.budget = ReassemblyBudget(reassembly_cap)
         self.expected: dict = {}   # (resp_h, resp_p) -> [(orig_h|None, service, parent_uid, expires)]
         self.weirds: list = []     # (ts, uid, name, detail)
@@ -109,6 +115,14 @@ class Dispatcher:
     def hostname(self, ctx, source: str, name: str, ts: float) -> None:
         if self.names is not None:
             self.names.hostname(ctx.uid, source, name, ts)
+
+    def fact(self, ctx, name: str, ts: float) -> None:
+        if self.names is not None:
+            self.names.fact(ctx.uid, name)
+
+    def certificate(self, ctx, subject, issuer, ts: float) -> None:
+        if self.names is not None:
+            self.names.certificate(ctx.uid, subject, issuer)
 
     def body(self, ctx, is_orig: bool, info: dict, data: bytes) -> None:
         """A message body from an analyzer (HTTP, SMTP): a file in every direction, inspected
@@ -171,6 +185,14 @@ class Dispatcher:
             isn = np.full((table.cap, 2), -1, dtype=np.int64)
             isn[:len(self.isn)] = self.isn
             self.isn = isn
+            n0 = len(self.syn_olen)
+            win = np.zeros(table.cap, dtype=np.int32)
+            win[:n0] = self.syn_win
+            opts = np.zeros((table.cap, MAX_TCP_OPTIONS), dtype=np.uint8)
+            opts[:n0] = self.syn_opts
+            olen = np.full(table.cap, -1, dtype=np.int8)
+            olen[:n0] = self.syn_olen
+            self.syn_win, self.syn_opts, self.syn_olen = win, opts, olen
         c = db.cols
         state = self.state
         new_rows = np.nonzero(row_new)[0]
@@ -182,6 +204,7 @@ class Dispatcher:
                     self._release(old)
             state[nf] = ST_NEW
             self.isn[nf] = -1
+            self.syn_olen[nf] = -1
         proto = c["proto"]
         pay = c["pay_cap"]
         live = state[row_fid] != ST_DONE
@@ -196,6 +219,8 @@ class Dispatcher:
             echo = np.nonzero(live & (pay > 0) & ((proto == 1) | (proto == 58)))[0]
             if len(echo):
                 self._icmp(table, db, echo, row_fid, row_orig)
+        if self.names is not None:
+            self._client_syns(db, row_fid, row_orig)
         rows = np.nonzero(live & (pay > 0) & ((proto == 6) | (proto == 17)))[0]
         if not len(rows):
             return
@@ -556,10 +581,69 @@ class Dispatcher:
         if not fa.analyzer.wants_more():
             self._stop(f, fa)
 
+    # -- JA4T: the client's SYN --------------------------------------------------------------
+    def _client_syns(self, db, row_fid, row_orig) -> None:
+        """Keep the window and TCP option bytes of each connection's first client SYN (SYN without
+        ACK from the originator), column-wise.  The options lie between the TCP header's fixed 20
+        bytes and the payload: the header start is found by trying each header length a data
+        offset allows and checking the data offset, ports and sequence number there.  Rows of the
+        per-packet decode path (tunnels, fragments) carry no buffer offset: no JA4T for them."""
+        c = db.cols
+        first = np.nonzero((c["proto"] == 6) & ((c["flags"] & (SYN | ACK)) == SYN) & row_orig
+                           & (c["pay_off"] >= 0))[0]
+        if not len(first):
+            return
+        fids = row_fid[first]
+        keep = self.syn_olen[fids] < 0
+        first, fids = first[keep], fids[keep]
+        if not len(first):
+            return
+        buf = np.frombuffer(db.buf, dtype=np.uint8)
+        po = c["pay_off"][first]
+        start = np.full(len(first), -1, dtype=np.int64)
+        for thl in range(20, 20 + MAX_TCP_OPTIONS + 1, 4):
+            st = po - thl
+            cand = (start < 0) & (st >= 0) & (st + 20 <= len(buf))
+            if not cand.any():
+                continue
+            i = np.nonzero(cand)[0]
+            s0 = st[i]
+            b = buf[s0[:, None] + np.arange(20)].astype(np.int64)
+            ok = ((b[:, 12] >> 4) * 4 == thl) \
+                & (((b[:, 0] << 8) | b[:, 1]) == c["sport"][first[i]]) \
+                & (((b[:, 2] << 8) | b[:, 3]) == c["dport"][first[i]]) \
+                & (((b[:, 4] << 24) | (b[:, 5] << 16) | (b[:, 6] << 8) | b[:, 7]) == c["seq"][first[i]])
+            start[i[ok]] = s0[ok]
+        found = start >= 0
+        if not found.any():
+            return
+        start, po, fids, rows = start[found], po[found], fids[found], first[found]
+        olen = (po - start - 20).astype(np.int8)
+        cols = np.arange(MAX_TCP_OPTIONS)
+        idx = np.minimum(start[:, None] + 20 + cols, len(buf) - 1)
+        opts = np.where(cols < olen[:, None], buf[idx], 0).astype(np.uint8)
+        # a retransmitted SYN in the same batch: the first row of each flow wins
+        fids, uniq = np.unique(fids, return_index=True)
+        self.syn_win[fids] = c["win"][rows[uniq]]
+        self.syn_opts[fids] = opts[uniq]
+        self.syn_olen[fids] = olen[uniq]
+
+    def _ja4t(self, table, fids: np.ndarray) -> None:
+        """JA4T of the ending connections whose client SYN was seen, to the destination evidence."""
+        from ..protocols.ja4plus import ja4t
+        fids = fids[fids < len(self.syn_olen)]
+        seen = fids[self.syn_olen[fids] >= 0]
+        if len(seen):
+            for uid, f in zip(table.uids(seen), seen.tolist()):
+                self.names.ja4t(uid, ja4t(int(self.syn_win[f]), self.syn_opts[f, :self.syn_olen[f]].tobytes()))
+            self.syn_olen[seen] = -1
+
     # -- flow table observer: connections about to end ------------------------------------------
     def ending(self, table, fids: np.ndarray, last: list) -> None:
         """Finish the sessions of connections whose records are about to be built; their
         confirmed services go to the table."""
+        if self.names is not None:
+            self._ja4t(table, fids)
         flows = self.flows
         if flows:
             for f, t in zip(fids.tolist(), last):

@@ -18,7 +18,7 @@ DNS answer), or None. Everything is offline; results are cached per
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .geo import GeoDB, GeoInfo
 from .groups import CATEGORIES, Group, Groups, check, default_groups_dir, load_groups
@@ -57,16 +57,18 @@ class Enricher:
         self.groups = groups if groups is not None else Groups()
         self._cache: Dict[Any, Dict[str, Any]] = {}
 
-    def destination(self, resp_h: Any, name: Optional[str] = None) -> Dict[str, Any]:
-        """Destination fields for one responder address and optional name.
+    def destination(self, resp_h: Any, name: Optional[str] = None,
+                    cert: Optional[Tuple[Optional[str], Optional[str]]] = None) -> Dict[str, Any]:
+        """Destination fields for one responder address, optional name and optional server
+        certificate ``(subject, issuer)`` (destination groups may match its names).
         The returned dict is a fresh copy (safe to modify)."""
-        return dict(self._cached(resp_h, name or None))
+        return dict(self._cached(resp_h, name or None, cert or None))
 
-    def _compute(self, addr: Any, name: Optional[str]) -> Dict[str, Any]:
+    def _compute(self, addr: Any, name: Optional[str], cert=None) -> Dict[str, Any]:
         country = asn = org = None
         if self.geo is not None and addr is not None:
             country, asn, org = self.geo.lookup(addr)
-        group, category = self.groups.match(name, addr, asn)
+        group, category = self.groups.match(name, addr, asn, cert)
         return {
             "dst_country": country,
             "dst_asn": asn,
@@ -98,14 +100,14 @@ class Enricher:
                 col.append(d[k])
         return out
 
-    def _cached(self, addr: Any, name: Optional[str]) -> Dict[str, Any]:
-        key = (addr, name)
+    def _cached(self, addr: Any, name: Optional[str], cert=None) -> Dict[str, Any]:
+        key = (addr, name) if cert is None else (addr, name, cert)
         try:
             hit = self._cache.get(key)
         except TypeError:
-            return self._compute(addr, name)
+            return self._compute(addr, name, cert)
         if hit is None:
-            hit = self._compute(addr, name)
+            hit = self._compute(addr, name, cert)
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()
             self._cache[key] = hit

@@ -10,10 +10,15 @@ of groups::
       domains: [aliyuncs.com, alicdn.com]  # suffixes, label-boundary match
       cidrs: [47.74.0.0/15]                # optional
       asns: [45102, AS37963]               # optional
+      cert_issuers: ["CN=Example Issuing CA*,O=Example,C=US"]   # optional
+      cert_subjects: ["*,O=Example Cloud,*"]                     # optional
       references: [https://...]            # optional
       notes: free text                     # optional
 
-Every group needs at least one of ``domains``, ``cidrs`` or ``asns``.
+Every group needs at least one of ``domains``, ``cidrs``, ``asns``, ``cert_issuers`` or
+``cert_subjects``.  Certificate patterns are globs (``*``, ``?``) matched case-insensitively
+against the whole RFC 4514 name of the server's leaf certificate as ``x509.jsonl`` prints it
+(most specific attribute first: ``CN=Amazon RSA 2048 M02,O=Amazon,C=US``).
 Domains are normalised like the site file's (lower case, leading ``*.``/``.``
 and trailing ``.`` stripped, IDNA). A domain, an identical CIDR or an AS
 number may belong to one group only; nested CIDRs in different groups are
@@ -23,8 +28,10 @@ Matching (:meth:`Groups.match`) takes the first that hits, in this order:
 
 1. the name (SNI / DNS / HTTP host) by domain suffix on label boundaries, the
    longest suffix winning (``update.microsoft.com`` beats ``microsoft.com``);
-2. the address by CIDR, the longest prefix winning;
-3. the AS number.
+2. the server certificate's issuer, then its subject, by pattern (the first group in
+   file order whose pattern matches; a provider's own issuing CA says whose service it is);
+3. the address by CIDR, the longest prefix winning;
+4. the AS number.
 
 Every problem is a :class:`~inspector.errors.ConfigError` naming the file and
 line; :func:`check` returns all of them (one line each) across all files,
@@ -35,6 +42,7 @@ from __future__ import annotations
 
 import bisect
 import difflib
+import fnmatch
 import os
 import re
 from dataclasses import dataclass
@@ -80,7 +88,7 @@ CATEGORIES: Dict[str, str] = {
 }
 
 GROUP_KEYS = ("group", "name", "category", "country", "domains", "cidrs", "asns",
-              "references", "notes")
+              "cert_issuers", "cert_subjects", "references", "notes")
 
 _ID_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?\Z")
 _COUNTRY_RE = re.compile(r"[A-Za-z]{2}\Z")
@@ -111,14 +119,23 @@ class Group:
     references: Tuple[str, ...] = ()
     notes: Optional[str] = None
     source: Optional[str] = None
+    cert_issuers: Tuple[str, ...] = ()     # glob patterns over the RFC 4514 issuer
+    cert_subjects: Tuple[str, ...] = ()    # glob patterns over the RFC 4514 subject
 
     def to_dict(self) -> Dict[str, Any]:
         return {
             "group": self.id, "name": self.name, "category": self.category,
             "country": self.country, "domains": list(self.domains),
             "cidrs": [str(n) for n in self.cidrs], "asns": list(self.asns),
+            "cert_issuers": list(self.cert_issuers), "cert_subjects": list(self.cert_subjects),
             "references": list(self.references), "notes": self.notes,
         }
+
+
+def cert_pattern(pattern: str):
+    """A certificate name glob compiled for :meth:`Groups.match_certificate` (case-insensitive,
+    ``*`` and ``?`` match any characters, commas included)."""
+    return re.compile(fnmatch.translate(pattern), re.IGNORECASE | re.DOTALL)
 
 
 class _CidrIndex:
@@ -166,6 +183,8 @@ class Groups:
         self._by_id: Dict[str, int] = {}
         self._domains: Dict[str, int] = {}
         self._asns: Dict[int, int] = {}
+        self._issuers: List[Tuple[Any, int]] = []     # (compiled pattern, group index), file order
+        self._subjects: List[Tuple[Any, int]] = []
         cidr_owner: Dict[Any, int] = {}
         rows: Dict[int, List[Tuple[int, int, int]]] = {4: [], 6: []}
         for gi, g in enumerate(self._groups):
@@ -195,6 +214,8 @@ class Groups:
                     raise ValueError(f"AS{a} is in groups "
                                      f"{self._groups[self._asns[a]].id!r} and {g.id!r}")
                 self._asns[a] = gi
+            self._issuers.extend((cert_pattern(p), gi) for p in g.cert_issuers)
+            self._subjects.extend((cert_pattern(p), gi) for p in g.cert_subjects)
         self._cidrs = {4: _CidrIndex(rows[4], True), 6: _CidrIndex(rows[6], False)}
         self._np_ids = np.array([None] + [g.id for g in self._groups], dtype=object)
         self._np_categories = np.array([None] + [g.category for g in self._groups], dtype=object)
@@ -261,15 +282,30 @@ class Groups:
             return None
         return None if gi is None else self._groups[gi]
 
+    def match_certificate(self, cert: Optional[Tuple[Optional[str], Optional[str]]]) -> Optional[Group]:
+        """Group of the first pattern matching the certificate's issuer, else its subject;
+        ``cert`` is ``(subject, issuer)`` (RFC 4514 strings) or None."""
+        if not cert:
+            return None
+        subject, issuer = cert
+        for value, patterns in ((issuer, self._issuers), (subject, self._subjects)):
+            if value and patterns:
+                for pat, gi in patterns:
+                    if pat.match(value):
+                        return self._groups[gi]
+        return None
+
     def match_group(self, name: Optional[str] = None, addr: Any = None,
-                    asn: Any = None) -> Optional[Group]:
-        """The matching :class:`Group` (domain, then CIDR, then ASN) or None."""
-        return self.match_domain(name) or self.match_addr(addr) or self.match_asn(asn)
+                    asn: Any = None, cert: Optional[Tuple[Optional[str], Optional[str]]] = None) -> Optional[Group]:
+        """The matching :class:`Group` (domain, then certificate, then CIDR, then ASN) or None."""
+        return (self.match_domain(name) or self.match_certificate(cert) or self.match_addr(addr)
+                or self.match_asn(asn))
 
     def match(self, name: Optional[str] = None, addr: Any = None,
-              asn: Any = None) -> Tuple[Optional[str], Optional[str]]:
+              asn: Any = None, cert: Optional[Tuple[Optional[str], Optional[str]]] = None) \
+            -> Tuple[Optional[str], Optional[str]]:
         """``(group_id, category)`` of the matching group, else ``(None, None)``."""
-        g = self.match_group(name, addr, asn)
+        g = self.match_group(name, addr, asn, cert)
         return (g.id, g.category) if g is not None else (None, None)
 
     def match_v4(self, arr: Any) -> Tuple[np.ndarray, np.ndarray]:
@@ -299,6 +335,7 @@ class _Collector:
         self._domains: Dict[str, Tuple[str, str, int]] = {}
         self._cidrs: Dict[Any, Tuple[str, str, int]] = {}
         self._asns: Dict[int, Tuple[str, str, int]] = {}
+        self._cert_patterns: Dict[Tuple[str, str], Tuple[str, str, int]] = {}
 
     # ---- helpers ----------------------------------------------------------
 
@@ -313,6 +350,20 @@ class _Collector:
         return f"{fpath}:{fline}"
 
     is_null = staticmethod(is_null)
+
+    def _claim(self, owners: Dict[Any, Tuple[str, str, int]], key: Any, what: str, gid: Optional[str],
+               ok: bool, path: str, item: yaml.Node) -> bool:
+        """``key`` (a CIDR, an AS number, a certificate pattern) for group ``gid``: False, with a
+        problem naming the first owner, when another entry already has it; recorded when ``ok``."""
+        first = owners.get(key)
+        if first is not None:
+            owner, fpath, fline = first
+            self.problem(path, item, f"{what} already belongs to group {owner!r} "
+                                     f"({self._where(path, (fpath, fline))})")
+            return False
+        if ok:
+            owners[key] = (gid, path, node_line(item))
+        return True
 
     def text(self, path: str, node: yaml.Node, what: str,
              tags: Sequence[str] = (TAG_STR,)) -> Optional[str]:
@@ -478,15 +529,8 @@ class _Collector:
             if net is None:
                 self.problem(path, item, f"invalid CIDR {t!r} in group {label!r}: {reason}")
                 continue
-            first = self._cidrs.get(net)
-            if first is not None:
-                owner, fpath, fline = first
-                self.problem(path, item, f"CIDR {net} already belongs to group {owner!r} "
-                                         f"({self._where(path, (fpath, fline))})")
-                continue
-            if ok:
-                self._cidrs[net] = (gid, path, node_line(item))
-            cidrs.append(net)
+            if self._claim(self._cidrs, net, f"CIDR {net}", gid, ok, path, item):
+                cidrs.append(net)
 
         asns: List[int] = []
         for item in self.seq(path, values["asns"], "asns", label) if "asns" in values else []:
@@ -505,15 +549,26 @@ class _Collector:
                 self.problem(path, item, f"invalid AS number {t!r} in group {label!r} "
                                          f"(must be AS1..AS4294967295)")
                 continue
-            first = self._asns.get(a)
-            if first is not None:
-                owner, fpath, fline = first
-                self.problem(path, item, f"AS{a} already belongs to group {owner!r} "
-                                         f"({self._where(path, (fpath, fline))})")
-                continue
-            if ok:
-                self._asns[a] = (gid, path, node_line(item))
-            asns.append(a)
+            if self._claim(self._asns, a, f"AS{a}", gid, ok, path, item):
+                asns.append(a)
+
+        cert_lists: Dict[str, List[str]] = {"cert_issuers": [], "cert_subjects": []}
+        for key, out in cert_lists.items():
+            for item in self.seq(path, values[key], key, label) if key in values else []:
+                if self.is_null(item):
+                    self.problem(path, item, f"empty entry in '{key}' of group {label!r}")
+                    continue
+                t = self.text(path, item, f"'{key}' entries must be certificate name patterns")
+                if t is None:
+                    continue
+                if "=" not in t or t.strip("*?,= ") == "":
+                    self.problem(path, item, f"invalid certificate name pattern {t!r} in '{key}' of group "
+                                             f"{label!r}: use an RFC 4514 name with * wildcards, like "
+                                             f"'CN=Example Issuing CA*,O=Example,C=US'")
+                    continue
+                if self._claim(self._cert_patterns, (key, t.lower()), f"certificate pattern {t!r} in '{key}'",
+                               gid, ok, path, item):
+                    out.append(t)
 
         references: List[str] = []
         for item in self.seq(path, values["references"], "references", label) \
@@ -530,8 +585,9 @@ class _Collector:
         if "notes" in values:
             notes = self.text(path, values["notes"], "'notes' must be a string")
 
-        if not (domains or cidrs or asns) and len(self.problems) == n_before_lists:
-            self.problem(path, node, f"group {label!r} has no domains, cidrs or asns")
+        if not (domains or cidrs or asns or cert_lists["cert_issuers"] or cert_lists["cert_subjects"]) \
+                and len(self.problems) == n_before_lists:
+            self.problem(path, node, f"group {label!r} has no domains, cidrs, asns, cert_issuers or cert_subjects")
 
         if ok and category is not None and len(self.problems) == n_problems:
             self.groups.append(Group(
@@ -539,6 +595,8 @@ class _Collector:
                 domains=tuple(domains), cidrs=tuple(cidrs), asns=tuple(asns),
                 references=tuple(references), notes=notes,
                 source=f"{path}:{node_line(node)}",
+                cert_issuers=tuple(cert_lists["cert_issuers"]),
+                cert_subjects=tuple(cert_lists["cert_subjects"]),
             ))
 
 

@@ -265,7 +265,10 @@ def attribution(scan: ScanDir, flow: dict) -> dict:
     chain = {"address": addr, "name": name, "name_source": flow.get("dst_name_source"), "dns": None,
              "asn": flow.get("dst_asn"), "org": flow.get("dst_org"), "country": flow.get("dst_country"),
              "group": flow.get("dst_group"), "category": flow.get("dst_category"),
-             "allowed": flow.get("dst_allowed")}
+             "allowed": flow.get("dst_allowed"),
+             # Encrypted Client Hello: the name on the wire is the provider's public front end
+             "name_hidden": bool(flow.get("ech")) or flow.get("dst_name_source") == "sni_outer",
+             "facts": list(flow.get("facts") or ())}
     if addr and scan.has("dns.jsonl"):
         recs = [r for r in scan.records("dns.jsonl") if addr in (r.get("answers") or ())]
         ans = naming_answer(recs, addr, name, flow.get("ts") or 0.0)
@@ -387,6 +390,13 @@ def render(story: dict) -> str:
     if a.get("name"):
         named += f" is {a['name']} (named by {a.get('name_source') or '?'})"
     out.append(f"  {named}")
+    if a.get("name_hidden"):
+        out.append("  the real name is hidden: the client used Encrypted Client Hello; the name above is the "
+                   "provider's public front end")
+    elif a.get("name_source") == "x509":
+        out.append("  the client asked for no name: the name above is the one the server's certificate gives")
+    if a.get("facts"):
+        out.append(f"  facts: {', '.join(a['facts'])}")
     d = a.get("dns")
     if d:
         out.append(f"  <- DNS: {d['client']} asked {d['resolver']} for {d['query']} ({d.get('qtype') or '?'}) at "

@@ -25,7 +25,7 @@ FLOW_KEEP = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "p
              "orig_bytes", "resp_bytes", "conn_state", "history", "orig_pkts", "resp_pkts", "tunnel_parents",
              "ip_proto", "community_id", "vlan", "inner_vlan", "direction", "capture", "dst_name",
              "dst_name_source", "dst_country", "dst_asn", "dst_org", "dst_group", "dst_category", "dst_allowed",
-             "payload_type", "payload_types", "app_bytes_out", "data", "records")
+             "ech", "facts", "payload_type", "payload_types", "app_bytes_out", "data", "records")
 
 
 def iter_jsonl(path: str):

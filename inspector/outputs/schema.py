@@ -333,16 +333,27 @@ CONN_FLOW_FIELDS = (
     Field("resp_l2_bytes", INT, "whole-frame bytes sent by the responder"),
 )
 
-#: The destination, named and enriched at the end of the connection (the non-local side for inbound).
+#: The destination, named and enriched at the end of the connection (the non-local side for inbound), and
+#: what the protocol analyzers established about the connection (facts, ECH, the client's JA4T).
 DEST_FLOW_FIELDS = (
-    Field("dst_name", STRING, "name of the destination: TLS/QUIC SNI, HTTP Host, or passive DNS"),
-    Field("dst_name_source", STRING, "where dst_name came from: sni, quic_sni, http_host or dns"),
+    Field("dst_name", STRING, "name of the destination: TLS/QUIC SNI, HTTP Host, passive DNS, or the server "
+                              "certificate when nothing else named it"),
+    Field("dst_name_source", STRING, "where dst_name came from: sni, sni_outer (the public outer SNI of an "
+                                     "Encrypted Client Hello: the real name is hidden), quic_sni, http_host, dns "
+                                     "or x509 (the server certificate's name)"),
     Field("dst_country", STRING, "destination country (ISO 3166 alpha-2)"),
     Field("dst_asn", INT, "destination autonomous system number"),
     Field("dst_org", STRING, "destination organisation (AS or geo data owner)"),
     Field("dst_group", STRING, "destination group (cloud, carrier, partner... from the signatures)"),
     Field("dst_category", STRING, "destination category from the signatures"),
     Field("dst_allowed", BOOL, "the destination matches the site's allowed_destinations"),
+    Field("ech", BOOL, "the client offered Encrypted Client Hello (TLS or QUIC): the name it asked for is "
+                       "hidden (true, else null)"),
+    Field("facts", ListOf(STRING), "facts the protocol analyzers established about the destination, sorted "
+                                   "(tls.cert_name_mismatch, tls.cert_self_signed, tls.cert_expired, "
+                                   "tls.cert_not_yet_valid, tls.ech); rules match them; null on inbound flows"),
+    Field("ja4t", STRING, "JA4T fingerprint of the client's TCP SYN: window_options_MSS_window-scale (FoxIO "
+                          "License 1.1); null when the SYN was not seen"),
 )
 
 #: What left the site on the connection (the content stage's per-flow summary).
@@ -450,7 +461,8 @@ X509 = Stream("x509", "one record per certificate seen in a cleartext TLS (1.2 a
     Field("basic_constraints.ca", BOOL, "basicConstraints says CA (null without the extension)"),
     Field("host_cert", BOOL, "the first certificate of its chain (the endpoint's own)"),
     Field("client_cert", BOOL, "sent by the client"),
-
+    Field("ja4x", STRING, "JA4X fingerprint: issuer, subject and extension OIDs in certificate order "
+                          "(FoxIO License 1.1)"),
     CAPTURE,))
 
 

@@ -61,7 +61,7 @@ ID_RANGES: Dict[str, Tuple[int, int]] = {
 RULE_KEYS = ("id", "name", "message", "severity", "category", "references", "rev", "enabled", "match",
              "threshold", "aggregate", "detector", "params", "notes")
 MATCH_KEYS = ("direction", "proto", "service", "payload_type", "data", "dst_port", "src_role", "destination",
-              "any", "not")
+              "facts", "any", "not")
 DESTINATION_KEYS = ("allowed", "known", "group", "category", "country", "asn", "org", "name", "host")
 AGGREGATE_KEYS = ("window", "group_by", "threshold")
 DIRECTIONS = ("outbound", "inbound", "internal", "external")
@@ -75,6 +75,13 @@ _SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*\Z", re.IGNORECAS
 _DUR_PART_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _DUR_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def known_facts() -> Tuple[str, ...]:
+    """The facts rules may match (``match: {facts: [...]}``): those the protocol modules declare
+    (``FACTS``, e.g. ``tls.cert_self_signed``), sorted."""
+    from ..protocols import contributions
+    return tuple(sorted(contributions().facts))
 
 
 def default_rules_dir() -> str:
@@ -218,6 +225,7 @@ class Match:
     dst_ports: Optional[frozenset] = None
     src_roles: Optional[frozenset] = None
     destination: Optional[DestinationMatch] = None
+    facts: Optional[frozenset] = None                 # at least one of these facts holds
     any: Tuple["Match", ...] = ()
     not_: Optional["Match"] = None
 
@@ -246,6 +254,9 @@ class Match:
             c.append(lambda fv: fv.src_role in roles)
         if self.destination is not None:
             c.append(self.destination.matches)
+        if self.facts is not None:
+            facts = self.facts
+            c.append(lambda fv: not facts.isdisjoint(fv.facts))
         if self.any:
             subs = tuple(m.matches for m in self.any)
             c.append(lambda fv: any(m(fv) for m in subs))
@@ -647,6 +658,8 @@ class _Collector:
                 kw["src_roles"] = frozenset(t for _n, t in self.words(vn, "'src_role'")) or None
             elif key == "destination":
                 kw["destination"] = self.destination(vn)
+            elif key == "facts":
+                kw["facts"] = self.choices(vn, "fact", known_facts(), lower=False)
             elif key == "any":
                 if not isinstance(vn, yaml.SequenceNode) or not vn.value:
                     self.problem(vn, f"'any' must be a non-empty list of match blocks, got {node_kind(vn)}")

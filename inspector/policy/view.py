@@ -96,7 +96,7 @@ class FlowView:
     __slots__ = ("rec", "uid", "ts", "end", "direction", "proto", "service", "services", "src", "src_port",
                  "dst", "dst_port", "bytes_out", "bytes_in", "packets_out", "packets_in", "duration", "data",
                  "records", "edm", "payload_types", "dst_name", "dst_country", "dst_asn", "dst_org", "dst_group",
-                 "dst_category", "dst_allowed", "community_id", "site", "_role")
+                 "dst_category", "dst_allowed", "community_id", "site", "facts", "_role")
 
     def __init__(self, rec: dict, site=None):
         self.rec = rec
@@ -139,6 +139,7 @@ class FlowView:
             allowed = site.is_allowed(self.dst_name, self.dst, self.dst_asn)
         self.dst_allowed = bool(allowed)
         self.community_id = rec.get("community_id")
+        self.facts = frozenset(rec.get("facts") or ())
         self.site = site
         self._role = False
 

@@ -36,6 +36,12 @@ none of them names a protocol.  Every name is optional (default in brackets):
   first (``("sni",)``).  A connection's destination name comes from the first
   source, in registry order, that named it; passive DNS comes after all of them
   [none];
+* ``NAME_FALLBACKS``: ``ctx.hostname()`` sources weaker than passive DNS, best
+  first (``("x509",)``: the server certificate names a flow only when the
+  connection and DNS named nothing) [none];
+* ``FACTS``: ``{name: doc}``: the facts the module states about a connection
+  with ``ctx.fact()`` (``tls.cert_self_signed``...); flows carry them in
+  ``facts`` and rules match them (``match: {facts: [...]}``) [none];
 * ``CONTENT``: how the connection's payload reaches the content stage:
   ``"raw"`` the stream (or datagrams) that leave the site are the content;
   ``"bodies"`` the analyzer hands message bodies through ``ctx.sink.body``
@@ -100,9 +106,25 @@ class FlowContext:
 
     # -- destination evidence -----------------------------------------------------
     def hostname(self, source: str, name: str, ts: float) -> None:
-        """A name for the responder seen in this connection: source is ``sni``,
-        ``quic_sni`` or ``http_host``."""
+        """A name for the responder seen in this connection: source is one the module declares
+        in ``NAME_SOURCES`` or ``NAME_FALLBACKS`` (``sni``, ``sni_outer``, ``quic_sni``,
+        ``http_host``, ``x509``)."""
         self.sink.hostname(self, source, name, ts)
+
+    def fact(self, name: str, ts: float) -> None:
+        """A fact about this connection the policy can use (a name the module declares in
+        ``FACTS``, e.g. ``tls.cert_expired``).  Sinks that collect no destination evidence (test
+        doubles) ignore it."""
+        fn = getattr(self.sink, "fact", None)
+        if fn is not None:
+            fn(self, name, ts)
+
+    def certificate(self, subject: str | None, issuer: str | None, ts: float) -> None:
+        """The responder's own certificate (RFC 4514 subject and issuer): destination groups may
+        match it (a provider's issuing CA).  Ignored by sinks without destination evidence."""
+        fn = getattr(self.sink, "certificate", None)
+        if fn is not None:
+            fn(self, subject, issuer, ts)
 
     def dns_answer(self, query: str, answer: str, rtype: str, ttl: float, ts: float) -> None:
         """A DNS answer seen on the wire (A/AAAA address or CNAME target) for passive DNS."""
@@ -159,6 +181,8 @@ class Contributions:
         file_channels = set()
         no_raw = set()
         sources: list = []
+        fallbacks: list = []
+        self.facts: dict = {}           # fact name -> one line saying what it means
         for m in self.modules:
             name = m.NAME
             for service, proto in getattr(m, "APP_PROTO", {name: name}).items():
@@ -169,6 +193,14 @@ class Contributions:
             for src in getattr(m, "NAME_SOURCES", ()):
                 if src not in sources:
                     sources.append(src)
+            for src in getattr(m, "NAME_FALLBACKS", ()):
+                if src not in fallbacks:
+                    fallbacks.append(src)
+            facts = getattr(m, "FACTS", {})
+            if not isinstance(facts, dict) or not all(isinstance(k, str) and "." in k for k in facts):
+                raise ValueError(f"protocol {name}: FACTS must map '<layer>.<name>' strings to their meaning")
+            for fact, doc in facts.items():
+                self.facts.setdefault(fact, doc)
             kind = getattr(m, "CONTENT", "raw")
             if kind not in CONTENT_KINDS:
                 raise ValueError(f"protocol {name}: CONTENT must be one of {CONTENT_KINDS}, not {kind!r}")
@@ -188,6 +220,8 @@ class Contributions:
                     dest.append((m, fn))
         self.no_raw = frozenset(no_raw)         # module NAMEs whose raw stream is not content
         self.name_sources = tuple(sources)      # hostname sources, best first
+        # sources weaker than passive DNS, best first (a source declared both ways is a source)
+        self.name_fallbacks = tuple(f for f in fallbacks if f not in sources)
         self.file_channels = frozenset(file_channels)   # announced services whose bytes are files
 
     def app_proto_of(self, services) -> str | None:

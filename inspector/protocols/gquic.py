@@ -795,8 +795,7 @@ class Analyzer(_BaseAnalyzer):
             if not self._confirmed_ssl:
                 self._confirmed_ssl = True
                 self.ctx.confirm(tls.NAME)
-            if ch.server_name:
-                self.ctx.hostname("quic_sni", ch.server_name, ts)
+            tls.report_client_hello_name(self.ctx, ch, "quic_sni", ts)
         elif not is_orig and mtype == tls.HS_SERVER_HELLO:
             try:
                 sh = tls.parse_server_hello(body)
@@ -828,35 +827,14 @@ class Analyzer(_BaseAnalyzer):
         }
 
     def _tls_record(self) -> dict:
-        ch, sh = self.client_hello, self.server_hello
-        return {
-            "ts": self._tls_ts if self._tls_ts is not None else self.ctx.ts,
-            "uid": self.ctx.uid,
-            "version": tls.version_name(sh.version) if sh else None,
-            "cipher": tls.cipher_name(sh.cipher) if sh else None,
-            "curve": tls.curve_name(sh.key_share_group)
-            if sh and sh.key_share_group is not None else None,
-            "server_name": ch.server_name if ch else None,
-            "resumed": bool(sh is not None and sh.has_psk and ch is not None and ch.has_psk),
-            "last_alert": None,
-            "next_protocol": None,
-            "established": False,
-            "ssl_history": self._tls_history or None,
-            "ja3": ch.ja3() if ch else None,
-            "ja4": ch.ja4("q") if ch else None,
-            "client_alpn": ch.alpn_text if ch and tls.EXT_ALPN in ch.extensions else None,
-            "subject": None,
-            "issuer": None,
-            "san_dns": None,
-            "cert_chain_fps": None,            # certificates are encrypted in QUIC
-            "client_cert_chain_fps": None,
-        }
+        return tls.quic_record(self.ctx.uid, self._tls_ts if self._tls_ts is not None else self.ctx.ts,
+                               self.client_hello, self.server_hello, self._tls_history)
 
 
 # ---------------------------------------------------------------------------
 # Contributions to the pipeline (the contract is in base.py)
 # ---------------------------------------------------------------------------
 APP_PROTO = {NAME: "quic", "gquic": "quic"}
-NAME_SOURCES = ("quic_sni",)       # the CHLO's SNI tag or the T05x ClientHello
+NAME_SOURCES = ("quic_sni", "sni_outer")   # the CHLO's SNI tag or the T05x ClientHello (outer name with ECH)
 CONTENT = "none"
 ENCRYPTED = "tls-encrypted"

@@ -39,6 +39,7 @@ from ..mime import boundary_of, header_param, parts, split_entity
 from ..sniff import SNIFF_BYTES, sniff_mime
 from ..outputs.schema import CONN_ID, INT, ListOf, STRING, TIME, Field, Stream
 from .base import Analyzer as _Base
+from . import ja4plus
 
 NAME = "http"
 TRANSPORTS = ("tcp",)
@@ -71,6 +72,8 @@ LOG_SCHEMA = Stream("http", "HTTP/1.x requests and responses, one record per tra
     Field("resp_mime_types", ListOf(STRING), "sniffed MIME types of the response bodies"),
     Field("req_content_type", STRING, "request Content-Type header"),
     Field("resp_content_type", STRING, "response Content-Type header"),
+    Field("ja4h", STRING, "JA4H fingerprint of the request (header names as sent, cookies hashed; FoxIO "
+                          "License 1.1)"),
 ))
 FIELDS = LOG_SCHEMA.names
 WEIRDS = {
@@ -204,7 +207,7 @@ class _Txn:
     __slots__ = ("ts", "depth", "method", "uri", "target", "host", "referrer", "req_version", "user_agent",
                  "origin", "req_len", "resp_len", "status_code", "status_msg", "info_code", "info_msg",
                  "resp_version", "username", "proxied", "orig_fn", "orig_mime", "resp_fn", "resp_mime",
-                 "req_ct", "resp_ct", "req_done", "resp_state", "emitted")
+                 "req_ct", "resp_ct", "req_done", "resp_state", "emitted", "ja4h")
 
     def __init__(self, ts: float, depth: int):
         self.ts, self.depth = ts, depth
@@ -214,6 +217,7 @@ class _Txn:
         self.status_code = self.status_msg = self.info_code = self.info_msg = self.resp_version = None
         self.orig_fn = self.orig_mime = self.resp_fn = self.resp_mime = None
         self.req_ct = self.resp_ct = None
+        self.ja4h = None
         self.req_done = False
         self.resp_state = 0            # 0 nothing, 1 informational (1xx) seen, 2 final in progress, 3 done
         self.emitted = False
@@ -223,11 +227,12 @@ class _Msg:
     """The message being parsed on one direction."""
     __slots__ = ("txn", "ts", "headers", "hdr_bytes", "body_len", "head", "keep", "truncated",
                  "incomplete", "code", "chunked", "content_type", "content_encoding", "transfer_encoding",
-                 "headers_done")
+                 "headers_done", "names")
 
     def __init__(self, txn: _Txn, ts: float):
         self.txn, self.ts = txn, ts
         self.headers: list = []        # [name_lower: str, value: bytes]
+        self.names: list = []          # the header block's names as sent (JA4H), aligned with headers
         self.hdr_bytes = 0
         self.body_len = 0
         self.head = bytearray()
@@ -509,7 +514,7 @@ class Analyzer(_Base):
                 self._weird("http.oversized_headers", f"header block over {MAX_HEADER_BLOCK} bytes", ts)
                 self._lose_sync(d, ts)
                 return
-            self._header_line(m.headers, line, ts)
+            self._header_line(m.headers, line, ts, m.names)
         elif st == S_START:
             if not line.strip():
                 return                          # stray CRLF between messages (RFC 9112 2.2)
@@ -547,7 +552,7 @@ class Analyzer(_Base):
                 d.state = S_START
                 self._status_line(d, line, ts)
 
-    def _header_line(self, headers: list, line: bytes, ts: float) -> None:
+    def _header_line(self, headers: list, line: bytes, ts: float, names: list | None = None) -> None:
         if line[:1] in (b" ", b"\t"):
             if headers:                         # obsolete line folding
                 headers[-1][1] = headers[-1][1] + b" " + line.strip()
@@ -557,7 +562,10 @@ class Analyzer(_Base):
         if not colon or not name or not _TOKEN_RE.match(name[:32]) or len(name) > 256:
             self._weird("http.bad_header_line", _s(line[:64]), ts)
             return
-        headers.append([name.decode("latin-1").lower(), value.strip()])
+        text = name.decode("latin-1")
+        headers.append([text.lower(), value.strip()])
+        if names is not None:
+            names.append(text)
 
     def _request_line(self, d: _Dir, line: bytes, ts: float) -> None:
         r = _parse_request_line(line)
@@ -662,6 +670,9 @@ class Analyzer(_Base):
             m.transfer_encoding = _s(te)
         if d.is_orig:
             t.req_ct = m.content_type
+            if t.method is not None:
+                t.ja4h = ja4plus.ja4h(t.method, t.req_version,
+                                      ((n, raw.decode("latin-1")) for n, (_low, raw) in zip(m.names, m.headers)))
             if filenames:
                 t.orig_fn = filenames
             if t.host:
@@ -920,6 +931,7 @@ class Analyzer(_Base):
             "resp_mime_types": t.resp_mime,
             "req_content_type": t.req_ct,
             "resp_content_type": t.resp_ct,
+            "ja4h": t.ja4h,
         })
 
 

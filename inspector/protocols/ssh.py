@@ -13,6 +13,11 @@ exchange) carries its host key; ``host_key_fingerprint`` is OpenSSH's
 ``version`` is 2 when both sides speak SSH-2 (``2.x`` or ``1.99``), 1 when both
 speak SSH-1, unset when a banner is missing or they disagree (as Zeek).
 ``cipher_alg``/``mac_alg``/``compression_alg`` are the client-to-server ones.
+
+HASSH (Salesforce, BSD 3-Clause, https://github.com/salesforce/hassh), as its Zeek script logs it:
+``hasshAlgorithms`` is the client's KEXINIT key exchange, client-to-server encryption, MAC and
+compression name-lists joined with ``;``, ``hassh`` its MD5; ``hasshServerAlgorithms`` /
+``hasshServer`` the same from the server's KEXINIT with its server-to-client lists.
 """
 from __future__ import annotations
 
@@ -42,6 +47,13 @@ LOG_SCHEMA = Stream("ssh", "SSH sessions, one record per connection (Zeek ssh.lo
     Field("kex_alg", STRING, "negotiated key exchange algorithm"),
     Field("host_key_alg", STRING, "server host key algorithm"),
     Field("host_key_fingerprint", STRING, "fingerprint of the server host key (OpenSSH SHA256:base64 form)"),
+    Field("hasshVersion", STRING, "HASSH method version (1.1)"),
+    Field("hassh", STRING, "HASSH of the client: MD5 of hasshAlgorithms"),
+    Field("hasshServer", STRING, "HASSHServer of the server: MD5 of hasshServerAlgorithms"),
+    Field("hasshAlgorithms", STRING, "the client's kex;encryption;MAC;compression algorithm lists "
+                                     "(client to server)"),
+    Field("hasshServerAlgorithms", STRING, "the server's kex;encryption;MAC;compression algorithm lists "
+                                           "(server to client)"),
 ))
 FIELDS = LOG_SCHEMA.names
 WEIRDS = {
@@ -118,6 +130,20 @@ def parse_kexinit(payload: bytes) -> dict | None:
         out[key] = [x for x in payload[off:off + n].decode("ascii", "replace").split(",") if x]
         off += n
     return out
+
+
+HASSH_VERSION = "1.1"
+
+
+def hassh_algorithms(kexinit: dict, server: bool) -> str:
+    """hasshAlgorithms (client) or hasshServerAlgorithms (server) of a parsed KEXINIT."""
+    keys = ("kex", "enc_s2c", "mac_s2c", "comp_s2c") if server else ("kex", "enc_c2s", "mac_c2s", "comp_c2s")
+    return ";".join(",".join(kexinit[k]) for k in keys)
+
+
+def hassh(algorithms: str) -> str:
+    """HASSH / HASSHServer: the MD5 hex digest of the algorithms string."""
+    return hashlib.md5(algorithms.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def negotiate(client: list, server: list) -> str | None:
@@ -301,6 +327,8 @@ class Analyzer(_Base):
             for key, name in (("kex", "kex_alg"), ("host_key", "host_key_alg"), ("enc_c2s", "cipher_alg"),
                               ("mac_c2s", "mac_alg"), ("comp_c2s", "compression_alg")):
                 alg[name] = negotiate(ck[key], sk[key])
+        c_alg = hassh_algorithms(ck, False) if ck else None
+        s_alg = hassh_algorithms(sk, True) if sk else None
         c = self.ctx
         c.emit(LOG, {
             "ts": self._ts if self._ts is not None else c.ts,
@@ -318,6 +346,11 @@ class Analyzer(_Base):
             "kex_alg": alg.get("kex_alg"),
             "host_key_alg": alg.get("host_key_alg"),
             "host_key_fingerprint": self.host_key,
+            "hasshVersion": HASSH_VERSION if ck or sk else None,
+            "hassh": hassh(c_alg) if c_alg is not None else None,
+            "hasshServer": hassh(s_alg) if s_alg is not None else None,
+            "hasshAlgorithms": c_alg,
+            "hasshServerAlgorithms": s_alg,
         })
 
 

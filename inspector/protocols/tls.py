@@ -60,7 +60,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import fingerprints
+from . import certificates, fingerprints, ja4plus
 from ..outputs.schema import BOOL, ListOf, STRING, TIME, Field, Stream
 from ..sniff import client_hello, tls_records
 from .base import Analyzer as _BaseAnalyzer
@@ -81,7 +81,9 @@ LOG_SCHEMA = Stream("tls", "TLS handshakes (also those inside QUIC), one record 
     Field("version", STRING, "negotiated version (TLSv12, TLSv13...)"),
     Field("cipher", STRING, "negotiated cipher suite"),
     Field("curve", STRING, "key exchange group"),
-    Field("server_name", STRING, "SNI from the ClientHello"),
+    Field("server_name", STRING, "SNI from the ClientHello (the outer, public name when ech is true)"),
+    Field("ech", BOOL, "the ClientHello carried the Encrypted Client Hello extension (0xfe0d): the name the "
+                       "client asked for is encrypted"),
     Field("resumed", BOOL, "the session was resumed"),
     Field("last_alert", STRING, "last alert seen"),
     Field("next_protocol", STRING, "ALPN protocol the server chose"),
@@ -89,15 +91,31 @@ LOG_SCHEMA = Stream("tls", "TLS handshakes (also those inside QUIC), one record 
     Field("ssl_history", STRING, "Zeek's ssl_history letters (handshake messages; upper case client)"),
     Field("ja3", STRING, "JA3 fingerprint of the ClientHello"),
     Field("ja4", STRING, "JA4 fingerprint of the ClientHello"),
+    Field("ja4s", STRING, "JA4S fingerprint of the ServerHello (FoxIO License 1.1)"),
     Field("client_alpn", ListOf(STRING), "ALPN protocols the client offered"),
     Field("subject", STRING, "subject of the server certificate (TLS 1.2 and earlier)"),
     Field("issuer", STRING, "issuer of the server certificate"),
     Field("san_dns", ListOf(STRING), "DNS names in the server certificate's subjectAltName"),
+    Field("cert_name_mismatch", BOOL, "the server certificate does not present the SNI (RFC 6125 matching; "
+                                      "null without SNI or certificate)"),
+    Field("cert_self_signed", BOOL, "the server certificate is self-signed (null without one)"),
+    Field("cert_expired", BOOL, "the server certificate had expired at the time of the handshake"),
+    Field("cert_not_yet_valid", BOOL, "the server certificate was not yet valid at the time of the handshake"),
     Field("cert_chain_fps", ListOf(STRING), "SHA-256 fingerprints of the server's certificate chain, leaf first "
                                             "(x509.jsonl fingerprint)"),
     Field("client_cert_chain_fps", ListOf(STRING), "SHA-256 fingerprints of the client's certificate chain"),
 ))
 FIELDS = LOG_SCHEMA.names
+# Facts about a connection the policy can use (flows.jsonl ``facts``; rules ``match: {facts: [...]}``):
+# about the server's leaf certificate (cleartext TLS <= 1.2 only) and the ClientHello.
+FACTS = {
+    "tls.cert_name_mismatch": "the server certificate does not present the name the client asked for (SNI)",
+    "tls.cert_self_signed": "the server certificate is self-signed",
+    "tls.cert_expired": "the server certificate had expired at the time of the handshake",
+    "tls.cert_not_yet_valid": "the server certificate was not yet valid at the time of the handshake",
+    "tls.ech": "the client used Encrypted Client Hello: the destination name is the provider's public name, "
+               "the real one is hidden",
+}
 WEIRDS = {
     "ssl.bad_certificate": "a certificate that cannot be parsed (exception in detail)",
     "ssl.bad_certificate_message": "a Certificate handshake message that cannot be parsed",
@@ -142,6 +160,7 @@ EXT_SESSION_TICKET = 0x0023
 EXT_PRE_SHARED_KEY = 0x0029
 EXT_SUPPORTED_VERSIONS = 0x002B
 EXT_KEY_SHARE = 0x0033
+EXT_ECH = 0xFE0D                 # encrypted_client_hello (draft-ietf-tls-esni)
 
 # ServerHello.random of a HelloRetryRequest (RFC 8446 §4.1.3).
 HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
@@ -493,6 +512,14 @@ class ClientHello:
     def alpn_text(self) -> list[str]:
         return [printable(p) for p in self.alpn]
 
+    @property
+    def ech(self) -> bool:
+        """The client offered Encrypted Client Hello: its server_name is then the outer, public
+        name of the provider's front end, and the name it really asked for is encrypted.  (A
+        GREASE ECH extension, sent by browsers without an ECH configuration, looks the same on
+        the wire by design: its outer SNI is then the real name.)"""
+        return EXT_ECH in self.extensions
+
     def ja3_string(self) -> str | None:
         if self.sslv2:
             return None
@@ -536,6 +563,11 @@ class ServerHello:
     @property
     def is_hrr(self) -> bool:
         return self.random == HRR_RANDOM
+
+    def ja4s(self, proto: str = "t") -> str:
+        """JA4S of this ServerHello (FoxIO License 1.1: ``ja4plus.py``)."""
+        return ja4plus.ja4s(proto, self.legacy_version, self.selected_version, self.cipher, self.extensions,
+                            self.alpn[0] if self.alpn else None)
 
 
 def _parse_extensions(r: _Reader, hello, client: bool) -> None:
@@ -780,6 +812,12 @@ def parse_certificate(der: bytes, ts: float, host_cert: bool, client_cert: bool)
     the client.  Raises ``ValueError`` (or a ``cryptography`` error) when the DER does not parse;
     the caller turns that into the weird ``ssl.bad_certificate``.  Names keep control characters
     escaped (``_clean``); at most ``MAX_SAN_DNS`` names of each subjectAltName kind are kept."""
+    rec, cut, _cert = _parse_certificate_full(der, ts, host_cert, client_cert)
+    return rec, cut
+
+
+def _parse_certificate_full(der: bytes, ts: float, host_cert: bool, client_cert: bool) -> tuple:
+    """(record, names were cut, the ``cryptography`` certificate) for a DER certificate."""
     import hashlib
     import warnings
 
@@ -791,7 +829,7 @@ def parse_certificate(der: bytes, ts: float, host_cert: bool, client_cert: bool)
 
 
 def _parse_certificate(fingerprint: str, der: bytes, ts: float, host_cert: bool,
-                       client_cert: bool) -> tuple[dict, bool]:
+                       client_cert: bool) -> tuple:
     from cryptography import x509
 
     cert = x509.load_der_x509_certificate(der)
@@ -837,7 +875,8 @@ def _parse_certificate(fingerprint: str, der: bytes, ts: float, host_cert: bool,
         "basic_constraints.ca": ca,
         "host_cert": host_cert,
         "client_cert": client_cert,
-    }, cut
+        "ja4x": ja4plus.ja4x(der),
+    }, cut, cert
 
 
 def _clean(s: str) -> str:
@@ -963,7 +1002,7 @@ class Analyzer(_BaseAnalyzer):
         self.established = False
         self.last_alert: str | None = None
         self.history = ""
-        self.cert: dict | None = None          # the server's leaf: subject, issuer, san_dns
+        self.cert: dict | None = None          # the server's leaf: subject, issuer, san_dns and its facts
         # Per direction (is_orig): SHA-256 fingerprints of the Certificate message's chain, in
         # order; None until that direction's (first) Certificate message.
         self._chain_fps: dict = {True: None, False: None}
@@ -1249,8 +1288,7 @@ class Analyzer(_BaseAnalyzer):
         elif ch.session_ticket:
             self._ticket_no_sid = True
         self._confirm()
-        if ch.server_name:
-            self.ctx.hostname("sni", ch.server_name, ts)
+        report_client_hello_name(self.ctx, ch, "sni", ts)
 
     def _on_server_hello(self, sh: ServerHello, ts: float) -> None:
         for p in sh.problems:
@@ -1292,7 +1330,7 @@ class Analyzer(_BaseAnalyzer):
         for i, der in enumerate(certs):
             fps.append(hashlib.sha256(der).hexdigest())
             try:
-                rec, cut = parse_certificate(der, ts, i == 0, is_orig)
+                rec, cut, cert = _parse_certificate_full(der, ts, i == 0, is_orig)
             except Exception as e:                     # cryptography raises many types
                 self.ctx.weird("ssl.bad_certificate", "certificate %d from %s: %s: %s"
                                % (i, "client" if is_orig else "server", type(e).__name__, e), ts)
@@ -1302,8 +1340,31 @@ class Analyzer(_BaseAnalyzer):
                                "only the first %d DNS names and addresses are logged" % MAX_SAN_DNS, ts)
             self.ctx.emit(X509_LOG, rec)
             if i == 0 and not is_orig:
-                self.cert = {"subject": rec["certificate.subject"], "issuer": rec["certificate.issuer"],
-                             "san_dns": rec["san.dns"] or []}
+                self._server_leaf(rec, cert, ts)
+
+    def _server_leaf(self, rec: dict, cert, ts: float) -> None:
+        """The server's own certificate: its names for tls.jsonl; the name it gives the server
+        (``x509``, used when nothing else names the flow); whether it presents the SNI; self-signed
+        and validity facts; its subject and issuer for destination groups."""
+        san_dns = rec["san.dns"] or []
+        cns = certificates.common_names(cert)
+        cn = cns[-1] if cns else None                  # the most specific CN, as OpenSSL's lookup
+        facts = certificates.leaf_facts(cert, ts)
+        sni = self.client_hello.server_name if self.client_hello is not None else None
+        mismatch = None
+        if sni:
+            mismatch = not certificates.sni_matches(sni, san_dns, rec["san.ip"] or (), cn)
+        self.cert = {"subject": rec["certificate.subject"], "issuer": rec["certificate.issuer"],
+                     "san_dns": san_dns, "mismatch": mismatch, "self_signed": facts.self_signed,
+                     "expired": facts.expired, "not_yet_valid": facts.not_yet_valid}
+        for fact, holds in (("tls.cert_name_mismatch", mismatch), ("tls.cert_self_signed", facts.self_signed),
+                            ("tls.cert_expired", facts.expired), ("tls.cert_not_yet_valid", facts.not_yet_valid)):
+            if holds:
+                self.ctx.fact(fact, ts)
+        name = certificates.best_name(san_dns, cn)
+        if name:
+            self.ctx.hostname("x509", name, ts)
+        self.ctx.certificate(rec["certificate.subject"], rec["certificate.issuer"], ts)
 
     # -- output --------------------------------------------------------------------
     def _confirm(self) -> None:
@@ -1328,6 +1389,7 @@ class Analyzer(_BaseAnalyzer):
             "cipher": self.cipher,
             "curve": self.curve,
             "server_name": ch.server_name if ch else None,
+            "ech": ch.ech if ch else None,
             "resumed": self.resumed,
             "last_alert": self.last_alert,
             "next_protocol": self.next_protocol,
@@ -1335,10 +1397,15 @@ class Analyzer(_BaseAnalyzer):
             "ssl_history": self.history or None,
             "ja3": ch.ja3() if ch else None,
             "ja4": ch.ja4("t") if ch else None,
+            "ja4s": sh.ja4s("t") if sh else None,
             "client_alpn": ch.alpn_text if ch and EXT_ALPN in ch.extensions else None,
             "subject": cert.get("subject"),
             "issuer": cert.get("issuer"),
             "san_dns": cert.get("san_dns"),
+            "cert_name_mismatch": cert.get("mismatch"),
+            "cert_self_signed": cert.get("self_signed"),
+            "cert_expired": cert.get("expired"),
+            "cert_not_yet_valid": cert.get("not_yet_valid"),
             "cert_chain_fps": self._chain_fps[False] or None,
             "client_cert_chain_fps": self._chain_fps[True] or None,
         }
@@ -1355,6 +1422,47 @@ class Analyzer(_BaseAnalyzer):
             side.hs = bytearray()
 
 
+def quic_record(uid: str, ts: float, ch: ClientHello | None, sh: ServerHello | None, history: str) -> dict:
+    """The tls.jsonl record of a QUIC connection's TLS handshake (IETF QUIC and Google QUIC with
+    TLS): what its Initial packets show; certificates and the rest of the handshake are encrypted."""
+    return {
+        "ts": ts,
+        "uid": uid,
+        "version": version_name(sh.version) if sh else None,
+        "cipher": cipher_name(sh.cipher) if sh else None,
+        "curve": curve_name(sh.key_share_group) if sh and sh.key_share_group is not None else None,
+        "server_name": ch.server_name if ch else None,
+        "ech": ch.ech if ch else None,
+        "resumed": bool(sh is not None and sh.has_psk and ch is not None and ch.has_psk),
+        "last_alert": None,
+        "next_protocol": None,                         # in EncryptedExtensions: not visible
+        "established": False,
+        "ssl_history": history or None,
+        "ja3": ch.ja3() if ch else None,
+        "ja4": ch.ja4("q") if ch else None,
+        "ja4s": sh.ja4s("q") if sh else None,
+        "client_alpn": ch.alpn_text if ch and EXT_ALPN in ch.extensions else None,
+        "subject": None,
+        "issuer": None,
+        "san_dns": None,
+        "cert_name_mismatch": None,
+        "cert_self_signed": None,
+        "cert_expired": None,
+        "cert_not_yet_valid": None,
+        "cert_chain_fps": None,                        # certificates are encrypted in QUIC
+        "client_cert_chain_fps": None,
+    }
+
+
+def report_client_hello_name(ctx, ch: ClientHello, source: str, ts: float) -> None:
+    """A ClientHello's name for the destination (``source``: ``sni`` or ``quic_sni``), or, with
+    Encrypted Client Hello, its outer name as ``sni_outer`` and the fact ``tls.ech``."""
+    if ch.ech:
+        ctx.fact("tls.ech", ts)
+    if ch.server_name:
+        ctx.hostname("sni_outer" if ch.ech else source, ch.server_name, ts)
+
+
 # ---------------------------------------------------------------------------
 # Contributions to the pipeline (the contract is in base.py)
 # ---------------------------------------------------------------------------
@@ -1367,7 +1475,8 @@ def joined_session(orig: bytes, resp: bytes, final: bool) -> bool:
 
 
 APP_PROTO = {NAME: "tls"}          # service -> EVE app_proto
-NAME_SOURCES = ("sni",)            # the ClientHello's server_name names the destination
+NAME_SOURCES = ("sni", "sni_outer")  # the ClientHello's server_name (its public outer name with ECH)
+NAME_FALLBACKS = ("x509",)         # the server certificate's name, when the connection and DNS named nothing
 CONTENT = "none"                   # encrypted: nothing to read
 ENCRYPTED = "tls-encrypted"        # payload type its bytes count as
 UPGRADE_PROBE = client_hello       # a ClientHello starting a running stream (STARTTLS, after a preamble)
