@@ -76,7 +76,7 @@ NDPI_SERVICE_MAP = {
 }
 
 #: every service our analyzers can put on a flow (tunnel services like 'teredo' are ignored)
-KNOWN_SERVICES = {"ssl", "http", "dns", "quic", "ssh", "ftp", "ftp-data", "smtp", "ntp", "mqtt",
+KNOWN_SERVICES = {"ssl", "http", "dns", "quic", "ssh", "ftp", "ftp-data", "smtp", "ntp", "mqtt", "websocket",
                   "smb", "dhcp", "snmp", "syslog"}
 
 #: unmapped nDPI masters where one of our services is still right (Zeek does the same)

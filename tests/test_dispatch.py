@@ -79,15 +79,17 @@ def test_the_declarations_reproduce_the_former_tables():
     assert c.name_fallbacks == ("x509",)
     assert c.pii == {"http": ("uri", "referrer"), "ftp": ("arg",),
                      "smtp": ("mailfrom", "rcptto", "from", "to", "cc", "reply_to"),
-                     "x509": ("certificate.subject", "certificate.issuer")}   # added since: client certificates
+                     "x509": ("certificate.subject", "certificate.issuer"),   # added since: client certificates
+                     "mqtt": ("topic", "client_id")}                            # and the mqtt log
     assert c.encrypted == {"ssl": "tls-encrypted", "quic": "tls-encrypted", "ssh": "encrypted-or-compressed"}
-    assert c.no_raw == {"http", "smtp", "ssl", "quic", "ssh", "dns", "ftp"}
+    assert c.no_raw == {"http", "smtp", "ssl", "quic", "ssh", "dns", "ftp", "websocket", "mqtt"}   # + messages
     assert c.app_proto == {"ssl": "tls", "http": "http", "http2": "http2", "dns": "dns", "smtp": "smtp",
                            "ftp": "ftp", "ftp-data": "ftp-data", "ssh": "ssh", "quic": "quic", "ntp": "ntp",
                            "dhcp": "dhcp", "snmp": "snmp", "syslog": "syslog", "mqtt": "mqtt", "smb": "smb",
-                           "gquic": "quic", "doh": "http2"}
+                           "gquic": "quic", "doh": "http2", "websocket": "websocket"}
     assert [m.NAME for m, _ in c.upgrades] == ["ssl"] and [m.NAME for m, _ in c.joined] == ["ssl"]
     assert set(c.log_content) == {"dns"} and c.file_channels == {"ftp-data"}
+    assert {k: m.NAME for k, m in c.http_upgrades.items()} == {"websocket": "websocket"}
 
 
 def _module(**attrs):

@@ -477,7 +477,7 @@ def mqtt_str(s: bytes) -> bytes:
 
 
 def mqtt_packet(first: int, body: bytes) -> bytes:
-    return bytes([first]) + mqtt._encode_varint(len(body)) + body
+    return bytes([first]) + mqtt.encode_varint(len(body)) + body
 
 
 def mqtt_connect(client_id=b"scanner-12", name=b"MQTT", level=4, flags=0x02, user=None, password=None):
@@ -543,6 +543,8 @@ def test_mqtt_large_packet_is_skipped_not_buffered():
     an.data(True, big[:5000], 1.1)
     assert len(an._buf[True]) == 0
     an.data(True, big[5000:] + mqtt_publish(b"after", b"1"), 1.2)
+    assert not an._dead[True] and an.topics[(True, "after")] == 1     # parsing goes on after the skip
+    an.data(True, mqtt_publish(b"x", b"\x00" * 100) * (mqtt.BYTE_BUDGET // 100), 1.3)
     assert an._dead[True]                # past the byte budget
     an2 = mqtt.Analyzer(make_ctx(transport="tcp"))
     an2.data(True, b"\x00\x00garbage", 1.0)

@@ -72,6 +72,7 @@ class Dispatcher:
         self.upgrades = list(contributions.upgrades)
         self.upgrade_modules = frozenset(m for m, _ in self.upgrades)
         self.joined = list(contributions.joined)
+        self.http_upgrades = dict(getattr(contributions, "http_upgrades", {}))
         self.tcp_modules = [m for m in self.modules if "tcp" in m.TRANSPORTS]
         self.udp_modules = [m for m in self.modules if "udp" in m.TRANSPORTS]
         self.by_port = {"tcp": defaultdict(list), "udp": defaultdict(list)}
@@ -130,7 +131,7 @@ class Dispatcher:
         fa = ctx.sink_flow
         if fa is None:
             return
-        if self.files:
+        if self.files and info.get("file", True):      # messages (WebSocket, MQTT) are no files
             fa.files = self.content.file_body(fa.files, ctx, fa.leave, is_orig, info, data)
         if fa.content is not None and is_orig == fa.leave and data:
             self.content.body(fa.content, info, data)
@@ -437,11 +438,22 @@ class Dispatcher:
         from the bytes the analyzer received past the exchange on."""
         an = fa.analyzer
         left = getattr(an, "tunnel_leftover", {}) or {}
+        info = getattr(an, "tunnel_info", None) or {}
         try:
             an.done(ts)
         except Exception as e:
             self._analyzer_error(fa, ts, e)
         fa.restart_detection()
+        module = self.http_upgrades.get(info.get("upgrade") or "")
+        if module is not None:
+            # the handshake named the protocol (101 + Upgrade: websocket): no probe needed
+            self._start(f, fa, module, ts)
+            upgraded = getattr(fa.analyzer, "upgraded", None)
+            if upgraded is not None:
+                try:
+                    upgraded(info)
+                except Exception as e:
+                    self._analyzer_error(fa, ts, e)
         for o in (True, False):
             data = left.get(o) if isinstance(left, dict) else None
             if data:

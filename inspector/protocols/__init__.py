@@ -14,7 +14,7 @@ from types import ModuleType
 from .base import Contributions
 
 MODULES = (
-    "tls", "quic", "gquic", "ssh", "http2", "http", "ftp", "smtp", "mqtt", "smb2",
+    "tls", "quic", "gquic", "ssh", "http2", "http", "websocket", "ftp", "smtp", "mqtt", "smb2",
     "dns", "ntp", "dhcp", "snmp", "syslog",
 )
 

@@ -60,6 +60,10 @@ none of them names a protocol.  Every name is optional (default in brackets):
 * ``UPGRADE_PROBE``: ``function(data) -> bool`` on an originator chunk inside a
   running stream: the stream turns into this protocol here (TLS after STARTTLS
   or after a preamble no probe knows) [none];
+* ``HTTP_UPGRADE``: HTTP ``Upgrade`` tokens (``("websocket",)``): after a 101 Switching
+  Protocols answering that token, the rest of the connection runs this module's analyzer,
+  whose ``upgraded(info)`` (if any) receives the handshake (``extensions``: the response's
+  ``Sec-WebSocket-Extensions``) [none];
 * ``JOINED_PROBE``: ``function(orig_head, resp_head, final) -> bool`` on the first
   bytes of both directions of a connection no probe recognised: a session of
   this protocol joined after its start; ``final`` when the connection ended
@@ -178,6 +182,7 @@ class Contributions:
         self.log_content: dict = {}     # log -> function(record) -> (info, payload) | None
         self.upgrades: list = []        # (module, function(data) -> bool)
         self.joined: list = []          # (module, function(orig_head, resp_head, final) -> bool)
+        self.http_upgrades: dict = {}   # HTTP Upgrade token (lower case) -> module
         file_channels = set()
         no_raw = set()
         sources: list = []
@@ -212,6 +217,8 @@ class Contributions:
             file_channels.update(getattr(m, "FILE_CHANNELS", ()))
             for log, fn in getattr(m, "LOG_CONTENT", {}).items():
                 self.log_content.setdefault(log, fn)
+            for token in getattr(m, "HTTP_UPGRADE", ()):
+                self.http_upgrades.setdefault(str(token).lower(), m)
             for attr, dest in (("UPGRADE_PROBE", self.upgrades), ("JOINED_PROBE", self.joined)):
                 fn = getattr(m, attr, None)
                 if fn is not None:

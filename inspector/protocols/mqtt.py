@@ -1,4 +1,4 @@
-"""MQTT 3.1 / 3.1.1 / 5 (TCP), detection and light accounting, no log.
+"""MQTT 3.1 / 3.1.1 / 5 (TCP): detection, PUBLISH messages to the content stage, ``mqtt.jsonl``.
 
 The probe wants a CONNECT packet from the client: type 0x10, a remaining
 length varint, the protocol name ``MQTT`` (level 4/5) or ``MQIsdp`` (level 3)
@@ -9,25 +9,55 @@ CONNECT, or on a second well-formed packet run mid-stream) and, within a byte
 budget, keeps the client id, whether a user name was sent, the CONNACK
 return code and a bounded count of PUBLISH topics per direction
 (``topics``: {(is_orig, topic): count}).
+
+PUBLISH (MQTT 3.1.1 section 3.3, 5.0 section 3.3): fixed-header flags DUP, QoS (2 bits) and
+RETAIN; the topic name (2-byte length + UTF-8); a packet identifier when QoS > 0; in MQTT 5 the
+properties (a variable byte integer length, then the properties); the rest is the payload.  Each
+PUBLISH is one ``mqtt.jsonl`` record (direction, QoS, retain, topic, payload length; never the
+payload) and its payload goes to the content stage (``ctx.sink.body``, ``source: mqtt``), the topic
+as context: a payload that is a bare value (``21.5``, ``anna@example.org``) is inspected as
+``{"<last topic level>": value}``, so ``crm/customer/17/email`` names what the value is; JSON, CSV
+or XML payloads are inspected as they are.  The protocol level comes from the CONNECT; a session
+joined after its CONNECT is read as 3.1.1.
 """
 from __future__ import annotations
 
+import json
+import re
+
+from ..outputs.schema import BOOL, CONN_ID, INT, STRING, TIME, Field, Stream
 from .base import PROBE_BYTES, Analyzer as _BaseAnalyzer, FlowContext
 
 NAME = "mqtt"
 TRANSPORTS = ("tcp",)
 PORTS = (1883, 8883)
-LOG = None
-FIELDS = ()
-# ---- outputs (read by inspector.outputs): no log of its own; this module's weird names ----
+LOG = "mqtt"
+# ---- outputs (read by inspector.outputs): the mqtt log's schema and this module's weird names ----
+LOG_SCHEMA = Stream("mqtt", "MQTT PUBLISH messages, one record each (as Zeek's mqtt_publish.log, without the "
+                            "payload)", (
+    Field("ts", TIME, "time of the PUBLISH packet"),
+    Field("uid", STRING, "the connection's uid"),
+    *CONN_ID,
+    Field("from_client", BOOL, "sent by the client (the connection's originator)"),
+    Field("client_id", STRING, "the client identifier of the CONNECT, when seen"),
+    Field("protocol_level", INT, "MQTT protocol level of the CONNECT (3: 3.1, 4: 3.1.1, 5: 5.0)"),
+    Field("qos", INT, "quality of service (0, 1 or 2)"),
+    Field("retain", BOOL, "the retain flag"),
+    Field("topic", STRING, "the topic name (e-mail addresses in it masked)"),
+    Field("payload_len", INT, "payload bytes (the payload itself is inspected, never written)"),
+))
+FIELDS = LOG_SCHEMA.names
 WEIRDS = {
     "mqtt.bad_packet": "an MQTT control packet that cannot be parsed",
 }
 # ---- end of outputs declarations ----
 
-BYTE_BUDGET = 1 << 20              # per direction, then the analyzer stops
+BYTE_BUDGET = 64 << 20             # per direction, then the analyzer stops
 MAX_TOPICS = 256
-MAX_PACKET = 1 << 20               # larger packets are skipped, not buffered
+MAX_PACKET = 8 << 20               # larger packets are skipped, not buffered
+MAX_LOGGED = 100_000               # PUBLISH records written per connection
+SCALAR_MAX = 1024                  # a payload up to this size on one line may be a bare value
+_NUMERIC_LEVEL = re.compile(r"(?:[0-9]+|[0-9a-fA-F-]{16,}|[a-fA-F]*[0-9][0-9a-fA-F]*)\Z")    # ids: 17, uuids, a1f3
 
 CONNECT, CONNACK, PUBLISH = 1, 2, 3
 
@@ -194,6 +224,7 @@ class Analyzer(_BaseAnalyzer):
         self._skip = {True: 0, False: 0}
         self._seen = {True: 0, False: 0}
         self._dead = {True: False, False: False}
+        self.published = 0
 
     def wants_more(self) -> bool:
         return not (self._dead[True] and self._dead[False])
@@ -248,14 +279,14 @@ class Analyzer(_BaseAnalyzer):
     def _packet(self, is_orig: bool, first: int, body: bytes, ts: float) -> None:
         ptype = first >> 4
         if ptype == CONNECT and self.connect is None:
-            m = parse_connect(bytes([first]) + _encode_varint(len(body)) + body)
+            m = parse_connect(bytes([first]) + encode_varint(len(body)) + body)
             if m is not None:
                 self.connect = m
                 self._confirm()
         elif ptype == CONNACK and len(body) >= 2:
             self.connack_code = body[1]
         elif ptype == PUBLISH and len(body) >= 2:
-            topic, _ = _str(body, 0, len(body))
+            topic, p = _str(body, 0, len(body))
             if _topic_ok(topic, False):
                 self._confirm()
             key = (is_orig, topic.decode("utf-8", "backslashreplace"))
@@ -263,8 +294,39 @@ class Analyzer(_BaseAnalyzer):
                 self.topics[key] += 1
             elif len(self.topics) < MAX_TOPICS:
                 self.topics[key] = 1
+            self._publish(is_orig, first, key[1], body, p, ts)
         if not self.confirmed and self.packets >= 3:
             self._confirm()
+
+    def _publish(self, is_orig: bool, first: int, topic: str, body: bytes, p: int, ts: float) -> None:
+        """One PUBLISH (topic already read up to ``p``): its record, and its payload to the content stage."""
+        qos = (first >> 1) & 3
+        if qos == 3:
+            raise ValueError("PUBLISH with QoS 3")
+        if qos:
+            p += 2                                          # packet identifier
+        level = self.connect["level"] if self.connect else 4
+        if level == 5:
+            r = varint(body, p)
+            if r is None:
+                raise ValueError("PUBLISH properties cut short")
+            plen, p = r
+            p += plen
+        if p > len(body):
+            raise ValueError("PUBLISH header longer than the packet")
+        payload = body[p:]
+        self.published += 1
+        if self.published <= MAX_LOGGED:
+            c = self.ctx
+            self.ctx.emit(LOG, {
+                "ts": ts, "uid": c.uid, "id.orig_h": c.orig_h, "id.orig_p": c.orig_p, "id.resp_h": c.resp_h,
+                "id.resp_p": c.resp_p, "from_client": is_orig,
+                "client_id": self.connect.get("client_id") if self.connect else None,
+                "protocol_level": self.connect["level"] if self.connect else None,
+                "qos": qos, "retain": bool(first & 1), "topic": topic, "payload_len": len(payload)})
+        sink = self.ctx.sink
+        if payload and sink is not None and hasattr(sink, "body"):
+            sink.body(self.ctx, is_orig, {"source": "mqtt", "file": False}, with_topic(topic, payload))
 
     def _confirm(self) -> None:
         if not self.confirmed:
@@ -272,7 +334,33 @@ class Analyzer(_BaseAnalyzer):
             self.ctx.confirm(NAME)
 
 
-def _encode_varint(n: int) -> bytes:
+def topic_key(topic: str) -> str | None:
+    """The field name a topic gives its value: its last level that is not an id (a number, a
+    UUID, a hex token), e.g. ``crm/customer/17/email`` -> ``email``; None when there is none."""
+    for level in reversed(topic.split("/")):
+        level = level.strip()
+        if level and level not in ("+", "#") and not _NUMERIC_LEVEL.match(level):
+            return level[:100]
+    return None
+
+
+def with_topic(topic: str, payload: bytes) -> bytes:
+    """What the content stage reads of a PUBLISH: a bare value (one short line that is not JSON,
+    XML or CSV) becomes ``{"<topic key>": value}`` so the topic names it; anything else as sent."""
+    if len(payload) > SCALAR_MAX or b"\n" in payload.rstrip(b"\r\n"):
+        return payload
+    try:
+        text = payload.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return payload
+    key = topic_key(topic)
+    if not text or key is None or text[0] in "{[<\"" or not text.isprintable():
+        return payload
+    return json.dumps({key: text}, ensure_ascii=False).encode("utf-8")
+
+
+def encode_varint(n: int) -> bytes:
+    """MQTT's variable byte integer (remaining length, property lengths): 7 bits a byte, low first."""
     out = bytearray()
     while True:
         c = n & 0x7F
@@ -286,4 +374,5 @@ def _encode_varint(n: int) -> bytes:
 # Contributions to the pipeline (the contract is in base.py)
 # ---------------------------------------------------------------------------
 APP_PROTO = {NAME: "mqtt"}
-CONTENT = "raw"
+PII_FIELDS = {"mqtt": ("topic", "client_id")}
+CONTENT = "bodies"                 # PUBLISH payloads go to ctx.sink.body; the packet framing is not content
