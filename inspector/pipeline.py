@@ -71,15 +71,21 @@ class Pipeline:
 
     ``policy`` overrides the engine ``settings`` would build (any object with
     ``observe_flows``, ``observe_log`` and ``flush``); ``engine="python"`` runs
-    the plain-Python reference flow table (tests cross-check the two)."""
+    the plain-Python reference flow table (tests cross-check the two).  ``share=(k, n)``
+    makes it worker ``k`` of a parallel scan (``inspector.parallel``): no policy engine (the
+    parent runs the one engine over every worker's records), a Scanner that analyses its share."""
 
-    def __init__(self, settings: Settings, sinks: Iterable[Sink] = (), *, policy=None, engine: str = "kernel"):
+    def __init__(self, settings: Settings, sinks: Iterable[Sink] = (), *, policy=None, engine: str = "kernel",
+                 share: tuple | None = None):
         self.settings = settings
         self.sinks = list(sinks)
-        self.policy = policy if policy is not None else (settings.new_policy() if settings.analysis else None)
+        if share is not None:
+            self.policy = None
+        else:
+            self.policy = policy if policy is not None else (settings.new_policy() if settings.analysis else None)
         self.scanner = Scanner(site=settings.site, max_flows=settings.max_flows, on_flows=self._on_flows,
                                engine=engine, enricher=settings.enricher, log_sink=self._on_log,
-                               app=settings.analysis, content=settings.content)
+                               app=settings.analysis, content=settings.content, share=share)
         self.alerts_raised = 0
         self.last_ts: float | None = None      # packet time of the last packet fed
         self.finished = False
@@ -106,6 +112,18 @@ class Pipeline:
             s.log(name, rec)
         if self.policy is not None and name in POLICY_LOGS:
             self._alerts(self.policy.observe_log(name, rec))
+
+    # What a parallel scan's parent hands on from its workers (inspector.parallel).
+    def deliver_flows(self, recs: list) -> None:
+        """Ended flows analysed elsewhere: to the sinks and the policy engine, as the Scanner's would go."""
+        self._on_flows(recs)
+
+    def deliver_log(self, name: str, rec: dict) -> None:
+        self._on_log(name, rec)
+
+    def deliver_weirds(self, recs: list) -> None:
+        for s in self.sinks:
+            s.weirds(recs)
 
     def _alerts(self, alerts) -> None:
         alerts = [a for a in alerts or () if a]
@@ -179,19 +197,19 @@ class Pipeline:
 
 
 def run(source, settings: Settings, sinks: Iterable[Sink] = (), *, policy=None,
-        engine: str = "kernel") -> Pipeline:
+        engine: str = "kernel", share: tuple | None = None) -> Pipeline:
     """Drive ``source`` through one Pipeline into ``sinks``; returns the finished Pipeline.
 
     On an exception (a signal, a failing sink) what was read is still flushed (flows
     ended, sinks finished) before it propagates."""
-    pipe = Pipeline(settings, sinks, policy=policy, engine=engine)
-    with _collector_tuned():
-        _drive(pipe, source)
+    pipe = Pipeline(settings, sinks, policy=policy, engine=engine, share=share)
+    with collector_tuned():
+        drive(pipe, source)
     return pipe
 
 
 @contextmanager
-def _collector_tuned():
+def collector_tuned():
     """Python's cyclic garbage collector, set for a long run over many live objects.
 
     With tens of thousands of open connections (sessions, flow views, windows), the default
@@ -210,7 +228,8 @@ def _collector_tuned():
         gc.unfreeze()
 
 
-def _drive(pipe: "Pipeline", source) -> None:
+def drive(pipe: "Pipeline", source) -> None:
+    """Feed every item of ``source`` to ``pipe``, then finish it (also when an exception propagates)."""
     try:
         for item in source.batches(pipe):
             if item is None:

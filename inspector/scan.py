@@ -15,7 +15,7 @@ from .content.files import PII_FIELDS as FILES_PII
 from .content.sink import ContentSink, add_empty_fields
 from .decode import Decoder
 from .dispatch import Dispatcher, ProtocolLogs
-from .enrich.flows import DestinationNames, EnrichStage
+from .enrich.flows import DestinationNames, EnrichStage, NameEvents, enrich_placeholders
 from .flows.reference import PyFlowTable
 from .flows.table import FlowBatch, FlowTable
 from .outputs.schema import CONN_FLOW_FIELDS, FLOWS, WEIRD, names
@@ -54,7 +54,11 @@ class Scanner:
 
     def __init__(self, site=None, max_flows: int = 1_000_000, on_flows: Callable | None = None,
                  engine: str = "kernel", enricher=None, log_sink: Callable | None = None, app: bool = True,
-                 content=None):
+                 content=None, share: tuple | None = None):
+        """``share=(k, n)``: worker ``k`` of a parallel scan of ``n`` (``inspector.parallel``): it
+        analyses the flows it owns (``FlowTable.share``), reports the reader's counters and the
+        weirds of no flow only as worker 0, and leaves naming and enrichment to the parent (the
+        evidence is kept as ``NameEvents``, the enrichment fields as placeholders)."""
         from .site import Site
         self.site = site if site is not None else Site.default()
         self.decoder = Decoder()
@@ -70,11 +74,12 @@ class Scanner:
                 self.logs = ProtocolLogs(pii, show_raw=content is not None and content.show_raw, sink=log_sink)
                 if content is not None:
                     self.content = ContentSink(content, self.site, contrib.encrypted, emit=self.logs)
-                names = DestinationNames(contrib.name_sources, fallbacks=contrib.name_fallbacks)
+                names = NameEvents() if share is not None else \
+                    DestinationNames(contrib.name_sources, fallbacks=contrib.name_fallbacks)
                 self.enrich = EnrichStage(names, enricher)
                 self.dispatcher = Dispatcher(contrib, self.logs, content=self.content, names=names)
                 self.logs.capture_of = self.dispatcher.capture_of
-            self.table = FlowTable(site=self.site, max_flows=max_flows, observer=self.dispatcher)
+            self.table = FlowTable(site=self.site, max_flows=max_flows, observer=self.dispatcher, share=share)
         else:  # the plain-Python reference implementation (tests cross-check the two)
             self.table = PyFlowTable(max_flows=max_flows)
         self.outcomes: Counter = Counter()
@@ -85,18 +90,23 @@ class Scanner:
         self.flow_records: list = []
         self.flows_emitted = 0
         self.on_flows = on_flows
+        self.share = share
         self.files: list = []
         self.capture = None        # the input being read (set_capture), None for live without a ring
 
     def _emit(self, flows: Iterable) -> None:
         if self.engine == "kernel":
             if self.dispatcher is not None and flows:
-                self.enrich.apply(flows)
+                if self.share is not None:
+                    enrich_placeholders(flows)
+                else:
+                    self.enrich.apply(flows)
                 if self.content is not None:
                     self.content.finish(flows)
                 else:
                     add_empty_fields(flows)
-            recs = list(flows)
+            # a parallel scan's worker keeps each record's place in the ended order (FlowBatch.seq)
+            recs = FlowBatch(flows, seq=flows.seq) if self.share is not None else list(flows)
         else:
             recs = []
             for f in flows:
@@ -113,6 +123,8 @@ class Scanner:
 
     def add_weird(self, ts, uid, name, detail) -> None:
         """Record a weird: counted always, kept as a record up to WEIRD_RECORD_CAP per name."""
+        if uid is None and self.share is not None and self.share[0] != 0:
+            return      # worker 0 of a parallel scan reports what belongs to no flow
         n = self.weird_counts[name]
         self.weird_counts[name] = n + 1
         if n < WEIRD_RECORD_CAP:

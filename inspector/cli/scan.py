@@ -16,6 +16,9 @@ def add_parser(sub):
     s.add_argument("--site", metavar="FILE", help="site file (YAML): local_nets, roles, allowed_destinations")
     s.add_argument("--max-flows", type=int, default=1_000_000, help="flow table bound (LRU eviction beyond)")
     add_analysis_arguments(s)
+    s.add_argument("--workers", type=_workers_arg, default="auto", metavar="N",
+                   help="processes sharing the analysis, connections split by address pair (default auto: "
+                        "every core for inputs of 64 MB or more, else 1; standard input: 1)")
     s.add_argument("--flows-only", action="store_true",
                    help="connection records only (no protocol, destination, content or policy analysis, no "
                         "report): Zeek conn.log mode, the fastest")
@@ -33,6 +36,19 @@ def add_parser(sub):
     from ..delivery import add_arguments as add_delivery_arguments
     add_delivery_arguments(s)
     return s
+
+
+def _workers_arg(text: str):
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        import argparse
+        raise argparse.ArgumentTypeError(f"expected a number of processes (1 or more) or auto, not {text!r}")
+    return n
 
 
 class _Usage(Exception):
@@ -118,8 +134,19 @@ def _scan_into(od, args, settings, extractor, stop, delivery) -> int:
             def flows(self, recs):
                 agg.add(recs)
         sinks.append(_Report())
-    source = FileSource(args.paths, progress=progress, stop=stop)
-    pipe = run_pipeline(source, settings, sinks)
+    from ..parallel import WorkerError, auto_workers, run_parallel
+    workers = auto_workers(args.paths) if args.workers == "auto" else args.workers
+    if workers > 1 and "-" not in args.paths:
+        try:
+            source = run_parallel(args.paths, settings, sinks, workers, progress=progress, stop=stop)
+        except WorkerError as e:
+            progress.done()
+            print(f"inspector: error: {e}", file=sys.stderr)
+            return 2
+        pipe = source.pipe
+    else:
+        source = FileSource(args.paths, progress=progress, stop=stop)
+        pipe = run_pipeline(source, settings, sinks)
     progress.done()
     for err in source.errors:
         print(f"inspector: {err}", file=sys.stderr)

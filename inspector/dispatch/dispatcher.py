@@ -206,6 +206,8 @@ class Dispatcher:
             state[nf] = ST_NEW
             self.isn[nf] = -1
             self.syn_olen[nf] = -1
+            if table.share is not None:       # another worker analyses these (inspector.parallel)
+                state[nf[~table.OWN[nf]]] = ST_DONE
         proto = c["proto"]
         pay = c["pay_cap"]
         live = state[row_fid] != ST_DONE
@@ -607,6 +609,8 @@ class Dispatcher:
             return
         fids = row_fid[first]
         keep = self.syn_olen[fids] < 0
+        if self._table is not None and self._table.share is not None:
+            keep &= self._table.OWN[fids]       # another worker's connection (inspector.parallel)
         first, fids = first[keep], fids[keep]
         if not len(first):
             return

@@ -127,6 +127,53 @@ class DestinationNames:
         return None, None
 
 
+class NameEvents:
+    """Stands in for :class:`DestinationNames` in a worker of a parallel scan: the evidence the
+    dispatcher feeds (names, DNS answers, facts, certificates, JA4T) is kept as events, which the
+    parent replays into the one ``DestinationNames`` before it enriches the flows that ended with
+    them (a DNS answer names connections of other workers too).  ``drain()`` hands them over."""
+
+    FED = ("hostname", "dns_answer", "fact", "certificate", "ja4t")
+
+    def __init__(self):
+        self.events: list = []
+
+    def hostname(self, uid: str, source: str, name: str, ts: float) -> None:
+        self.events.append(("hostname", (uid, source, name, ts)))
+
+    def dns_answer(self, query: str, answer: str, rtype: str, ttl: float, ts: float) -> None:
+        self.events.append(("dns_answer", (query, answer, rtype, ttl, ts)))
+
+    def fact(self, uid: str, name: str) -> None:
+        self.events.append(("fact", (uid, name)))
+
+    def certificate(self, uid: str, subject: str | None, issuer: str | None) -> None:
+        self.events.append(("certificate", (uid, subject, issuer)))
+
+    def ja4t(self, uid: str, fingerprint: str) -> None:
+        self.events.append(("ja4t", (uid, fingerprint)))
+
+    def drain(self) -> list:
+        out, self.events = self.events, []
+        return out
+
+    @staticmethod
+    def replay(events, names: DestinationNames) -> None:
+        for method, args in events:
+            if method in NameEvents.FED:
+                getattr(names, method)(*args)
+
+
+def enrich_placeholders(records) -> None:
+    """``ENRICH_FIELDS`` set to None, in their place in each record (a parallel scan's parent fills
+    them in later, so the records keep the field order of a single process)."""
+    for r in records:
+        r.update(_PLACEHOLDERS)
+
+
+_PLACEHOLDERS = dict.fromkeys(ENRICH_FIELDS)
+
+
 class EnrichStage:
     """Adds ``ENRICH_FIELDS`` to ended flow records (in place, in that order).
 

@@ -72,21 +72,40 @@ def _hash_cols(cols) -> np.ndarray:
     return h
 
 
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser over a uint64 column (wrapping arithmetic)."""
+    x = np.asarray(x, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def pair_owner(addr: np.ndarray, n: int) -> np.ndarray:
+    """Worker index in ``0..n-1`` per row of ``addr`` (columns: orig hi, orig lo, resp hi, resp lo):
+    a hash of the unordered address pair, so swapping the two sides gives the same worker."""
+    a = _mix64(_mix64(addr[:, 0]) ^ addr[:, 1])
+    b = _mix64(_mix64(addr[:, 2]) ^ addr[:, 3])
+    return (_mix64(a ^ b) % np.uint64(n)).astype(np.int64)
+
+
 class FlowBatch(list):
     """Flow records (dicts in conn.log field order) that ended together, with per-record
     payload byte counts (``orig_payload``/``resp_payload``, ints, set even where the
     record leaves ``orig_bytes``/``resp_bytes`` unset)."""
 
-    def __init__(self, records=(), orig_payload=(), resp_payload=()):
+    def __init__(self, records=(), orig_payload=(), resp_payload=(), seq=()):
         super().__init__(records)
         self.orig_payload = list(orig_payload)
         self.resp_payload = list(resp_payload)
+        self.seq = list(seq)     # each record's place among every flow the table ended (see FlowTable.share)
 
     def add(self, other: "FlowBatch") -> None:
         """Append another batch (records and their byte counts)."""
         self.extend(other)
         self.orig_payload.extend(other.orig_payload)
         self.resp_payload.extend(other.resp_payload)
+        self.seq.extend(other.seq)
 
 
 class FlowTable:
@@ -101,11 +120,21 @@ class FlowTable:
         observer.ending(table, fids, last_ts)   # before the records of ``fids`` are built
 
     Flow ids are slots: one is reused only after ``ending`` reported it.
+
+    ``share=(k, n)``: this table is worker ``k`` of ``n`` (``inspector.parallel``).  It still
+    tracks every flow, so flow state, uids (their serial counts every flow), tunnel parents,
+    timers and evictions are those of a single table; but only the flows it owns (``OWN``: a
+    hash of the unordered address pair, so an FTP data channel stays with its control
+    connection) reach the observer and get records, and only worker 0 reports the weirds no
+    flow owns.  Each record's ``seq`` (its place in the ended order of all flows) lets the
+    parent interleave the workers' records in the order one table would have produced.
     """
 
     def __init__(self, site=None, max_flows: int = 1_000_000, sweep_interval: float = 10.0,
-                 capacity: int = 32768, observer=None):
+                 capacity: int = 32768, observer=None, share: tuple | None = None):
         self.site = site
+        self.share = share
+        self.ended_total = 0       # flows ended so far, all of them (the next record's ``seq``)
         self.max_flows = max_flows
         self.sweep_interval = sweep_interval
         self.cap = 0
@@ -151,6 +180,7 @@ class FlowTable:
         grow("SLOT", (), np.int64, -1)
         grow("free", (), np.int64)
         grow("CAP", (), np.int32, -1)
+        grow("OWN", (), np.bool_, True)
         self.ended = np.zeros(cap, dtype=np.int64)
         self.ended_ts = np.zeros(cap, dtype=np.float64)
         self.cap = cap
@@ -239,8 +269,9 @@ class FlowTable:
         n = len(db)
         records = FlowBatch()
         if n == 0:
-            for ts, name, detail, _r in db.weirds:
-                self.weirds.append((ts, None, name, detail))
+            if self._reports_unowned():
+                for ts, name, detail, _r in db.weirds:
+                    self.weirds.append((ts, None, name, detail))
             return records
         if self.active_flows() + n > self.max_flows:
             self._evict(float(c["ts"][0]), records)
@@ -285,6 +316,10 @@ class FlowTable:
                 self.ended[:k], self.ended_ts[:k] = ended, ended_ts
         self.last_row_fid = row_fid
         self.last_row_orig = row_orig
+        if self.share is not None:
+            nf = row_fid[row_new]
+            if len(nf):
+                self.OWN[nf] = self.owner(nf) == self.share[0]
         if self.observer is not None:
             self.observer.rows(self, db, row_fid, row_orig, row_new)
         # Tunnel parents and decode weirds refer to rows: resolve them before flows are emitted.
@@ -300,7 +335,8 @@ class FlowTable:
                 puid = self._tunnel_uid(parent)
             self.tparents.setdefault(child, set()).add(puid)
         for ts, name, detail, r in db.weirds:
-            self.weirds.append((ts, self.uid(int(row_fid[r])) if r >= 0 else None, name, detail))
+            if r >= 0 and self.OWN[row_fid[r]] or r < 0 and self._reports_unowned():
+                self.weirds.append((ts, self.uid(int(row_fid[r])) if r >= 0 else None, name, detail))
         self._collect_ended(records)
         self.now = float(c["ts"][-1])
         if self.last_sweep is None:
@@ -313,13 +349,39 @@ class FlowTable:
         k = int(self.counters[2])
         if not k:
             return
-        fids = self.ended[:k].copy()
+        fids = all_fids = self.ended[:k].copy()
         ends = self.ended_ts[:k].copy()
         self.counters[2] = 0
-        records.add(self._records(fids, ends))
+        seq = np.arange(self.ended_total, self.ended_total + k, dtype=np.int64)
+        self.ended_total += k
+        if self.share is not None:
+            own = self.OWN[fids]
+            if not own.all():
+                self._forget(fids[~own], ends[~own])
+                fids, ends, seq = fids[own], ends[own], seq[own]
+        batch = self._records(fids, ends) if len(fids) else FlowBatch()
+        batch.seq = seq.tolist()
+        records.add(batch)
         nf = int(self.counters[3])
-        self.free[nf:nf + k] = fids
+        self.free[nf:nf + k] = all_fids
         self.counters[3] = nf + k
+
+    def _reports_unowned(self) -> bool:
+        """Weirds of no flow (capture, decoding without a flow, table full) are reported once."""
+        return self.share is None or self.share[0] == 0
+
+    def owner(self, fids: np.ndarray) -> np.ndarray:
+        """The worker (of ``share[1]``) that owns each flow: a hash of its unordered address pair,
+        the same whichever side sent the first packet."""
+        return pair_owner(self.ADDR[fids], self.share[1])
+
+    def _forget(self, fids: np.ndarray, ends: np.ndarray) -> None:
+        """Flows another worker owns have ended: drop what was kept for their records."""
+        if self.observer is not None:
+            self.observer.ending(self, fids, ends.tolist())
+        for f in fids.tolist():
+            self.services.pop(f, None)
+            self.tparents.pop(f, None)
 
     def sweep(self, now: float, records: FlowBatch, force: bool = False) -> None:
         """End every flow whose timers have run out by ``now``."""
@@ -356,7 +418,8 @@ class FlowTable:
         self.counters[5] += k
         self.counters[2] = j0 + k
         self.evicted += k
-        self.weirds.append((now, None, "flow.table_full", f"evicted {k} least recently active flows"))
+        if self._reports_unowned():
+            self.weirds.append((now, None, "flow.table_full", f"evicted {k} least recently active flows"))
 
     def flush(self) -> FlowBatch:
         records = FlowBatch()
