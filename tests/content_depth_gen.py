@@ -337,7 +337,7 @@ def build(path: Path) -> dict[str, Expect]:
         [f"{r['customer_id']}  {r['email']}  {r['phone']}" for r in rows]
     cap.tcp("203.0.113.10", 80, [(http("POST", "/upload/manifest.pdf", "upload.filedrop.example",
                                        [("Content-Type", "application/pdf")], pdf_bytes(lines)), OK)])
-    exp["203.0.113.10"] = Expect("PDF manifest", {"email": _emails(rows), "phone": _phones(rows)})
+    exp["203.0.113.10"] = Expect("PDF manifest", {"email": _emails(rows), "phone": _phones(rows)}, len(rows))
 
     # 11. a 7z of a CSV
     rows = customers(1100, 9)

@@ -259,3 +259,12 @@ def test_otlp_style_attributes_and_snappy_remote_write():
     info = {"source": "http", "content_type": "application/x-protobuf", "content_encoding": "snappy"}
     data, customers, cf, _ = _stage_counts(bytes(cramjam.snappy.compress_raw(body)), info)
     assert data == {"email": 12, "phone": 12} and customers == 12 and {"snappy", "protobuf"} <= cf.encodings
+
+
+def test_pdf_tables_only_from_aligned_runs():
+    from inspector.content.archives import pdf_tables
+    text = ("Delivery terms apply to all  orders.\nSigned by  the manager\n\n"
+            "Order    Pallets    Dock\n4711     12         D3\n4712     4          D1\n"
+            "Totals are indicative.\n")
+    assert pdf_tables(text) == [b"Order\tPallets\tDock\n4711\t12\tD3\n4712\t4\tD1\n"]
+    assert pdf_tables("Just prose, one line.\nAnother  line with a gap.\n") == []

@@ -352,18 +352,25 @@ def _pdf(data: bytes, budget: Budget, members: list, problems: list) -> None:
             problems.append(("content.archive_bomb", f"time budget {budget.max_seconds:g}s exceeded"))
             break
         try:
-            t = page.extract_text() or ""
+            t = page.extract_text(extraction_mode="layout") or ""   # columns kept apart by spaces
         except Exception:
-            continue                                       # one bad page does not end the document
+            try:
+                t = page.extract_text() or ""
+            except Exception:
+                continue                                   # one bad page does not end the document
         size += len(t)
         if size > budget.room():
             problems.append(("content.archive_bomb", f"PDF text over {budget.max_bytes} bytes"))
             break
         texts.append(t)
-    text = "\n".join(t for t in texts if t.strip()).encode("utf-8", "surrogatepass")
+    joined = "\n".join(t for t in texts if t.strip())
+    text = joined.encode("utf-8", "surrogatepass")
     if text:
         _take(budget, "pdf-text", len(text), None, problems)
         members.append(Member("pdf-text", text, "text/plain", "rendered"))
+        for k, table in enumerate(pdf_tables(joined)):
+            # the table's rows are the records; its values were scanned with the text already
+            members.append(Member(f"pdf-table{k + 1}", table, "text/tab-separated-values", "rendered"))
     try:
         attachments = reader.attachments
         items = list(attachments.items())
@@ -374,6 +381,36 @@ def _pdf(data: bytes, budget: Budget, members: list, problems: list) -> None:
             if isinstance(blob, (bytes, bytearray)):
                 _take(budget, name, len(blob), None, problems)
                 members.append(Member(str(name), bytes(blob)))
+
+
+_CELL_GAP = re.compile(r"\s{2,}")
+MIN_TABLE_ROWS = 3
+
+
+def pdf_tables(text: str) -> list[bytes]:
+    """Tables in a PDF's laid-out text, as TSV: runs of at least ``MIN_TABLE_ROWS`` consecutive lines
+    that split on gaps of two or more spaces into the same number (two or more) of cells.  The run's
+    first line is its header when ``records`` takes it for one (words, no identifiers), so a
+    manifest's columns give their cells field context and each row is a record."""
+    tables = []
+    run: list[list[str]] = []
+
+    def close():
+        if len(run) >= MIN_TABLE_ROWS:
+            tables.append("".join("\t".join(c.replace("\t", " ") for c in row) + "\n" for row in run)
+                          .encode("utf-8", "surrogatepass"))
+        run.clear()
+
+    for line in text.splitlines():
+        cells = [c for c in _CELL_GAP.split(line.strip()) if c]
+        if len(cells) >= 2 and (not run or len(cells) == len(run[0])):
+            run.append(cells)
+            continue
+        close()
+        if len(cells) >= 2:
+            run.append(cells)
+    close()
+    return tables
 
 
 def _7z(data: bytes, budget: Budget, members: list, problems: list) -> None:
