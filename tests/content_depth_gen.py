@@ -285,14 +285,19 @@ def build(path: Path) -> dict[str, Expect]:
     # 6. an OSS PutObject (JSON export) and a multipart upload (initiate, one CSV part, complete)
     rows_put = customers(500, 8)
     rows_part = customers(510, 6)
+    part_csv = csv_bytes(rows_part)
+    cut = part_csv.index(b"@example", len(part_csv) // 2) - 2
     host = "wms-backup.oss-cn-shanghai.aliyuncs.com"
     auth = [("Authorization", "OSS LTAI5tExampleKeyId:c2lnbmF0dXJl"), ("x-oss-date", "20251125T093000Z")]
     cap.tcp("203.0.113.6", 80, [
         (http("PUT", "/exports/customers.json", host, auth + [("Content-Type", "application/json")],
               json.dumps(rows_put).encode()), OK),
         (http("POST", "/exports/big.csv?uploads", host, auth), OK),
+        # the object in two parts, cut inside an e-mail address (parts are joined before counting)
+        (http("PUT", "/exports/big.csv?partNumber=2&uploadId=0004B9894A22E5B1888A1E29F823", host, auth,
+              part_csv[cut:]), OK),
         (http("PUT", "/exports/big.csv?partNumber=1&uploadId=0004B9894A22E5B1888A1E29F823", host, auth,
-              csv_bytes(rows_part)), OK),
+              part_csv[:cut]), OK),
         (http("POST", "/exports/big.csv?uploadId=0004B9894A22E5B1888A1E29F823", host,
               auth + [("Content-Type", "application/xml")],
               b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>\"3858F62230AC3C915F300C664312C11F"

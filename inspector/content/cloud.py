@@ -24,7 +24,10 @@ analyzer's body ``info``: ``method``, ``uri``/``target``, ``host``, ``headers``)
 =====================================  ==================================================================
 
 The API's name goes into the content record (``upload_apis``); the body is decoded (codec, framing)
-before it is typed and counted like any other (``Upload.codec``, ``Upload.raw_size``).  Recognition
+before it is typed and counted like any other (``Upload.codec``, ``Upload.raw_size``).  The pieces
+of one object sent on one connection (multipart parts by part number, Azure blocks and appends in
+the order sent) are named by ``Upload.part`` so that the content stage joins them before counting:
+a row or an address cut at a part boundary is read whole.  Recognition
 reads only what the request says about itself; nothing here raises.
 """
 from __future__ import annotations
@@ -45,6 +48,7 @@ class Upload:
     codec: str | None = None       # compression of the body ("lz4", "deflate", "zstd"...)
     raw_size: int | None = None    # uncompressed size the request declares (LZ4 blocks need it)
     aws_chunked: bool = False      # the body is aws-chunked (signed chunks)
+    part: tuple | None = None      # (object + upload id, position) of a piece of one object, or None
 
 
 def header(info: dict, name: str) -> str | None:
@@ -111,21 +115,26 @@ def _recognise(info: dict) -> Upload | None:
     # Alibaba Cloud Object Storage Service
     if (host.endswith(".aliyuncs.com") and "oss-" in host) or any(n.startswith("x-oss-") for n in names) \
             or auth.startswith(("OSS ", "OSS4-HMAC-SHA256")):
-        return Upload("alibaba-oss:" + _object_op(method, q, info, append=True), codec)
+        op = _object_op(method, q, info, append=True)
+        return Upload("alibaba-oss:" + op, codec, part=_part("oss", op, path, q))
     # Azure Blob Storage
     if host.endswith(".blob.core.windows.net") or "x-ms-blob-type" in names or \
             ("x-ms-version" in names and "comp" in q):
         comp = q.get("comp", "").lower()
         op = {"block": "PutBlock", "blocklist": "PutBlockList", "appendblock": "AppendBlock",
               "page": "PutPage"}.get(comp, "PutBlob" if method == "PUT" else None)
-        return Upload("azure-blob:" + op, codec) if op and method == "PUT" else None
+        if not op or method != "PUT":
+            return None
+        part = ("azure:" + path, None) if op in ("PutBlock", "AppendBlock") else None   # in arrival order
+        return Upload("azure-blob:" + op, codec, part=part)
     # Google Cloud Storage
     if host == "storage.googleapis.com" or host.endswith(".storage.googleapis.com"):
         return Upload("gcp-gcs:Upload", codec)
     # Amazon S3 (and S3-compatible stores signing with SigV4)
     if (host.endswith(".amazonaws.com") and "s3" in host) or amz_chunked or \
             ("x-amz-content-sha256" in names and auth.startswith("AWS4-HMAC-SHA256")):
-        return Upload("aws-s3:" + _object_op(method, q, info, append=False), codec, aws_chunked=amz_chunked)
+        op = _object_op(method, q, info, append=False)
+        return Upload("aws-s3:" + op, codec, aws_chunked=amz_chunked, part=_part("s3", op, path, q))
     return None
 
 
@@ -134,6 +143,15 @@ def _codec(content_encoding) -> str | None:
         c = c.strip()
         if c and c not in ("aws-chunked", "identity"):
             return c
+    return None
+
+
+def _part(cloud: str, op: str, path: str, q: dict) -> tuple | None:
+    """Where a multipart part or an append goes: (object + upload id, position)."""
+    if op == "UploadPart":
+        return f"{cloud}:{path}?{q.get('uploadid', '')}", _int(q.get("partnumber"))
+    if op == "AppendObject":
+        return f"{cloud}:{path}", _int(q.get("position"))
     return None
 
 

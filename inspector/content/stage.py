@@ -53,7 +53,7 @@ class ContentFlow:
     ``leave`` (the ``is_orig`` value of the direction that leaves the site) are set by the
     pipeline's content sink (``content.sink``) when the connection opens."""
     __slots__ = ("bytes_by_type", "values", "records", "encodings", "edi", "stream", "stream_info", "notes",
-                 "bodies", "types_seen", "uid", "ts", "leave", "record_counts", "apis")
+                 "bodies", "types_seen", "uid", "ts", "leave", "record_counts", "apis", "parts")
 
     def __init__(self, uid: str | None = None, ts: float | None = None, leave: bool | None = None):
         self.uid = uid
@@ -71,6 +71,7 @@ class ContentFlow:
         self.notes = []
         self.bodies = 0
         self.apis = set()             # cloud upload APIs recognised (content.cloud)
+        self.parts = {}               # object -> [info, [(position, bytes)]]: upload parts, joined at the end
 
 
 class ContentStage:
@@ -137,6 +138,8 @@ class ContentStage:
                 cf.encodings.add(enc)
         elif enc in _CODECS:
             data = self._codec(cf, data, enc, upload.raw_size if upload is not None else None, uid)
+        if upload is not None and upload.part is not None and self._part(cf, upload, info, data):
+            return
         declared = info.get("content_type")
         boundary = info.get("boundary")
         if boundary or (declared and "multipart/" in declared.lower() and "boundary=" in declared.lower()):
@@ -209,6 +212,26 @@ class ContentStage:
         # Encoded data (base64/base32/hex in text, JSON strings, DNS labels) is decoded and inspected too.
         if depth < 2:
             self._encoded(cf, data, depth)
+
+    def _part(self, cf: ContentFlow, upload, info: dict, data: bytes) -> bool:
+        """Keep one piece of an object uploaded in parts (``cloud.Upload.part``) to be joined with the
+        others of this connection when it ends; False when the pieces would pass the body budget
+        (then this one is inspected on its own)."""
+        key, position = upload.part
+        entry = cf.parts.get(key)
+        if entry is None:
+            entry = cf.parts[key] = [dict(info), []]
+        if sum(len(d) for _p, d in entry[1]) + len(data) > self.body_budget:
+            return False
+        entry[1].append((len(entry[1]) if position is None else position, data))
+        return True
+
+    def _join_parts(self, cf: ContentFlow, uid) -> None:
+        """Inspect each object uploaded in parts as one body: its pieces in position order."""
+        for info, pieces in cf.parts.values():
+            joined = b"".join(d for _p, d in sorted(pieces, key=lambda x: x[0]))
+            self._inspect(cf, info, joined, uid, count_bytes=True)
+        cf.parts = {}
 
     def request(self, cf: ContentFlow, info: dict, uid: str | None = None) -> None:
         """A request that leaves the site, whatever its body: the values in its query string, cookies
@@ -349,6 +372,8 @@ class ContentStage:
     # -- output ---------------------------------------------------------------------
     def finish(self, cf: ContentFlow, uid: str, ts: float, direction: str, app_bytes_out: int) -> tuple[dict, dict]:
         """(flow fields, content.jsonl record or None) for a connection that ended."""
+        if cf.parts:
+            self._join_parts(cf, uid)
         if cf.stream:
             info = cf.stream_info or {"source": "tcp"}
             self._inspect(cf, info, bytes(cf.stream), uid, count_bytes=True)
