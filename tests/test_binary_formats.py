@@ -268,3 +268,14 @@ def test_pdf_tables_only_from_aligned_runs():
             "Totals are indicative.\n")
     assert pdf_tables(text) == [b"Order\tPallets\tDock\n4711\t12\tD3\n4712\t4\tD1\n"]
     assert pdf_tables("Just prose, one line.\nAnother  line with a gap.\n") == []
+
+
+def test_base64_gzip_and_protobuf_inside_json_are_opened():
+    gz = base64.b64encode(zlib.compress(CSV)).decode()
+    import gzip as _gzip
+    doc = json.dumps({"export": base64.b64encode(_gzip.compress(CSV, mtime=0)).decode(), "z": gz}).encode()
+    data, customers, _cf, _ = _stage_counts(doc, {"source": "http", "content_type": "application/json"})
+    assert data == {"email": 12, "phone": 12} and customers == 12
+    pb = gen.sls_log_group(ROWS)
+    data, customers, cf, _ = _stage_counts(json.dumps({"payload": base64.b64encode(pb).decode()}).encode())
+    assert data == {"email": 12, "phone": 12} and customers == 12 and "protobuf" in cf.encodings

@@ -203,7 +203,7 @@ class ContentStage:
         if ptype in ("text", "html", "binary") and len(data) > 2048 and not self.prefilter.has_any(data):
             self.stats["prefilter_skipped"] += 1
             if ptype == "text" and depth < 2:
-                self._encoded(cf, data, depth)
+                self._encoded(cf, data, depth, uid)
             return
         rc = self.records_mod.count_records(data, ptype)
         self._count(cf, rc)
@@ -211,7 +211,7 @@ class ContentStage:
             cf.edi.extend(rc.edi[:1000 - len(cf.edi)] if len(cf.edi) < 1000 else [])
         # Encoded data (base64/base32/hex in text, JSON strings, DNS labels) is decoded and inspected too.
         if depth < 2:
-            self._encoded(cf, data, depth)
+            self._encoded(cf, data, depth, uid)
 
     def _part(self, cf: ContentFlow, upload, info: dict, data: bytes) -> bool:
         """Keep one piece of an object uploaded in parts (``cloud.Upload.part``) to be joined with the
@@ -265,9 +265,12 @@ class ContentStage:
     def openable(self, head: bytes) -> bool:
         """Do these first bytes start something the stage opens (an archive or document, a
         compression format, a MessagePack/CBOR container)?  A raw stream that does is read on."""
+        return self._container(head) or 0x80 <= head[0] < 0xC0 or head[:3] == b"\xd9\xd9\xf7"
+
+    def _container(self, head: bytes) -> bool:
+        """An archive, a document or a compression format by its magic bytes."""
         return (head[:4] in (b"PK\x03\x04", b"%PDF") or head[:2] == b"\x1f\x8b" or self.archives.is_7z(head)
-                or self.archives.is_tar(head) or self.binary.codec_of(head) is not None
-                or 0x80 <= head[0] < 0xC0 or head[:3] == b"\xd9\xd9\xf7")
+                or self.archives.is_tar(head) or self.binary.codec_of(head) is not None)
 
     def _declared_binary(self, info: dict) -> bool:
         ct = (info.get("content_type") or "").lower()
@@ -336,10 +339,22 @@ class ContentStage:
             self._inspect(cf, dict(sub, content_type=m.declared), m.data, uid, count_bytes=False,
                           budget=budget, level=level + 1)
 
-    def _encoded(self, cf: ContentFlow, data: bytes, depth: int) -> None:
+    def _encoded(self, cf: ContentFlow, data: bytes, depth: int, uid=None) -> None:
+        """base64/base32/hex runs inside a text body: text is counted as it is; an archive, a
+        compressed stream or a binary encoding (a zip or gzip in base64 inside JSON, a protobuf in a
+        string) is inspected as a body of its own, one level deeper."""
         for encoding, decoded in self.decoding.encoded_runs(data):
             cf.encodings.add(encoding)
             sub_type, _ = self.types.classify(decoded)
+            if sub_type in ("zip", "gzip", "office", "pdf") or self._container(decoded):
+                self._inspect(cf, {}, decoded, uid, False, depth + 1, None, 1)
+                continue
+            if sub_type in ("protobuf", "binary"):
+                got = self.binary.structured(decoded)
+                if got is not None:
+                    cf.encodings.add(got[0])
+                    self._count(cf, self.records_mod.count_records(got[1], "json"))
+                continue
             if sub_type in ("tls-encrypted", "encrypted-or-compressed", "image", "binary"):
                 continue
             self._count(cf, self.records_mod.count_records(decoded, sub_type))
