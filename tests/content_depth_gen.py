@@ -398,6 +398,15 @@ def build(path: Path) -> dict[str, Expect]:
     cap.tcp("203.0.113.17", 9000, [(zip_bytes({"dump.csv": csv_bytes(rows)}, zipfile.ZIP_STORED), b"OK\n")])
     exp["203.0.113.17"] = _cust(rows, "zip over raw TCP")
 
+    # 16. a zipped CSV of 1.4 MiB (a random notes column): past the 1 MiB an HTTP response keeps
+    import random
+    rnd = random.Random(16)
+    rows = [dict(r, notes=rnd.randbytes(450).hex()) for r in customers(3000, 3000)]
+    cap.tcp("203.0.113.18", 80, [(http("POST", "/upload", "upload.filedrop.example",
+                                       [("Content-Type", "application/zip")],
+                                       zip_bytes({"big.csv": csv_bytes(rows)})), OK)])
+    exp["203.0.113.18"] = _cust(rows, "1.4 MiB zip over HTTP", members=["big.csv"])
+
     # negatives: benign look-alikes count nothing
     cap.tcp("198.51.100.201", 80, [(http("POST", "/upload", "upload.filedrop.example",
                                          [("Content-Type", "application/zip")],

@@ -38,7 +38,7 @@ def scanned(tmp_path_factory):
     return expect, content, weirds, _jsonl(out / "files.jsonl"), {f["id.resp_h"]: f for f in flows}, out
 
 
-SERVERS = [f"203.0.113.{i}" for i in range(1, 18)] + [f"198.51.100.{i}" for i in range(201, 205)]
+SERVERS = [f"203.0.113.{i}" for i in range(1, 19)] + [f"198.51.100.{i}" for i in range(201, 205)]
 
 
 @pytest.mark.parametrize("server", SERVERS)

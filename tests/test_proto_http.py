@@ -734,7 +734,7 @@ def test_gap_beyond_body_resyncs_on_status_line():
 def test_body_budget_truncates():
     body = bytes(range(256)) * 20                                 # 5120 bytes
     an, sink, _ = make_analyzer(http)
-    an.max_body = 1000
+    an.max_request_body = 1000
     feed(an, [(True, b"POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 5120\r\n\r\n" + body)], split=333)
     (is_orig, info, kept), = sink.bodies
     assert kept == body[:1000] and info["truncated"] is True and info["body_len"] == 5120

@@ -20,7 +20,8 @@ masked unless ``--show-raw`` (``PII_FIELDS`` below).  ``seen_bytes`` are the fil
 ``total_bytes`` the size announced (Content-Length of an unencoded single-entity HTTP body, the FTP
 ``150 ... (N bytes)`` or ``213`` SIZE reply), ``missing_bytes`` the bytes lost in reassembly gaps.
 ``md5``/``sha1``/``sha256`` cover the whole file and are null when part of it was not seen (a gap, or
-an SMTP part or an encoded or multipart HTTP body longer than the analyzers retain: 1 MiB), as Zeek
+an SMTP part or an encoded or multipart HTTP body longer than the analyzers retain: 8 MiB of a message
+or a request, 1 MiB of a response), as Zeek
 drops a hash after a gap.  Plain HTTP bodies and data channels are hashed as they stream past
 (``body_data``/``body_gap``, ``channel_events``), so their size is not bounded by that retention.
 

@@ -25,7 +25,8 @@ sniffed here from the first body bytes (``application/json`` where Zeek writes
 ``resp_content_type``).
 
 Content hook: when ``ctx.sink`` has a ``body`` attribute, every non-empty
-message body (de-chunked, still content-encoded, at most ``max_body`` bytes) is
+message body (de-chunked, still content-encoded, at most ``max_request_body`` bytes of a request,
+``max_body`` of a response) is
 passed to ``sink.body(ctx, is_orig, info, body)``; ``info`` describes it (see
 ``Analyzer._deliver_body``).
 """
@@ -328,7 +329,10 @@ def probe(data: bytes, is_orig: bool) -> bool:
 
 class Analyzer(_Base):
     NAME = NAME
-    max_body = 1 << 20                  # bytes of each body kept for sink.body()
+    max_body = 1 << 20                  # bytes of each response body kept for sink.body()
+    # bytes of each request body kept: uploads are what leaves a site, and an archive or a document
+    # is unreadable without its end (a zip's central directory), so more of a request is kept
+    max_request_body = 8 << 20
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -798,7 +802,7 @@ class Analyzer(_Base):
         if len(m.head) < SNIFF_BYTES:
             m.head += chunk[:SNIFF_BYTES - len(m.head)]
         if m.keep is not None and not m.truncated:
-            room = self.max_body - len(m.keep)
+            room = (self.max_request_body if d.is_orig else self.max_body) - len(m.keep)
             if len(chunk) > room:
                 m.keep += chunk[:room]
                 m.truncated = True

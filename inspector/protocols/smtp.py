@@ -284,7 +284,7 @@ KNOWN_COMMANDS = frozenset(("HELO", "EHLO", "LHLO", "MAIL", "RCPT", "DATA", "BDA
 
 class Analyzer(_Base):
     NAME = NAME
-    max_body = 1 << 20
+    max_body = 8 << 20     # a message is what leaves: attachments (archives, workbooks) need their end
 
     def __init__(self, ctx):
         super().__init__(ctx)
