@@ -10,7 +10,8 @@ scans the others in parallel (``--workers N`` local processes, or the workers
 of the Dask cluster whose scheduler ``--dask`` names) and stores each
 capture's flows, policy alerts and per-night aggregates in the DuckDB database
 ``--db`` with one Parquet file per capture in ``<db dir>/parquet/`` (see
-``store``).  Each capture lands atomically: kill the batch at any moment,
+``store``).  Consecutive captures of one host are scanned as one stream, so a
+connection crossing a file boundary is one flow (see ``chains``).  Each capture lands atomically: kill the batch at any moment,
 start it again, and nothing is lost or duplicated.  Then the batch alerts of
 the nights that changed (and of the later ones) are recomputed from the
 history: first-seen destinations and volumes far above a host's baseline
@@ -54,23 +55,26 @@ def _check_settings(settings) -> str | None:
     return None
 
 
-def _failed(task: dict, error: str):
+def _failed(chain: list, error: str) -> list:
+    """Every capture of a chain failed with ``error`` (retried by the next run)."""
     from .worker import CaptureResult
-    return CaptureResult(sha256=task["sha256"], path=task["path"], host=task["host"], rel=task["rel"],
-                         size=task.get("size", 0), status="failed", error=error)
+    return [CaptureResult(sha256=t["sha256"], path=t["path"], host=t["host"], rel=t["rel"],
+                          size=t.get("size", 0), status="failed", error=error) for t in chain]
 
 
 def _run_local(tasks: list, settings, workers: int, on_result) -> None:
-    """Local processes (spawned: a clean interpreter per worker), at most 2 tasks per worker in flight.
-    A worker that dies (OOM killer, crash) breaks the pool: its tasks are tried once more in a new pool."""
+    """Local processes (spawned: a clean interpreter per worker), at most 2 chains per worker in flight.
+    ``tasks`` are chains (lists of capture tasks, see ``chains``); ``on_result`` gets each chain's
+    results.  A worker that dies (OOM killer, crash) breaks the pool: its chains are tried once more
+    in a new pool."""
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    from .worker import process_capture, watch_parent
+    from .worker import process_chain, watch_parent
     if workers <= 0:
         for t in tasks:
-            on_result(process_capture(t, settings))
+            on_result(process_chain(t, settings))
         return
     ctx = mp.get_context("spawn")
     pending = list(reversed(tasks))
@@ -86,7 +90,7 @@ def _run_local(tasks: list, settings, workers: int, on_result) -> None:
             while pending and len(inflight) < 2 * workers and not broken:
                 t = pending.pop()
                 try:
-                    inflight[ex.submit(process_capture, t, settings)] = t
+                    inflight[ex.submit(process_chain, t, settings)] = t
                 except BrokenProcessPool:
                     pending.append(t)
                     broken = True
@@ -98,13 +102,14 @@ def _run_local(tasks: list, settings, workers: int, on_result) -> None:
                         res = f.result()
                     except BrokenProcessPool:
                         broken = True
-                        attempts[t["sha256"]] = attempts.get(t["sha256"], 0) + 1
-                        if attempts[t["sha256"]] < 2:
+                        key = t[0]["sha256"]
+                        attempts[key] = attempts.get(key, 0) + 1
+                        if attempts[key] < 2:
                             pending.append(t)
                             continue
-                        res = _failed(t, f"{t['path']}: the worker process died (retried next run)")
+                        res = _failed(t, f"{t[0]['path']}: the worker process died (retried next run)")
                     except Exception as e:
-                        res = _failed(t, f"{t['path']}: {type(e).__name__}: {e}")
+                        res = _failed(t, f"{t[0]['path']}: {type(e).__name__}: {e}")
                     on_result(res)
             if broken:
                 for f, t in list(inflight.items()):    # the others in flight died with the pool
@@ -125,14 +130,14 @@ def _run_dask(tasks: list, settings, address: str, on_result) -> None:
 
     from distributed import Client, as_completed
 
-    from .worker import process_capture
+    from .worker import process_chain
     try:
         client = Client(address, timeout="20s", set_as_default=False)
     except (OSError, ValueError) as e:       # unreachable, timed out, a malformed address
         raise _DaskUnavailable(f"cannot reach the Dask scheduler at {address}: {str(e).splitlines()[0]}") from None
     run_id = uuid.uuid4().hex[:8]
     try:
-        futs = [client.submit(process_capture, t, settings, key=f"inspector-batch-{run_id}-{t['sha256'][:16]}",
+        futs = [client.submit(process_chain, t, settings, key=f"inspector-batch-{run_id}-{t[0]['sha256'][:16]}",
                               pure=False, retries=1) for t in tasks]
         by_key = {f.key: t for f, t in zip(futs, tasks)}
         for fut in as_completed(futs, loop=client.loop):
@@ -140,7 +145,7 @@ def _run_dask(tasks: list, settings, address: str, on_result) -> None:
             try:
                 res = fut.result()
             except Exception as e:
-                res = _failed(t, f"{t['path']}: {type(e).__name__}: {e}")
+                res = _failed(t, f"{t[0]['path']}: {type(e).__name__}: {e}")
             on_result(res)
             fut.release()
     finally:
@@ -154,6 +159,7 @@ def run_batch(dirs: list, db: str, settings=None, cfg=None, workers: int | None 
     ``delivery`` (``inspector.delivery.AlertDelivery``) is given each capture's policy alerts once
     the capture is committed and each recomputed night's batch alerts, with their database ids."""
     from .baseline import BaselineConfig, run_baselines
+    from .chains import build_chains, capture_span
     from .discover import discover, file_sha256
     from .store import Store, StoreError
     from .worker import WorkerSettings
@@ -236,12 +242,19 @@ def run_batch(dirs: list, db: str, settings=None, cfg=None, workers: int | None 
                 continue
             seen[sha] = c.rel
             tasks.append({"sha256": sha, "path": c.path, "host": c.host, "rel": c.rel, "size": c.size})
-        tasks.sort(key=lambda t: (-t["size"], t["host"], t["rel"]))     # long ones first
+        # consecutive captures of one host are one stream (chains): a connection crossing a file
+        # boundary stays one flow; the longest chains are started first
+        per_host: dict = {}
+        for t in tasks:
+            per_host[t["host"]] = per_host.get(t["host"], 0) + 1
+        spans = {t["sha256"]: capture_span(t["path"]) for t in tasks if per_host[t["host"]] > 1}
+        chains = build_chains(tasks, spans)
+        chains.sort(key=lambda c: (-sum(t["size"] for t in c), c[0]["host"], c[0]["rel"]))
         if dask:
             where = f"Dask cluster {dask}"
         else:
             if workers is None:
-                workers = min(os.cpu_count() or 1, max(len(tasks), 1))
+                workers = min(os.cpu_count() or 1, max(len(chains), 1))
             where = "this process" if workers <= 0 else f"{workers} local worker{'s' if workers != 1 else ''}"
         say(f"inspector batch: {len(caps)} capture{'s' if len(caps) != 1 else ''} found, {n_done} already "
             f"processed, {n_dup} duplicate{'s' if n_dup != 1 else ''}, {len(tasks)} to process"
@@ -250,23 +263,37 @@ def run_batch(dirs: list, db: str, settings=None, cfg=None, workers: int | None 
         total = len(tasks)
         commit_error = []
 
-        def on_result(res) -> None:
+        def on_result(results) -> None:
+            """One chain's results: failures reported, the rest committed in one transaction."""
             if commit_error:
                 return
-            name = res.rel
-            if res.status == "failed":
-                counts["failed"] += 1
-                complain(f"inspector batch: failed {name}: {res.error}")
-                for line in res.errors[-1:]:
-                    if "Traceback" in line:
-                        complain(line.rstrip())
+            keep = []
+            for res in results:
+                if res.status == "failed":
+                    counts["failed"] += 1
+                    complain(f"inspector batch: failed {res.rel}: {res.error}")
+                    for line in res.errors[-1:]:
+                        if "Traceback" in line:
+                            complain(line.rstrip())
+                else:
+                    keep.append(res)
+            if not keep:
                 return
             try:
-                store.commit(res, settings.tz)
+                if len(keep) == 1:
+                    store.commit(keep[0], settings.tz)
+                else:
+                    store.commit_many(keep, settings.tz)
             except Exception as e:
-                commit_error.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[0]}")
+                names = ", ".join(r.rel for r in keep)
+                commit_error.append(f"{names}: {type(e).__name__}: {str(e).splitlines()[0]}")
                 complain(f"inspector batch: error: cannot store {commit_error[-1]}")
                 return
+            for res in keep:
+                committed(res)
+
+        def committed(res) -> None:
+            name = res.rel
             n = counts["committed"] + counts["error"] + 1
             if res.status == "error":
                 counts["error"] += 1
@@ -288,9 +315,9 @@ def run_batch(dirs: list, db: str, settings=None, cfg=None, workers: int | None 
         if tasks:
             try:
                 if dask:
-                    _run_dask(tasks, settings, dask, on_result)
+                    _run_dask(chains, settings, dask, on_result)
                 else:
-                    _run_local(tasks, settings, workers, on_result)
+                    _run_local(chains, settings, workers, on_result)
             except (OSError, _DaskUnavailable) as e:
                 complain(f"inspector batch: error: {e}")
                 return 2

@@ -34,7 +34,8 @@ Tables (see ``SCHEMA``):
 
 Atomicity: ``commit`` writes the Parquet file under a temporary name, renames
 it into place, then inserts the capture's flows, alerts, aggregates, pending
-nights and its ``captures`` row in ONE transaction.  A capture is processed
+nights and its ``captures`` row in ONE transaction (``commit_many``: the
+captures of a chain, see ``chains``, in one transaction together).  A capture is processed
 exactly when its row exists; a kill at any moment leaves either nothing of it
 in the database (it is processed again next run; its Parquet file, if already
 renamed, is rewritten with the same content) or all of it.  The ``captures``
@@ -385,8 +386,20 @@ class Store:
 
     def commit(self, res: CaptureResult, tz="UTC") -> None:
         """Store one capture's results atomically (module docstring).  Raises on a duplicate commit."""
+        self.commit_many([res], tz)
+
+    def commit_many(self, results: list, tz="UTC") -> None:
+        """Store the results of several captures (a chain of consecutive captures of one host, see
+        ``chains``) in ONE transaction: all of them or none.  Raises on a duplicate commit."""
         tzinfo = tz_of(tz) if isinstance(tz, str) else tz
-        con = self.con
+        prepared = [self._prepare(res, tzinfo) for res in results]
+        with self.transaction():
+            for res, row, alerts in prepared:
+                self._insert(res, row, alerts)
+
+    def _prepare(self, res: CaptureResult, tzinfo) -> tuple:
+        """Before the transaction: the capture's Parquet file in place, its alert rows and its
+        ``captures`` row."""
         parquet_rel = None
         flows = res.flows
         if res.status == "done":
@@ -416,39 +429,43 @@ class Store:
                st.get("bytes_read"), st.get("first_ts"), st.get("last_ts"), parquet_rel, bool(res.policy),
                json.dumps(st, sort_keys=True, default=str), round(res.elapsed, 3),
                _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None), res.worker or None]
-        registered = []
-        try:
-            with self.transaction():
-                con.execute("INSERT INTO captures VALUES (" + ", ".join("?" * len(row)) + ")", row)
-                if res.status == "done":
-                    if flows.num_rows:
-                        renamed = flows.rename_columns([db_column(c) for c in flows.column_names])
-                        con.register("_batch_flows", renamed)
-                        registered.append("_batch_flows")
-                        con.execute("INSERT INTO flows BY NAME SELECT * FROM _batch_flows")
-                    if alerts:
-                        con.register("_batch_alerts", pa.Table.from_pylist(alerts, schema=ALERT_SCHEMA))
-                        registered.append("_batch_alerts")
-                        con.execute("INSERT INTO alerts BY NAME SELECT * FROM _batch_alerts")
-                    if res.evidence:
-                        con.register("_batch_evidence", pa.table({
-                            "capture_sha256": [res.sha256] * len(res.evidence),
-                            "uid": [e["uid"] for e in res.evidence],
-                            "content": [None if e.get("content") is None else eve_json(e["content"]) for e in res.evidence],
-                            "http_methods": [json.dumps(e.get("http_methods") or {}, sort_keys=True) for e in res.evidence],
-                            "dns_queries": [int(e.get("dns_queries") or 0) for e in res.evidence]}))
-                        registered.append("_batch_evidence")
-                        con.execute("INSERT INTO evidence BY NAME SELECT * FROM _batch_evidence")
-                    if res.daily:
-                        cols = list(zip(*res.daily))
-                        dt = pa.table({c: list(v) for c, v in zip(DAILY_COLUMNS, cols)}, schema=_DAILY_SCHEMA)
-                        con.register("_batch_daily", dt)
-                        registered.append("_batch_daily")
-                        con.execute(_DAILY_UPSERT)
-                        con.execute("INSERT INTO baseline_pending SELECT DISTINCT night FROM _batch_daily "
-                                    "ON CONFLICT DO NOTHING")
-        finally:
-            for name in registered:
+        return res, row, alerts
+
+    def _insert(self, res: CaptureResult, row: list, alerts: list) -> None:
+        """Inside the transaction: one capture's rows in every table."""
+        con = self.con
+        con.execute("INSERT INTO captures VALUES (" + ", ".join("?" * len(row)) + ")", row)
+        if res.status != "done":
+            return
+        flows = res.flows
+        tables = []
+        if flows.num_rows:
+            tables.append(("_batch_flows", flows.rename_columns([db_column(c) for c in flows.column_names]),
+                           ["INSERT INTO flows BY NAME SELECT * FROM _batch_flows"]))
+        if alerts:
+            tables.append(("_batch_alerts", pa.Table.from_pylist(alerts, schema=ALERT_SCHEMA),
+                           ["INSERT INTO alerts BY NAME SELECT * FROM _batch_alerts"]))
+        if res.evidence:
+            ev = res.evidence
+            tables.append(("_batch_evidence", pa.table({
+                "capture_sha256": [res.sha256] * len(ev),
+                "uid": [e["uid"] for e in ev],
+                "content": [None if e.get("content") is None else eve_json(e["content"]) for e in ev],
+                "http_methods": [json.dumps(e.get("http_methods") or {}, sort_keys=True) for e in ev],
+                "dns_queries": [int(e.get("dns_queries") or 0) for e in ev]}),
+                ["INSERT INTO evidence BY NAME SELECT * FROM _batch_evidence"]))
+        if res.daily:
+            cols = list(zip(*res.daily))
+            tables.append(("_batch_daily",
+                           pa.table({c: list(v) for c, v in zip(DAILY_COLUMNS, cols)}, schema=_DAILY_SCHEMA),
+                           [_DAILY_UPSERT, "INSERT INTO baseline_pending SELECT DISTINCT night FROM _batch_daily "
+                                           "ON CONFLICT DO NOTHING"]))
+        for name, table, statements in tables:
+            con.register(name, table)
+            try:
+                for sql in statements:
+                    con.execute(sql)
+            finally:
                 con.unregister(name)
 
     # -- reading -------------------------------------------------------------------------------

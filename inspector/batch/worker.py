@@ -1,9 +1,11 @@
 """Processing one capture: the unit of work of a batch, run in a worker process (local or Dask).
 
 ``process_capture(task, settings)`` runs one capture file through its own
-``inspector.pipeline`` run (a capture is never mixed with another: a connection
-split over two rotated files is two flows), the same pipeline ``scan`` runs,
-policy stage included, and returns a
+``inspector.pipeline`` run, the same pipeline ``scan`` runs, policy stage
+included; ``process_chain(tasks, settings)`` runs consecutive captures of one
+host (see ``chains``) as one stream, so a connection split over two rotated
+files is one flow, stored with the capture holding its first packet.  Each
+capture's result is a
 ``CaptureResult``: the flows as an Arrow table (``FLOW_FIELDS`` plus the batch
 columns ``capture_sha256``, ``host``, ``seq``, ``role``, ``night``), the alerts
 (EVE dicts), the scan's ``stats`` and error lines.  It writes nothing: the
@@ -11,8 +13,8 @@ coordinator stores results, so workers may run on other machines (they need
 the same paths for captures, site file and signatures) and a killed worker
 loses nothing.
 
-Pure and deterministic: the same capture bytes and settings give the same
-result, wherever it runs.  ``WorkerSettings`` is the picklable description;
+Pure and deterministic: the same capture bytes (and chain) and settings give
+the same result, wherever it runs.  ``WorkerSettings`` is the picklable description;
 the loaded ``Settings`` (site, geo data, signatures, rules) are built from it
 once per worker process and reused.
 """
@@ -345,3 +347,88 @@ def process_capture(task: dict, settings: WorkerSettings) -> CaptureResult:
     finally:
         res.elapsed = time.monotonic() - started
     return res
+
+
+class _ChainSink(Sink):
+    """The sink of a chain run: every record goes to the collector of the capture it names (its
+    ``capture``: for a flow, the file of its first packet), else to the first capture's."""
+
+    def __init__(self, collectors: dict, first: str):
+        self.collectors = collectors
+        self.first = first
+
+    def _of(self, rec: dict) -> "FlowCollector":
+        return self.collectors.get(rec.get("capture")) or self.collectors[self.first]
+
+    def flows(self, recs) -> None:
+        groups: dict = {}
+        for r in recs:
+            groups.setdefault(id(self._of(r)), (self._of(r), []))[1].append(r)
+        for coll, group in groups.values():
+            coll.flows(group)
+
+    def log(self, name: str, rec: dict) -> None:
+        self._of(rec).log(name, rec)
+
+    def alerts(self, alerts) -> None:
+        for a in alerts:
+            self._of(a).alerts([a])
+
+
+def process_chain(tasks: list, settings: WorkerSettings) -> list:
+    """Scan a chain of consecutive captures of one host (``chains``) as one stream: one
+    ``CaptureResult`` per capture, in order, each holding the flows whose first packet it has (a
+    connection crossing a file boundary is one flow, counted once).  A chain of one is
+    ``process_capture``.  When a file of the chain changed since it was hashed, the whole chain
+    failed (retried next run); when one cannot be read to its end, each capture is scanned alone."""
+    if len(tasks) == 1:
+        return [process_capture(tasks[0], settings)]
+    from ..pipeline import run
+    from ..sources.files import FileSource
+    from .discover import file_sha256
+    started = time.monotonic()
+    who = f"{socket.gethostname()}:{os.getpid()}"
+    results = [CaptureResult(sha256=t["sha256"], path=t["path"], host=t["host"], rel=t["rel"],
+                             size=t.get("size", 0), worker=who) for t in tasks]
+    try:
+        st = state(settings)
+        for t in tasks:
+            if file_sha256(t["path"]) != t["sha256"]:
+                for res in results:
+                    res.status, res.error = "failed", f"{t['path']}: changed since it was hashed (retried next run)"
+                return results
+        tz = tz_of(settings.tz)
+        paths = [t["path"] for t in tasks]
+        colls = {t["path"]: FlowCollector(t["sha256"], t["host"], st.site, tz) for t in tasks}
+        sink = _ChainSink(colls, paths[0])
+        source = FileSource(paths)
+        pipe = run(source, st.settings, [sink])
+        if source.failed or len(source.read) != len(paths):
+            return [process_capture(t, settings) for t in tasks]
+        chain_stats = pipe.scanner.stats()
+        chain_stats.pop("files", None)
+        chain = [t["sha256"] for t in tasks]
+        for k, (t, res) in enumerate(zip(tasks, results)):
+            coll = colls[t["path"]]
+            packets, nbytes = source.read[t["path"]]
+            res.stats = {"packets_read": packets, "bytes_read": nbytes, "flows": coll.seq,
+                         "first_ts": coll.first_ts, "last_ts": coll.last_ts, "chain": chain}
+            if k == 0:
+                res.stats["chain_stats"] = chain_stats
+            res.flows = coll.table()
+            res.daily = coll.daily_rows()
+            if pipe.policy is not None:
+                res.alerts = list(coll.alert_records)
+                res.policy = True
+            res.evidence = coll.evidence_rows()
+    except Exception as e:   # a bug or an unexpected environment problem: the chain is retried next run
+        for res in results:
+            res.status = "failed"
+            res.error = f"{res.path}: {type(e).__name__}: {e}"
+            res.errors.append(traceback.format_exc(limit=6))
+            res.flows = None
+    finally:
+        elapsed = time.monotonic() - started
+        for res in results:
+            res.elapsed = elapsed / len(results)
+    return results

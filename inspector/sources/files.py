@@ -25,6 +25,8 @@ class FileSource:
         self.stop = stop
         self.errors: list = []          # one line per unreadable input
         self.inputs_ok = 0
+        self.failed: dict = {}          # input path -> its error line (read in part, or not at all)
+        self.read: dict = {}            # input path -> (packets_read, bytes_read) of an input read to its end
 
     def batches(self, pipe) -> Iterator:
         inputs, errors = expand_inputs(self.paths)
@@ -46,13 +48,18 @@ class FileSource:
                         reader.close()
                         break
             except NotACapture as e:
-                self.errors.append(str(e))
+                self._fail(path, str(e))
             except IsADirectoryError:
-                self.errors.append(f"{path}: is a directory")
+                self._fail(path, f"{path}: is a directory")
             except PermissionError:
-                self.errors.append(f"{path}: permission denied")
+                self._fail(path, f"{path}: permission denied")
             except OSError as e:
-                self.errors.append(f"{path}: {e.strerror or e}")
+                self._fail(path, f"{path}: {e.strerror or e}")
             else:
                 pipe.account_reader(reader)
+                self.read[path] = (reader.stats.packets_read, reader.stats.bytes_read)
                 self.inputs_ok += 1
+
+    def _fail(self, path: str, line: str) -> None:
+        self.errors.append(line)
+        self.failed[path] = line
