@@ -331,6 +331,33 @@ def test_raw_address_upload_is_named_from_its_certificate(raw_address_scan):
     assert alerts[0]["destination"]["category"] == "foreign-cloud"
 
 
+def test_ja4t_of_a_syn_inside_a_tunnel(tmp_path):
+    """A connection carried in VXLAN goes through the per-packet decoder: its client SYN's JA4T is
+    still there (the decoder hands the option bytes over), and a SYN without options is 00s."""
+    from scapy.layers.inet import IP, TCP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.layers.vxlan import VXLAN
+    from helpers.outputs_scan import read_outputs
+    from inspector.cli import main
+    t0 = T0.timestamp()
+    inner = _tls_session("10.9.0.5", "198.51.100.77", 40000, t0, b"GET / HTTP/1.1\r\n\r\n", b"HTTP/1.1 200 OK\r\n\r\n",
+                         b"")
+    bare = [(t0 + 5, IP(src="10.9.0.6", dst="198.51.100.78") / TCP(sport=40001, dport=80, flags="S", seq=1,
+                                                                   window=1024))]
+    frames = []
+    for ts, p in inner + bare:
+        outer = Ether() / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=49152, dport=4789) / VXLAN(vni=7) / \
+            Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / p
+        outer.time = ts
+        frames.append(outer)
+    from scapy.utils import wrpcap
+    wrpcap(str(tmp_path / "vxlan.pcap"), frames)
+    assert main(["scan", str(tmp_path / "vxlan.pcap"), "--out", str(tmp_path / "out"), "-q"], env={}) == 0
+    out = read_outputs(str(tmp_path / "out"))
+    assert _flow(out, "198.51.100.77")["ja4t"] == "8192_2-1-3_1460_8"
+    assert _flow(out, "198.51.100.78")["ja4t"] == "1024_00_00_00"
+
+
 def test_scan_states_certificate_facts(raw_address_scan):
     f = _flow(raw_address_scan, "198.51.100.20")
     assert (f["dst_name"], f["dst_name_source"]) == ("files.partner.example", "sni")
@@ -393,6 +420,18 @@ def test_groups_match_certificate_issuer_and_subject():
         == ("acme-cloud", "cloud")                               # case-insensitive
     assert g.match("www.acme-hosted.example", "203.0.113.9", None, acme_ca) == ("acme-hosted", "saas")  # name first
     assert g.match(None, "203.0.113.9", None, None) == (None, None)
+
+
+def test_shipped_groups_name_providers_by_their_issuing_ca():
+    from inspector.enrich.groups import load_groups
+    g = load_groups()
+    acm = ("CN=api.shop.example", "CN=Amazon RSA 2048 M02,O=Amazon,C=US")
+    azure = ("CN=edge.example", "CN=Microsoft Azure RSA TLS Issuing CA 03,O=Microsoft Corporation,C=US")
+    older = ("CN=edge.microsoft.com", "CN=Microsoft Azure TLS Issuing CA 05,O=Microsoft Corporation,C=US")
+    assert g.match(None, "203.0.113.9", None, acm) == ("aws", "cloud")
+    assert g.match(None, "203.0.113.9", None, azure) == ("microsoft", "cloud")
+    assert g.match(None, "203.0.113.9", None, older) == ("microsoft", "cloud")
+    assert g.match(None, "203.0.113.9", None, ("CN=x", "CN=R11,O=Let's Encrypt,C=US")) == (None, None)
 
 
 @pytest.mark.parametrize("body, line, message", [

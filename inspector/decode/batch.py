@@ -52,6 +52,7 @@ class DecodedBatch:
     tunnels: dict = field(default_factory=dict)    # row -> (kind, parent): parent is a row index or a key tuple
     outcomes: Counter = field(default_factory=Counter)
     weirds: list = field(default_factory=list)     # (ts, name, detail, row or -1)
+    syn_options: dict = field(default_factory=dict)  # row -> TCP SYN option bytes (per-packet path rows)
 
     def __len__(self) -> int:
         return len(self.cols["frame"])
@@ -140,6 +141,8 @@ class Decoder:
             inv = np.empty(len(order), dtype=np.int64)
             inv[order] = np.arange(len(order))
             payloads = {int(inv[nfast + j]): srows[j].payload for j in range(nslow)}
+            syn_options = {int(inv[nfast + j]): srows[j].syn_options for j in range(nslow)
+                           if srows[j].syn_options is not None}
             tunnels = {}
             for pre, spec in tun_specs:
                 kind_of = spec[0]
@@ -158,9 +161,10 @@ class Decoder:
             if fcols is not None and nfast:
                 cols = {c: v for c, v in fcols.items()}
             payloads = {}
+            syn_options = {}
             tunnels = {}
         return DecodedBatch(cols=cols, buf=batch.buf, payloads=payloads, tunnels=tunnels, outcomes=outcomes,
-                            weirds=weirds + frag_weirds)
+                            weirds=weirds + frag_weirds, syn_options=syn_options)
 
 
 def _sub_index(frames: np.ndarray) -> np.ndarray:

@@ -72,6 +72,7 @@ class Row(NamedTuple):
     inner_vlan: int
     tunnel: tuple | None  # ("row", k, kind) or ("key", (kind, src, dst), kind)
     wire_len: int
+    syn_options: bytes | None = None   # a TCP SYN's option bytes (JA4T); fast-path rows keep them in the buffer
 
 
 class Weird(Exception):
@@ -570,7 +571,8 @@ class SlowDecoder:
                 raise Weird("tcp.truncated_header", f"{cap} bytes for a {hl}-byte TCP header")
             pay_len = l4len - hl
             ctx.add(Row(ctx.frame, ver, src, dst, 6, sport, dport, flags, seq, ack, win, ip_len, pay_len,
-                        bytes(buf[p + hl:end]), ctx.vlan, ctx.inner_vlan, ctx.tunnel, ctx.frame_len))
+                        bytes(buf[p + hl:end]), ctx.vlan, ctx.inner_vlan, ctx.tunnel, ctx.frame_len,
+                        bytes(buf[p + 20:p + hl]) if flags & 2 else None))
             return
         if proto == 17:
             if cap < 8 or l4len < 8:

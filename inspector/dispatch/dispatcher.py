@@ -601,10 +601,15 @@ class Dispatcher:
         ACK from the originator), column-wise.  The options lie between the TCP header's fixed 20
         bytes and the payload: the header start is found by trying each header length a data
         offset allows and checking the data offset, ports and sequence number there.  Rows of the
-        per-packet decode path (tunnels, fragments) carry no buffer offset: no JA4T for them."""
+        per-packet decode path (tunnels, fragments) carry no buffer offset: the decoder hands their
+        option bytes over (``DecodedBatch.syn_options``)."""
         c = db.cols
-        first = np.nonzero((c["proto"] == 6) & ((c["flags"] & (SYN | ACK)) == SYN) & row_orig
-                           & (c["pay_off"] >= 0))[0]
+        first = np.nonzero((c["proto"] == 6) & ((c["flags"] & (SYN | ACK)) == SYN) & row_orig)[0]
+        if not len(first):
+            return
+        if db.syn_options:
+            self._slow_syns(db, first, row_fid)
+        first = first[c["pay_off"][first] >= 0]
         if not len(first):
             return
         fids = row_fid[first]
@@ -643,6 +648,18 @@ class Dispatcher:
         self.syn_win[fids] = c["win"][rows[uniq]]
         self.syn_opts[fids] = opts[uniq]
         self.syn_olen[fids] = olen[uniq]
+
+    def _slow_syns(self, db, first: np.ndarray, row_fid) -> None:
+        """Client SYNs of the per-packet decode path: their option bytes come with the batch."""
+        c = db.cols
+        for i in first[c["pay_off"][first] < 0].tolist():
+            f = int(row_fid[i])
+            opts = db.syn_options.get(i)
+            if opts is None or self.syn_olen[f] >= 0 or len(opts) > MAX_TCP_OPTIONS:
+                continue
+            self.syn_win[f] = c["win"][i]
+            self.syn_opts[f, :len(opts)] = np.frombuffer(opts, dtype=np.uint8)
+            self.syn_olen[f] = len(opts)
 
     def _ja4t(self, table, fids: np.ndarray) -> None:
         """JA4T of the ending connections whose client SYN was seen, to the destination evidence."""
