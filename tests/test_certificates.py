@@ -190,6 +190,23 @@ def test_malformed_leaf_is_a_weird_and_names_nothing():
     assert sink.names == [] and sink.facts == [] and rec["cert_self_signed"] is None
 
 
+def test_mutated_certificates_never_break_the_analyzer():
+    """Hostile certificates: bytes flipped all over a valid leaf (and its length cut) give x509
+    records or ssl.bad_certificate weirds, never an analyzer error."""
+    import random
+    good = make_cert(cn="srv.example", dns=("srv.example", "*.srv.example"), ips=("192.0.2.1",))
+    rnd = random.Random(15)
+    for _ in range(150):
+        der = bytearray(good)
+        for _k in range(rnd.randint(1, 6)):
+            der[rnd.randrange(len(der))] = rnd.randrange(256)
+        if rnd.random() < 0.2:
+            der = der[:rnd.randrange(len(der))]
+        rec, sink = run_handshake([bytes(der)], sni="srv.example")
+        assert set(sink.weird_names()) <= {"ssl.bad_certificate", "ssl.many_subject_alt_names"}
+        assert rec["cert_chain_fps"]
+
+
 ECH_OUTER = bytes([0]) + u16(0x0001) + u16(0x0001) + bytes([0x2A]) + u16(32) + b"\x11" * 32 + u16(16) + b"\x22" * 16
 
 

@@ -169,6 +169,8 @@ def _self_signed(cert) -> bool:
     except InvalidSignature:
         return False
     except (UnsupportedAlgorithm, ValueError, TypeError):
+        pass                                           # a key or signature type cryptography cannot check
+    except Exception:                                  # anything else a hostile certificate provokes
         pass
     try:
         aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
