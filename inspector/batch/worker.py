@@ -303,6 +303,8 @@ def result_from_records(records: list, sha256: str, host: str, site=None, tz="UT
 
 def process_capture(task: dict, settings: WorkerSettings) -> CaptureResult:
     """Scan one capture.  ``task``: ``{sha256, path, host, rel, size}`` (see ``discover.Capture``).
+    A capture whose bytes differ from the hash, or that changes while it is read (size, time or
+    inode before and after), is ``failed``: the next run reads it again, whole.
 
     Never raises for a problem with the capture: ``status`` is ``error`` for a file that is not a
     readable capture (recorded, not retried), ``failed`` for anything else (not recorded, retried by
@@ -320,9 +322,13 @@ def process_capture(task: dict, settings: WorkerSettings) -> CaptureResult:
         if actual != task["sha256"]:
             res.status, res.error = "failed", f"{task['path']}: changed since it was hashed (retried next run)"
             return res
+        before = _file_state(task["path"])
         coll = FlowCollector(task["sha256"], task["host"], st.site, tz_of(settings.tz))
         source = FileSource([task["path"]])
         pipe = run(source, st.settings, [coll])
+        if _file_state(task["path"]) != before:
+            res.status, res.error = "failed", f"{task['path']}: {_CHANGED_WHILE_READ}"
+            return res
         res.errors = list(source.errors)
         stats = pipe.scanner.stats()
         stats.pop("files", None)
@@ -347,6 +353,19 @@ def process_capture(task: dict, settings: WorkerSettings) -> CaptureResult:
     finally:
         res.elapsed = time.monotonic() - started
     return res
+
+
+def _file_state(path: str):
+    """(size, mtime_ns, inode) of a file, or None: compared before and after a scan to notice a
+    capture rewritten or appended to while it was read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+_CHANGED_WHILE_READ = "changed while it was read (retried next run)"
 
 
 class _ChainSink(Sink):
@@ -401,8 +420,14 @@ def process_chain(tasks: list, settings: WorkerSettings) -> list:
         paths = [t["path"] for t in tasks]
         colls = {t["path"]: FlowCollector(t["sha256"], t["host"], st.site, tz) for t in tasks}
         sink = _ChainSink(colls, paths[0])
+        before = [_file_state(p) for p in paths]
         source = FileSource(paths)
         pipe = run(source, st.settings, [sink])
+        for p, was in zip(paths, before):
+            if _file_state(p) != was:
+                for res in results:
+                    res.status, res.error = "failed", f"{p}: {_CHANGED_WHILE_READ}"
+                return results
         if source.failed or len(source.read) != len(paths):
             return [process_capture(t, settings) for t in tasks]
         chain_stats = pipe.scanner.stats()
