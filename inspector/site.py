@@ -42,6 +42,22 @@ whether an address is in ``local_nets``.
     boundaries: ``ups.com`` allows ``ups.com`` and ``api.ups.com`` but not
     ``notups.com``.
 
+* ``exclusions``: scoped, expiring exceptions to the policy (:class:`Exclusion`)::
+
+      exclusions:
+        - source: {role: office}              # optional: host (address/CIDR list) and/or role; any local host
+          destination: {group: os-telemetry}  # one or more of domain, cidr, asn, group (lists allowed)
+          data: []                            # data classes the flows may carry (class, customer, shipment,
+                                              # edi or any); default none: flows with identifiers still alert
+          expires: 2026-06-30                 # required: applies to traffic up to the end of that day (UTC)
+          owner: it-ops@example.com           # required: who answers for it
+          reason: OS telemetry of the office PCs, reviewed 2025-12   # required
+
+  A flow is excused when an entry's source, destination and data classes cover
+  it and its packets are not later than the expiry: no rule sees it.  An entry
+  that matches flows after its expiry is reported (stats.json ``exclusions``,
+  and a warning at the end of ``scan``), not applied.
+
 A key given with a null value (``roles:`` with nothing after it) is treated as
 absent. Every problem raises :class:`inspector.errors.ConfigError` naming the
 file and the 1-based line of the offending value.
@@ -57,6 +73,7 @@ derive a modified site.
 from __future__ import annotations
 
 import bisect
+import datetime
 import difflib
 import ipaddress
 import os
@@ -69,6 +86,7 @@ from typing import (Any, Dict, Iterable, List, Mapping, Optional, Sequence,
 import numpy as np
 import yaml
 
+from .content import classes as data_classes
 from .errors import ConfigError
 from .yamlconf import TAG_FLOAT, TAG_INT, TAG_STR, compose, is_null, node_kind, node_line
 
@@ -129,7 +147,10 @@ def direction_index(lo: np.ndarray, lr: np.ndarray, go: np.ndarray, gr: np.ndarr
     return idx
 
 
-TOP_LEVEL_KEYS = ("site", "local_nets", "roles", "allowed_destinations")
+TOP_LEVEL_KEYS = ("site", "local_nets", "roles", "allowed_destinations", "exclusions")
+EXCLUSION_KEYS = ("source", "destination", "data", "expires", "owner", "reason")
+EXCLUSION_SOURCE_KEYS = ("host", "role")
+EXCLUSION_DEST_KEYS = ("domain", "cidr", "asn", "group")
 
 _MAX_ASN = 0xFFFFFFFF
 _CACHE_MAX = 65536          # entries per per-site lookup cache before it is reset
@@ -352,6 +373,71 @@ class _RoleTable:
 
 
 # --------------------------------------------------------------------------
+# Exclusions
+# --------------------------------------------------------------------------
+
+def _in_nets(addr, nets) -> bool:
+    """Is ``addr`` (any form :func:`addr_to_int` reads) inside one of ``nets``?"""
+    key = addr_to_int(addr) if addr is not None else None
+    return key is not None and any(n.version == key[0] and int(n.network_address) <= key[1] <=
+                                   int(n.broadcast_address) for n in nets)
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """One entry of the site file's ``exclusions`` (see the module docstring).  ``source`` is
+    ``"file:line"``; ``until`` the expiry as epoch seconds (the end of the ``expires`` day, UTC)."""
+
+    expires: str
+    until: float
+    owner: str
+    reason: str
+    src_nets: Tuple[IPNetwork, ...] = ()
+    src_roles: Tuple[str, ...] = ()
+    domains: Tuple[str, ...] = ()
+    nets: Tuple[IPNetwork, ...] = ()
+    asns: Tuple[int, ...] = ()
+    groups: Tuple[str, ...] = ()
+    data: Tuple[str, ...] = ()
+    source: Optional[str] = None
+
+    def source_ok(self, addr, role) -> bool:
+        """Does the entry's source scope cover a local host ``addr`` of role ``role``?"""
+        if self.src_roles and role in self.src_roles:
+            return True
+        if self.src_nets and _in_nets(addr, self.src_nets):
+            return True
+        return not self.src_roles and not self.src_nets
+
+    def destination_ok(self, name=None, addr=None, asn=None, group=None) -> bool:
+        """Does the entry's destination cover it (any of domain suffix, CIDR, AS number, group)?"""
+        if name and self.domains:
+            n = str(name).strip().lower().rstrip(".")
+            if any(n == d or n.endswith("." + d) for d in self.domains):
+                return True
+        if self.nets and _in_nets(addr, self.nets):
+            return True
+        if asn is not None and self.asns:
+            try:
+                if parse_asn(asn) in self.asns:
+                    return True
+            except ValueError:
+                pass
+        return bool(group) and group in self.groups
+
+    def data_ok(self, classes: Iterable[str], groups_of) -> bool:
+        """Are all ``classes`` (data classes a flow carries) allowed by ``data``?  ``groups_of(c)`` gives
+        the group of class ``c`` (customer, shipment, edi)."""
+        allowed = self.data
+        if "any" in allowed:
+            return True
+        return all(c in allowed or groups_of(c) in allowed for c in classes)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"entry": self.source, "owner": self.owner, "reason": self.reason, "expires": self.expires}
+
+
+# --------------------------------------------------------------------------
 # Site
 # --------------------------------------------------------------------------
 
@@ -370,6 +456,7 @@ class Site:
     allowed_domains: Tuple[str, ...] = ()
     allowed_nets: Tuple[IPNetwork, ...] = ()
     allowed_asns: Tuple[int, ...] = ()
+    exclusions: Tuple[Exclusion, ...] = ()
     source: Optional[str] = field(default=None, compare=False)
 
     _local: NetSet = field(init=False, repr=False, compare=False)
@@ -408,6 +495,7 @@ class Site:
                  tuple(_dedupe(to_network(n) for n in self.allowed_nets)))
         setattr_(self, "allowed_asns",
                  tuple(_dedupe(parse_asn(a) for a in self.allowed_asns)))
+        setattr_(self, "exclusions", tuple(self.exclusions))
 
         setattr_(self, "_local", NetSet(self.local_nets))
         # multicast, limited broadcast, and the broadcast address of each IPv4 local or role network
@@ -537,6 +625,7 @@ class Site:
             "allowed_domains": list(self.allowed_domains),
             "allowed_nets": [str(n) for n in self.allowed_nets],
             "allowed_asns": list(self.allowed_asns),
+            "exclusions": [e.to_dict() for e in self.exclusions],
         }
 
 
@@ -668,6 +757,107 @@ class _Parser:
         kwargs["allowed_domains"] = domains
         kwargs["allowed_nets"] = nets
         kwargs["allowed_asns"] = asns
+
+
+    def words(self, node: yaml.Node, what: str) -> List[Tuple[yaml.Node, str]]:
+        """A scalar or a list of scalars -> [(node, text)]."""
+        items = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        out = []
+        for item in items:
+            if self.is_null(item):
+                raise self.error(item, f"empty entry in {what}")
+            out.append((item, self.scalar_text(item, f"{what} must be text")))
+        return out
+
+    def mapping(self, node: yaml.Node, what: str, keys: Sequence[str]) -> Dict[str, Tuple[yaml.Node, yaml.Node]]:
+        if not isinstance(node, yaml.MappingNode):
+            raise self.error(node, f"{what} must be a mapping, got {node_kind(node)}")
+        out: Dict[str, Tuple[yaml.Node, yaml.Node]] = {}
+        for knode, vnode in node.value:
+            key = knode.value if isinstance(knode, yaml.ScalarNode) else node_kind(knode)
+            if key not in keys:
+                hint = difflib.get_close_matches(str(key), keys, n=1)
+                raise self.error(knode, f"unknown key {key!r} in {what}"
+                                        + (f" (did you mean {hint[0]!r}?)" if hint else
+                                           "; expected one of: " + ", ".join(keys)))
+            if key in out:
+                raise self.error(knode, f"duplicate key {key!r} in {what}")
+            if self.is_null(vnode):
+                raise self.error(vnode, f"{key!r} in {what} has no value")
+            out[key] = (knode, vnode)
+        return out
+
+    def parse_exclusions(self, node: yaml.Node, kwargs: Dict[str, Any]) -> None:
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.error(node, f"'exclusions' must be a list of entries, got {node_kind(node)}")
+        kwargs["exclusions"] = [self.exclusion(item) for item in node.value]
+
+    def exclusion(self, node: yaml.Node) -> Exclusion:
+        what = "an exclusion"
+        m = self.mapping(node, what, EXCLUSION_KEYS)
+        for key in ("destination", "expires", "owner", "reason"):
+            if key not in m:
+                raise self.error(node, f"{what} needs {key!r} (every exclusion names a destination, an expiry "
+                                       "date, an owner and a reason)")
+        kw: Dict[str, Any] = {"source": f"{self.path}:{node_line(node)}"}
+        for key in ("owner", "reason"):
+            text = self.scalar_text(m[key][1], f"{key!r} of {what} must be text")
+            if not text:
+                raise self.error(m[key][1], f"{key!r} of {what} must not be empty")
+            kw[key] = text
+        exp = m["expires"][1]
+        text = self.scalar_text(exp, f"'expires' of {what} must be a date like 2026-06-30") \
+            if not (isinstance(exp, yaml.ScalarNode) and exp.tag == "tag:yaml.org,2002:timestamp") else exp.value
+        mt = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})", text.strip())
+        try:
+            day = datetime.date(int(mt.group(1)), int(mt.group(2)), int(mt.group(3))) if mt else None
+        except ValueError:
+            day = None
+        if day is None:
+            raise self.error(exp, f"invalid date {text!r} for 'expires' of {what}: use YYYY-MM-DD")
+        kw["expires"] = day.isoformat()
+        kw["until"] = float((day.toordinal() - 719163 + 1) * 86400)      # the end of that day, UTC
+        if "source" in m:
+            sm = self.mapping(m["source"][1], "the source of an exclusion", EXCLUSION_SOURCE_KEYS)
+            if not sm:
+                raise self.error(m["source"][1], "the source of an exclusion names a host or a role")
+            if "host" in sm:
+                kw["src_nets"] = tuple(self.network(item, "exclusions source host")
+                                       for item, _t in self.words(sm["host"][1], "the source host of an exclusion"))
+            if "role" in sm:
+                kw["src_roles"] = tuple(t for _i, t in self.words(sm["role"][1], "the source role of an exclusion"))
+        dm = self.mapping(m["destination"][1], "the destination of an exclusion", EXCLUSION_DEST_KEYS)
+        if not dm:
+            raise self.error(m["destination"][1], "the destination of an exclusion names a domain, cidr, asn or group")
+        for key, (_kn, vn) in dm.items():
+            vals = []
+            for item, t in self.words(vn, f"the destination {key} of an exclusion"):
+                try:
+                    if key == "domain":
+                        vals.append(normalize_domain(t))
+                    elif key == "cidr":
+                        vals.append(self.network(item, "exclusions destination cidr"))
+                    elif key == "asn":
+                        vals.append(parse_asn(t))
+                    else:
+                        vals.append(t.lower())
+                except ValueError as exc:
+                    raise self.error(item, f"invalid {key} {t!r} in an exclusion: {exc}") from None
+            kw[{"domain": "domains", "cidr": "nets", "asn": "asns", "group": "groups"}[key]] = tuple(vals)
+        if "data" in m:
+            known = set(data_classes.names()) | set(data_classes.GROUPS) | {"any"}
+            data = []
+            vn = m["data"][1]
+            items = self.words(vn, "the data of an exclusion") if not (
+                isinstance(vn, yaml.SequenceNode) and not vn.value) else []
+            for item, t in items:
+                if t not in known:
+                    hint = difflib.get_close_matches(t, sorted(known), n=1)
+                    raise self.error(item, f"unknown data class {t!r} in an exclusion"
+                                           + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+                data.append(t)
+            kw["data"] = tuple(data)
+        return Exclusion(**kw)
 
 
 def loads_site(text: Union[str, bytes], path: str = "<string>") -> Site:

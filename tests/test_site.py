@@ -158,7 +158,8 @@ ERROR_CASES = [
     ("site: dc\nlocal_net: [10.0.0.0/8]\n", 2,
      "unknown top-level key 'local_net' (did you mean 'local_nets'?)"),
     ("site: dc\nfoo: 1\n", 2,
-     "unknown top-level key 'foo'; expected one of: site, local_nets, roles, allowed_destinations"),
+     "unknown top-level key 'foo'; expected one of: site, local_nets, roles, allowed_destinations, "
+     "exclusions"),
     ("- 10.0.0.0/8\n", 1, "site file must be a mapping of keys to values, got a list"),
     ("site: [a, b]\n", 1, "'site' must be a string, got a list"),
     ("site: ''\n", 1, "'site' must not be empty"),

@@ -175,6 +175,8 @@ def _scan_into(od, args, settings, extractor, stop, delivery) -> int:
         stats["stopped_by"] = stop()
     stats["site"] = settings.site.name
     stats["alerts"] = pipe.alerts_raised
+    if getattr(pipe.policy, "exclusions", None):
+        stats["exclusions"] = pipe.policy.exclusion_stats()
     if files.alert_records is not None:
         stats["incidents"] = len(incidents)
     stats["logs"] = files.log_counts
@@ -196,6 +198,12 @@ def _scan_into(od, args, settings, extractor, stop, delivery) -> int:
         from .terminal import print_summary
         print_summary(None, stats, agg, alerts, settings.site.name, args.out, time.monotonic() - started,
                       incidents=incidents if files.alert_records is not None else None)
+    for ex in stats.get("exclusions") or ():
+        if ex["after_expiry"]:
+            print(f"inspector: warning: {ex['entry']}: exclusion expired on {ex['expires']} (owner {ex['owner']}): "
+                  f"{ex['after_expiry']} flows or DNS queries it covers were checked by the policy; "
+                  "renew or remove it",
+                  file=sys.stderr)
     if extractor is not None and extractor.error:
         print(f"inspector: error: {extractor.error}", file=sys.stderr)
         return 2

@@ -85,6 +85,7 @@ CATEGORIES: Dict[str, str] = {
     "payment": "payment provider",
     "dns": "public DNS resolver",
     "time": "public NTP service",
+    "telemetry": "operating-system telemetry: diagnostic data, crash reports, usage metrics",
 }
 
 GROUP_KEYS = ("group", "name", "category", "country", "domains", "cidrs", "asns",

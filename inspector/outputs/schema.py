@@ -617,6 +617,14 @@ STATS = Stream("stats", "run figures, one JSON object", (
     Field("alerts", INT, "alerts raised"),
     Field("incidents", INT, "incidents the alerts were grouped into"),
     Field("logs", MapOf(INT), "records per protocol log and content"),
+    Field("exclusions", ListOf(Struct(
+              Field("entry", STRING, "the site file and line of the entry"),
+              Field("owner", STRING, "who answers for it"),
+              Field("reason", STRING, "why it exists"),
+              Field("expires", STRING, "its expiry date (YYYY-MM-DD, through the end of that day UTC)"),
+              Field("excused", INT, "flows (and DNS queries) it kept from the policy"),
+              Field("after_expiry", INT, "flows it covers that came after its expiry (checked, not excused)"))),
+          "the site file's exclusions and what they did", optional=True),
     Field("extracted", Struct(*(Field(k, INT, doc) for k, doc in (
               ("files", "files extracted"), ("bytes", "bytes written"), ("partial", "files written cut short"),
               ("duplicates", "files already present (same content)"), ("skipped_cap", "files over the caps"),

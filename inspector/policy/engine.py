@@ -20,6 +20,11 @@
   the latest ``max_cached`` of them, and the flow records of DNS connections
   (for DNS findings, which are decided after their flows ended).
 
+Exclusions (the site file's ``exclusions``, :class:`inspector.site.Exclusion`) come first: a flow
+that an entry's source, destination and data classes cover, not later than its expiry, reaches no
+rule; a DNS query from a covered host for a covered domain reaches no DNS detector.  Each entry
+counts the flows it excused and those it covered only after its expiry (``exclusion_stats``).
+
 Memory is bounded: ``max_groups`` open windows per rule (the least recently
 updated window closes early beyond it and is evaluated then), ``max_cached``
 content summaries, ``alerts.MAX_UIDS`` uids per finding.
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict
 
+from ..content import classes as data_classes
 from .alerts import Cover, build_alert, mask_samples, window_object
 from .detectors import DETECTORS
 from .rules import Rule, SEVERITIES, parse_severity, thresholds_met
@@ -35,6 +41,14 @@ from .view import FlowView, group_value, metric_value
 from .window import WindowStore
 
 __all__ = ["PolicyEngine", "evaluate", "exit_status", "cover_metric"]
+
+
+def _class_group(name: str):
+    """The group (customer, shipment, edi) of a data class, the group itself for a record kind."""
+    if name in data_classes.GROUPS:
+        return name
+    dc = data_classes.get(name)
+    return dc.group if dc is not None else None
 
 
 def cover_metric(c: Cover, metric: str, classes=None) -> float:
@@ -93,6 +107,9 @@ class PolicyEngine:
         self.detectors = [DETECTORS[r.detector](r, self) for r in self.rules if r.kind == "detector"]
         self.dns_detectors = [d for d in self.detectors if d.WANTS_DNS]
         self.now: float | None = None
+        self.exclusions = tuple(getattr(site, "exclusions", ()) or ())
+        self._excused: Counter = Counter()          # entry index -> flows (and DNS queries) excused
+        self._expired: Counter = Counter()          # entry index -> flows it covered after its expiry
         self._content: "OrderedDict[str, dict]" = OrderedDict()
         self._flows: "OrderedDict[str, FlowView]" = OrderedDict()
         self.counts: Counter = Counter()
@@ -112,6 +129,8 @@ class PolicyEngine:
         content = self._content.get(uid) if uid is not None else None
         if uid is not None and ("dns" in fv.services or fv.dst_port == 53 or fv.src_port == 53):
             self._remember(self._flows, uid, fv)
+        if self.exclusions and self._excluded(fv):
+            return []
         out = []
         for r in self.flow_rules:
             if r.flow_ok(fv):
@@ -152,9 +171,50 @@ class PolicyEngine:
                 self._advance(float(rec.get("ts")))
             except (TypeError, ValueError):
                 pass
+            if self.exclusions and self._dns_excluded(rec):
+                return []
             for d in self.dns_detectors:
                 d.observe_dns(rec)
         return []
+
+    # -- exclusions ----------------------------------------------------------------------------
+    def _applies(self, i: int, e, ts: float) -> bool:
+        """Entry ``i`` covers an event at ``ts``: excused when not past its expiry, else counted."""
+        if ts <= e.until:
+            self._excused[i] += 1
+            return True
+        self._expired[i] += 1
+        return False
+
+    def _excluded(self, fv: FlowView) -> bool:
+        classes = [c for c, v in fv.data.items() if v]
+        classes += [k for k in ("customer", "shipment") if fv.records.get(k)]
+        for i, e in enumerate(self.exclusions):
+            if e.source_ok(fv.src, fv.src_role) and \
+                    e.destination_ok(fv.dst_name, fv.dst, fv.dst_asn, fv.dst_group) and \
+                    e.data_ok(classes, _class_group) and self._applies(i, e, fv.ts):
+                return True
+        return False
+
+    def _dns_excluded(self, rec: dict) -> bool:
+        name, src = rec.get("query"), rec.get("id.orig_h")
+        if not isinstance(name, str) or src is None:
+            return False
+        role = self.site.role(src) if self.site is not None else None
+        try:
+            ts = float(rec.get("ts") or 0.0)
+        except (TypeError, ValueError):
+            ts = 0.0
+        for i, e in enumerate(self.exclusions):
+            if e.domains and e.source_ok(src, role) and e.destination_ok(name) and self._applies(i, e, ts):
+                return True
+        return False
+
+    def exclusion_stats(self) -> list:
+        """Per exclusion: its entry (file:line), owner, reason, expiry, the flows (and DNS queries) it
+        excused and those it covered after it expired (not excused: the entry needs review)."""
+        return [{**e.to_dict(), "excused": self._excused[i], "after_expiry": self._expired[i]}
+                for i, e in enumerate(self.exclusions)]
 
     def flush(self, now: float | None = None, final: bool = False) -> list:
         """Alerts of the windows that closed (all of them with ``final``), ordered by time."""
@@ -198,7 +258,7 @@ class PolicyEngine:
         return {"rules": len(self.rules), "flows": self.counts["flows"], "dns_records": self.counts["dns"],
                 "content_records": self.counts["content"], "alerts": sum(self.alerts_by_sid.values()),
                 "alerts_by_signature": {str(k): v for k, v in sorted(self.alerts_by_sid.items())},
-                "windows_closed_early": evicted}
+                "windows_closed_early": evicted, "exclusions": self.exclusion_stats()}
 
 
 def evaluate(rules, flows, logs: dict | None = None, site=None, **engine_kw) -> list:
