@@ -402,8 +402,9 @@ def tls_open(flow: TcpFlow, label: str, sni: str, *, cert_size: int = 3300, resu
     return flow
 
 
-def tls_write(flow: TcpFlow, from_client: bool, size: int, think: int):
-    """One application write of ``size`` bytes of ciphertext (client Finished / tickets on the first ones)."""
+def tls_write(flow: TcpFlow, from_client: bool, size: int, think: int, **send_kw):
+    """One application write of ``size`` bytes of ciphertext (client Finished / tickets on the first ones);
+    ``send_kw`` (``lose_last``, ``swap``) go to ``TcpFlow.send``."""
     label = f"{flow.tls_label}:w{flow.tls_n}"
     flow.tls_n += 1
     data = g.tls_app_data(label, size)
@@ -417,7 +418,7 @@ def tls_write(flow: TcpFlow, from_client: bool, size: int, think: int):
             nst += g.tls_app_data(f"{flow.tls_label}:nst1", 249)
         data = nst + data
         flow.tls_tickets = False
-    flow.send(from_client, data, think=think)
+    flow.send(from_client, data, think=think, **send_kw)
     return flow
 
 

@@ -38,9 +38,10 @@ others instead of falling off a cliff.  Its alert carries ``score`` and
     connection count (:func:`.scoring.beacon_score`); 1.0 is a perfect beacon.
 ``slow_drip``
     Small uploads (each at most ``max_upload`` bytes out, sending at least
-    ``min_ratio`` times what it receives) per (local host, destination
-    organisation) that add up over hours, scored by their count, their total
-    and their span, whatever the per-flow rules also say about them.
+    ``min_ratio`` times, or ``min_net_out`` bytes more than, what it receives)
+    per (local host, destination organisation) that add up over hours, scored
+    by their count, their total and their span, whatever the per-flow rules also
+    say about them.
 ``long_session``
     One logical session per (local host, remote host, remote port): the
     connections that follow each other with less than ``max_gap`` of silence,
@@ -527,8 +528,21 @@ class Beacon(Detector):
 # slow drip
 # ----------------------------------------------------------------------------------------------
 
+class _DripState:
+    __slots__ = ("cover", "uploads", "bytes", "first", "last")
+
+    def __init__(self):
+        self.cover = Cover()        # every small flow of the group once it has an upload: the alert's flows
+        self.uploads = 0            # ... the uploads among them: what is scored
+        self.bytes = 0
+        self.first = None
+        self.last = None
+
+
 class SlowDrip(Detector):
-    """Small uploads adding up, per group, scored by how many, how much and over how long."""
+    """Small uploads adding up, per group, scored by how many, how much and over how long.  The alert
+    covers every small flow of the group from its first upload on (the small TLS uploads that received
+    more than they sent, certificates included, belong to the same channel); only uploads are scored."""
 
     NAME = "slow_drip"
     PARAMS = {
@@ -536,6 +550,8 @@ class SlowDrip(Detector):
         "group_by": ("group_by", ("src_host", "dst_org"), "group key"),
         "max_upload": ("bytes", 256 * KB, "an upload is small up to this many bytes out"),
         "min_ratio": ("float", 1.5, "... and when it sends at least this many times what it receives"),
+        "min_net_out": ("bytes", 1 * KB, "... or at least this many bytes more than it receives (a small TLS "
+                                         "upload with a full handshake receives the server's certificates)"),
         "min_uploads": ("int", 5, "small uploads needed before a group is scored"),
         "ideal_uploads": ("int", 12, "uploads at which the count sub-score reaches 1"),
         "ideal_total": ("bytes", 48 * KB, "bytes out at which the volume sub-score reaches 1"),
@@ -547,16 +563,24 @@ class SlowDrip(Detector):
 
     def __init__(self, rule, engine):
         super().__init__(rule, engine)
-        self.store = self._store(Cover)
+        self.store = self._store(_DripState)
         self.group_by = tuple(self.p["group_by"])
 
     def observe_flow(self, fv: FlowView, content) -> None:
         if fv.bytes_out <= 0 or fv.bytes_out > self.p["max_upload"]:
             return
-        if fv.bytes_out < self.p["min_ratio"] * fv.bytes_in:
-            return
         key = tuple(group_value(fv, k) for k in self.group_by)
-        self.store.get(key, fv.ts).state.add_flow(fv, content)
+        if fv.bytes_out < self.p["min_ratio"] * fv.bytes_in and fv.bytes_out - fv.bytes_in < self.p["min_net_out"]:
+            w = self.store.find(key, fv.ts)         # not an upload: joins a drip, starts none
+            if w is not None:
+                w.state.cover.add_flow(fv, content)
+            return
+        st = self.store.get(key, fv.ts).state
+        st.cover.add_flow(fv, content)
+        st.uploads += 1
+        st.bytes += fv.bytes_out
+        st.first = fv.ts if st.first is None else min(st.first, fv.ts)
+        st.last = fv.ts if st.last is None else max(st.last, fv.ts)
 
     def score(self, uploads: int, total: int, span: float) -> dict:
         p = self.p
@@ -565,21 +589,23 @@ class SlowDrip(Detector):
         return {"score": weighted(parts, p["weights"]), "parts": parts}
 
     def evaluate(self, w) -> dict | None:
-        c: Cover = w.state
-        if c.flows < self.p["min_uploads"]:
+        st: _DripState = w.state
+        c = st.cover
+        if st.uploads < self.p["min_uploads"]:
             return None
-        span = (c.last_ts - c.first_ts) if c.flows else 0.0
-        sc = self.score(c.flows, c.bytes_out, span)
+        span = st.last - st.first
+        sc = self.score(st.uploads, st.bytes, span)
         if sc["score"] < self.p["min_score"]:
             return None
         rep = c.rep
         who = f"{rep.src} to {rep.org}" if rep is not None else "one group"
-        why = (f"{c.flows} small uploads from {who} over {_secs(span)}, {c.bytes_out:,} bytes out in all "
-               f"(mean {c.bytes_out / c.flows:,.0f} bytes, each sending at least {self.p['min_ratio']:g} times what "
-               f"it received): slow-drip score {sc['score']:.2f} ({_parts_words(sc['parts'])}) "
-               f">= {self.p['min_score']:.2f}")
-        c.extra["slow_drip"] = {"uploads": c.flows, "bytes_out": c.bytes_out, "span": round(span, 3),
-                                "mean_upload": round(c.bytes_out / c.flows, 1), **sc}
+        others = c.flows - st.uploads
+        beside = f", beside {others} smaller connections of the same channel" if others else ""
+        why = (f"{st.uploads} small uploads from {who} over {_secs(span)}, {st.bytes:,} bytes out in all (mean "
+               f"{st.bytes / st.uploads:,.0f} bytes){beside}: slow-drip score {sc['score']:.2f} "
+               f"({_parts_words(sc['parts'])}) >= {self.p['min_score']:.2f}")
+        c.extra["slow_drip"] = {"uploads": st.uploads, "upload_bytes": st.bytes, "span": round(span, 3),
+                                "mean_upload": round(st.bytes / st.uploads, 1), **sc}
         return self.engine.alert(self.rule, c, window=self.window_info(w, self.group_by), score=sc["score"], why=why)
 
 
