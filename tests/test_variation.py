@@ -20,13 +20,3 @@ def test_variant_every_channel_one_incident_no_false_alert(seed, tmp_path):
     assert r["false_alerts"] == 0
     # the SSH tunnel's keepalives are further apart than the TCP inactivity timeout: several flow records
     assert r["tunnel_records"] > 1
-
-
-def test_variation_manifest_is_a_pure_function_of_the_seed(tmp_path):
-    import generate_variation as gv
-    a = gv.generate(7, tmp_path / "a")
-    b = gv.generate(7, tmp_path / "b")
-    assert a == b
-    assert (tmp_path / "a" / "variation-7.pcap").read_bytes() == (tmp_path / "b" / "variation-7.pcap").read_bytes()
-    c = gv.generate(8, tmp_path / "c")
-    assert c["params"] != a["params"]

@@ -532,7 +532,7 @@ class _DripState:
     __slots__ = ("cover", "uploads", "bytes", "first", "last")
 
     def __init__(self):
-        self.cover = Cover()        # every small flow of the group once it has an upload: the alert's flows
+        self.cover = Cover()        # every small flow of the group: the alert's flows
         self.uploads = 0            # ... the uploads among them: what is scored
         self.bytes = 0
         self.first = None
@@ -541,8 +541,8 @@ class _DripState:
 
 class SlowDrip(Detector):
     """Small uploads adding up, per group, scored by how many, how much and over how long.  The alert
-    covers every small flow of the group from its first upload on (the small TLS uploads that received
-    more than they sent, certificates included, belong to the same channel); only uploads are scored."""
+    covers every small flow of the group in the window (the small TLS uploads that received more than
+    they sent, certificates included, belong to the same channel); only uploads are scored."""
 
     NAME = "slow_drip"
     PARAMS = {
@@ -570,13 +570,10 @@ class SlowDrip(Detector):
         if fv.bytes_out <= 0 or fv.bytes_out > self.p["max_upload"]:
             return
         key = tuple(group_value(fv, k) for k in self.group_by)
-        if fv.bytes_out < self.p["min_ratio"] * fv.bytes_in and fv.bytes_out - fv.bytes_in < self.p["min_net_out"]:
-            w = self.store.find(key, fv.ts)         # not an upload: joins a drip, starts none
-            if w is not None:
-                w.state.cover.add_flow(fv, content)
-            return
         st = self.store.get(key, fv.ts).state
         st.cover.add_flow(fv, content)
+        if fv.bytes_out < self.p["min_ratio"] * fv.bytes_in and fv.bytes_out - fv.bytes_in < self.p["min_net_out"]:
+            return                                  # not an upload: part of the channel, not scored
         st.uploads += 1
         st.bytes += fv.bytes_out
         st.first = fv.ts if st.first is None else min(st.first, fv.ts)

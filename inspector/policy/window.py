@@ -71,11 +71,6 @@ class WindowStore:
             self.closed.append(old)
         return w
 
-    def find(self, key, ts: float):
-        """The open window of ``key`` if ``ts`` falls inside it, else None (opens nothing)."""
-        w = self._open.get(key)
-        return w if w is not None and ts < w.end else None
-
     def close(self, key) -> None:
         """Close ``key``'s window now (a detector whose window is full)."""
         w = self._open.pop(key, None)
