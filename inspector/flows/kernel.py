@@ -85,6 +85,8 @@ def _hist_add(FI, HIST, f, code):
 
 @njit(**_J)
 def _check_hist(FI, HIST, f, mask, code, is_orig):
+    """Add ``code`` (lower case for the responder) the first time its ``mask`` bit is seen for that
+    side; True when it was added now (Zeek's ``Connection::CheckHistory`` returns the opposite)."""
     if not is_orig:
         mask <<= 16
         code = code + 32  # lower case
@@ -354,17 +356,19 @@ def _tcp_packet(FI, FF, ADDR, EP, HOLES, HIST, f, is_orig, fl, seq, ack, length,
         else:
             _check_hist(FI, HIST, f, H_MULTI, 81, is_orig)       # 'Q'
     elif bits == 1:
+        # update_history: a SYN, FIN or RST seen before on this side is added again only when it
+        # sits at another sequence number than the previous one (a new one, not a retransmission)
         if syn:
             code = 72 if ackf else 83                             # 'H' / 'S'
-            if _check_hist(FI, HIST, f, H_SYNM, code, is_orig) and rel_seq != EP[f, e, H_SYN]:
+            if not _check_hist(FI, HIST, f, H_SYNM, code, is_orig) and rel_seq != EP[f, e, H_SYN]:
                 _add_hist(FI, HIST, f, code, is_orig)
             EP[f, e, H_SYN] = rel_seq
         if fin:
-            if _check_hist(FI, HIST, f, H_FINM, 70, is_orig) and rel_seq + length != EP[f, e, H_FIN]:
+            if not _check_hist(FI, HIST, f, H_FINM, 70, is_orig) and rel_seq + length != EP[f, e, H_FIN]:
                 _add_hist(FI, HIST, f, 70, is_orig)
             EP[f, e, H_FIN] = rel_seq + length
         if rst:
-            if _check_hist(FI, HIST, f, H_RSTM, 82, is_orig) and rel_seq != EP[f, e, H_RST]:
+            if not _check_hist(FI, HIST, f, H_RSTM, 82, is_orig) and rel_seq != EP[f, e, H_RST]:
                 _add_hist(FI, HIST, f, 82, is_orig)
             EP[f, e, H_RST] = rel_seq
     else:

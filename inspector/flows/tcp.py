@@ -150,6 +150,8 @@ class TCPState:
 
     # -- history ------------------------------------------------------------
     def check_history(self, mask: int, code: str, is_orig: bool) -> bool:
+        """Add ``code`` the first time its bit is seen for that side; True when added now (a repeat
+        SYN/FIN/RST is added again by the caller only at a new sequence number, as Zeek does)."""
         if not is_orig:
             mask <<= 16
             code = code.lower()
@@ -296,15 +298,15 @@ class TCPState:
         elif bits == 1:
             if syn:
                 code = "H" if ackf else "S"
-                if self.check_history(H_SYN, code, is_orig) and rel_seq != ep.h_syn:
+                if not self.check_history(H_SYN, code, is_orig) and rel_seq != ep.h_syn:
                     self.add_history(code, is_orig)
                 ep.h_syn = rel_seq
             if fin:
-                if self.check_history(H_FIN, "F", is_orig) and rel_seq + length != ep.h_fin:
+                if not self.check_history(H_FIN, "F", is_orig) and rel_seq + length != ep.h_fin:
                     self.add_history("F", is_orig)
                 ep.h_fin = rel_seq + length
             if rst:
-                if self.check_history(H_RST, "R", is_orig) and rel_seq != ep.h_rst:
+                if not self.check_history(H_RST, "R", is_orig) and rel_seq != ep.h_rst:
                     self.add_history("R", is_orig)
                 ep.h_rst = rel_seq
         else:
