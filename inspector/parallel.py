@@ -130,6 +130,9 @@ class _Merged:
     def finish(self) -> None:
         pass
 
+    def release(self) -> None:
+        pass
+
 
 def merge_stats(stats: list) -> dict:
     """Worker 0's reader counters, outcomes and evictions (every worker reads and tracks every packet

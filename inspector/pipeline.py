@@ -187,6 +187,7 @@ class Pipeline:
         self._drain_weirds()
         for s in self.sinks:
             s.finish(self)
+        self.scanner.release()
 
     def stats(self) -> dict:
         """The Scanner's counters plus the site name and the alerts raised."""
@@ -214,18 +215,17 @@ def collector_tuned():
 
     With tens of thousands of open connections (sessions, flow views, windows), the default
     thresholds start a collection every 700 allocations and each one walks every young object:
-    a quarter of a scan's CPU went there.  What was loaded before the packets (settings, rules,
-    geo and AS tables) is frozen out of the collector's sight, and collections run 70 times less
-    often.  Reference counting still frees almost everything at once (the per-connection cycle
-    is cut when a connection ends).  The previous settings come back afterwards."""
+    a quarter of a scan's CPU went there.  Collections run 70 times less often during the run;
+    reference counting still frees almost everything at once (the per-connection cycle is cut
+    when a connection ends).  The previous thresholds come back afterwards.  (Nothing is frozen
+    out of the collector's sight: garbage left by an earlier run in the same process would stay
+    frozen with it.)"""
     old = gc.get_threshold()
-    gc.freeze()
     gc.set_threshold(50_000, 20, 20)
     try:
         yield
     finally:
         gc.set_threshold(*old)
-        gc.unfreeze()
 
 
 def drive(pipe: "Pipeline", source) -> None:

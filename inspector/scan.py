@@ -180,6 +180,14 @@ class Scanner:
         self._emit(self.table.flush())
         self._drain_table_weirds()
 
+    def release(self) -> None:
+        """The run is over: hand the flow table's arrays back now.  The Scanner, its table and the
+        dispatcher refer to each other, so without this they (tens of MB of arrays) would wait for
+        a full collection, and a process running scan after scan (tests, batch workers) piles them up."""
+        release = getattr(self.table, "release", None)
+        if release is not None:
+            release()
+
     def stats(self) -> dict:
         outcomes = dict(sorted(self.outcomes.items()))
         weird_counts = self.weird_counts

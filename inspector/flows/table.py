@@ -366,6 +366,17 @@ class FlowTable:
         self.free[nf:nf + k] = all_fids
         self.counters[3] = nf + k
 
+    def release(self) -> None:
+        """Drop the per-flow arrays (the run is over; counters and ``evicted`` stay readable)."""
+        for name in ("FI", "FF", "ADDR", "EP", "HOLES", "HIST", "KEY", "SLOT", "free", "CAP", "OWN", "HT",
+                     "ended", "ended_ts"):
+            arr = getattr(self, name)
+            setattr(self, name, arr[:0].copy())
+        self.cap = 0
+        self.services.clear()
+        self.tparents.clear()
+        self._addr_cache.clear()
+
     def _reports_unowned(self) -> bool:
         """Weirds of no flow (capture, decoding without a flow, table full) are reported once."""
         return self.share is None or self.share[0] == 0
