@@ -279,3 +279,50 @@ def test_base64_gzip_and_protobuf_inside_json_are_opened():
     pb = gen.sls_log_group(ROWS)
     data, customers, cf, _ = _stage_counts(json.dumps({"payload": base64.b64encode(pb).decode()}).encode())
     assert data == {"email": 12, "phone": 12} and customers == 12 and "protobuf" in cf.encodings
+
+
+@pytest.mark.parametrize("kind", ["parquet", "arrow", "sqlite"])
+def test_table_files_count_their_rows(kind, tmp_path):
+    """A Parquet or Arrow export, or a SQLite database, leaving: each table read with its column
+    names as field context (the phone column needs the name for national numbers)."""
+    import sqlite3
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    cols = {c: [r[c] for r in ROWS] for c in ROWS[0]}
+    if kind == "parquet":
+        buf = pa.BufferOutputStream()
+        pq.write_table(pa.table(cols), buf)
+        blob = buf.getvalue().to_pybytes()
+    elif kind == "arrow":
+        buf = pa.BufferOutputStream()
+        with pa.ipc.new_file(buf, pa.table(cols).schema) as w:
+            w.write_table(pa.table(cols))
+        blob = buf.getvalue().to_pybytes()
+    else:
+        path = tmp_path / "c.db"
+        con = sqlite3.connect(path)
+        con.execute("CREATE TABLE customers (customer_id TEXT, email TEXT, phone TEXT)")
+        con.executemany("INSERT INTO customers VALUES (?, ?, ?)", [tuple(r.values()) for r in ROWS])
+        con.execute("CREATE TABLE settings (k TEXT, v TEXT)")
+        con.commit()
+        con.close()
+        blob = path.read_bytes()
+    data, customers, _cf, weirds = _stage_counts(blob)
+    assert data == {"email": 12, "phone": 12} and customers == 12 and not weirds
+    cut = blob[:len(blob) // 2]                       # damaged: a weird at most, never an exception
+    _stage_counts(cut)
+
+
+def test_parquet_rle_bomb_is_bounded():
+    """Five million equal values RLE-encode to a few kilobytes: reading stops at MAX_TABLE_ROWS."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from inspector.content.archives import MAX_TABLE_ROWS, Budget, expand
+    buf = pa.BufferOutputStream()
+    pq.write_table(pa.table({"v": pa.array([7] * 5_000_000, pa.int64())}), buf)
+    blob = buf.getvalue().to_pybytes()
+    assert len(blob) < 200_000
+    members, _problems = expand(blob, "binary", Budget())
+    assert members[0].data.count(b"\n") == MAX_TABLE_ROWS + 1

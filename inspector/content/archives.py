@@ -17,7 +17,8 @@ Documents become text the record counter understands: an xlsx or ods workbook be
 sheet (shared strings resolved, cells placed by their column reference, the first row is the header
 and gives the cells their field context), a docx, pptx, odt or odp document its paragraphs' text, a
 PDF its pages' text (pypdf; at most ``MAX_PDF_PAGES`` pages, an encrypted PDF that does not open with
-the empty password is ``content.encrypted_archive``).  7z archives are read with py7zr (a
+the empty password is ``content.encrypted_archive``), a Parquet or Arrow file or a SQLite database one
+CSV per table (pyarrow, sqlite3; column names as the header).  7z archives are read with py7zr (a
 password-protected one is ``content.encrypted_archive``).
 XML parts with a DOCTYPE are refused (no entity expansion).  Nothing here raises on hostile input:
 every archive library error ends that archive's expansion and is reported as a problem.
@@ -38,12 +39,13 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 
-__all__ = ["Member", "Budget", "expand", "is_tar", "is_7z", "ARCHIVE_TYPES"]
+__all__ = ["Member", "Budget", "expand", "is_tar", "is_7z", "is_table_file", "pdf_tables", "ARCHIVE_TYPES"]
 
 #: payload types (``inspector.sniff.classify``) whose bytes are opened here
 ARCHIVE_TYPES = frozenset({"zip", "office", "gzip", "pdf"})
 SEVEN_ZIP_MAGIC = b"7z\xbc\xaf\x27\x1c"
 MAX_PDF_PAGES = 2000
+MAX_TABLE_ROWS = 200_000            # rows read from one Parquet/Arrow/SQLite table
 RATIO_FLOOR = 1 << 20                 # members expanding to less than this are never ratio bombs
 MAX_XML_PART = 32 << 20               # an OOXML/ODF part larger than this is not parsed
 MAX_SHEET_CELLS = 2_000_000
@@ -89,6 +91,12 @@ def is_7z(data: bytes) -> bool:
     return data[:6] == SEVEN_ZIP_MAGIC
 
 
+def is_table_file(data: bytes) -> bool:
+    """A data file of tables: Parquet (``PAR1`` at both ends), Arrow IPC (``ARROW1``), SQLite."""
+    return (data[:4] == b"PAR1" and data[-4:] == b"PAR1") or data[:6] == b"ARROW1" or \
+        data[:16] == b"SQLite format 3\x00"
+
+
 def expand(data: bytes, ptype: str, budget: Budget) -> tuple[list[Member], list[tuple[str, str]]]:
     """Members and problems of one archive or document (see the module docstring)."""
     members: list[Member] = []
@@ -102,6 +110,8 @@ def expand(data: bytes, ptype: str, budget: Budget) -> tuple[list[Member], list[
             _pdf(data, budget, members, problems)
         elif is_7z(data):
             _7z(data, budget, members, problems)
+        elif is_table_file(data):
+            _tables(data, budget, members, problems)
         elif is_tar(data):
             _tar(data, budget, members, problems)
     except _Stop:
@@ -381,6 +391,64 @@ def _pdf(data: bytes, budget: Budget, members: list, problems: list) -> None:
             if isinstance(blob, (bytes, bytearray)):
                 _take(budget, name, len(blob), None, problems)
                 members.append(Member(str(name), bytes(blob)))
+
+
+def _tables(data: bytes, budget: Budget, members: list, problems: list) -> None:
+    """Each table of a Parquet or Arrow IPC file (pyarrow) or of a SQLite database (sqlite3, opened
+    from memory, read only) rendered as CSV with its column names as the header row."""
+    if data[:16] == b"SQLite format 3\x00":
+        import sqlite3
+        con = sqlite3.connect(":memory:")
+        try:
+            con.deserialize(data)
+            names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            for name in names[:256]:
+                cur = con.execute(f'SELECT * FROM "{name.replace(chr(34), chr(34) * 2)}"')
+                header = [d[0] for d in cur.description or ()]
+                rows = [header] + [["" if v is None else str(v) for v in row] for row in cur.fetchmany(MAX_TABLE_ROWS)]
+                _table_member(f"sqlite:{name}", rows, budget, members, problems)
+        finally:
+            con.close()
+        return
+    import pyarrow as pa
+    if data[:6] == b"ARROW1":
+        reader = pa.ipc.open_file(pa.BufferReader(data))
+        batches, size = [], 0
+        for i in range(reader.num_record_batches):
+            batch = reader.get_batch(i)
+            size += batch.nbytes
+            if size > budget.room():
+                problems.append(("content.archive_bomb", f"Arrow file expands past {budget.room()} bytes"))
+                break
+            batches.append(batch)
+        table = pa.Table.from_batches(batches, schema=reader.schema)
+        name = "arrow"
+    else:
+        import pyarrow.parquet as pq
+        pf = pq.ParquetFile(pa.BufferReader(data))
+        md = pf.metadata
+        size = sum(md.row_group(i).total_byte_size for i in range(md.num_row_groups))
+        if size > budget.room() or (size > RATIO_FLOOR and size > budget.max_ratio * len(data)):
+            problems.append(("content.archive_bomb", f"Parquet file expands to {size} bytes from {len(data)}"))
+            return
+        batches, rows = [], 0
+        for batch in pf.iter_batches(batch_size=65536):   # row by row group: RLE runs expand in steps
+            batches.append(batch)
+            rows += batch.num_rows
+            if rows >= MAX_TABLE_ROWS or budget.over_time():
+                break
+        table = pa.Table.from_batches(batches, schema=pf.schema_arrow)
+        name = "parquet"
+    table = table.slice(0, MAX_TABLE_ROWS)
+    cols = [[("" if v is None else str(v)) for v in c.to_pylist()] for c in table.columns]
+    rows = [list(table.column_names)] + [list(r) for r in zip(*cols)]
+    _table_member(name, rows, budget, members, problems)
+
+
+def _table_member(name: str, rows: list, budget: Budget, members: list, problems: list) -> None:
+    text = _csv_bytes(rows)
+    _take(budget, name, len(text), None, problems)
+    members.append(Member(name, text, "text/csv", "rendered"))
 
 
 _CELL_GAP = re.compile(r"\s{2,}")

@@ -176,7 +176,7 @@ class ContentStage:
         if count_bytes:
             cf.bytes_by_type[ptype] += len(data)
         if ptype in self.archives.ARCHIVE_TYPES or (ptype in ("binary", "text", "encrypted-or-compressed") and (
-                self.archives.is_tar(data) or self.archives.is_7z(data))):
+                self.archives.is_tar(data) or self.archives.is_7z(data) or self.archives.is_table_file(data))):
             self._archive(cf, info, data, uid, ptype, budget, level)
             return
         if ptype in ("encrypted-or-compressed", "binary") and level < 8:
@@ -269,8 +269,9 @@ class ContentStage:
 
     def _container(self, head: bytes) -> bool:
         """An archive, a document or a compression format by its magic bytes."""
-        return (head[:4] in (b"PK\x03\x04", b"%PDF") or head[:2] == b"\x1f\x8b" or self.archives.is_7z(head)
-                or self.archives.is_tar(head) or self.binary.codec_of(head) is not None)
+        return (head[:4] in (b"PK\x03\x04", b"%PDF", b"PAR1") or head[:2] == b"\x1f\x8b" or self.archives.is_7z(head)
+                or self.archives.is_tar(head) or head[:6] == b"ARROW1" or head[:16] == b"SQLite format 3\x00"
+                or self.binary.codec_of(head) is not None)
 
     def _declared_binary(self, info: dict) -> bool:
         ct = (info.get("content_type") or "").lower()
