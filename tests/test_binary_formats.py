@@ -326,3 +326,13 @@ def test_parquet_rle_bomb_is_bounded():
     assert len(blob) < 200_000
     members, _problems = expand(blob, "binary", Budget())
     assert members[0].data.count(b"\n") == MAX_TABLE_ROWS + 1
+
+
+def test_grpc_web_binary_and_text():
+    msgs = b"".join(gen.grpc_frame(b"".join(gen.pb_bytes(1, gen.pb_bytes(1, k.encode()) + gen.pb_bytes(2, v.encode()))
+                                            for k, v in r.items())) for r in ROWS)
+    trailer = b"grpc-status:0\r\n"
+    web = msgs + b"\x80" + len(trailer).to_bytes(4, "big") + trailer
+    for ctype, body in (("application/grpc-web+proto", web), ("application/grpc-web-text", base64.b64encode(web))):
+        data, customers, cf, _ = _stage_counts(body, {"source": "http", "content_type": ctype})
+        assert data == {"email": 12, "phone": 12} and customers == 12 and "grpc" in cf.encodings, ctype

@@ -413,17 +413,19 @@ def structured(data: bytes, declared: str | None = None) -> tuple[str, bytes] | 
 
 def grpc_messages(data: bytes) -> list[tuple[bool, bytes]] | None:
     """``[(compressed, message)]`` when ``data`` is wholly gRPC length-prefixed messages (flag byte 0 or
-    1, 4-byte big-endian length), else None."""
+    1, 4-byte big-endian length), else None.  gRPC-Web trailer frames (flag bit 0x80, HTTP-style
+    header lines) are allowed and skipped."""
     out = []
     pos = 0
     n = len(data)
     while pos < n:
-        if pos + 5 > n or data[pos] not in (0, 1) or len(out) >= MAX_GRPC_MESSAGES:
+        if pos + 5 > n or data[pos] not in (0, 1, 0x80, 0x81) or len(out) >= MAX_GRPC_MESSAGES:
             return None
         ln = int.from_bytes(data[pos + 1:pos + 5], "big")
         if pos + 5 + ln > n:
             return None
-        out.append((data[pos] == 1, data[pos + 5:pos + 5 + ln]))
+        if not data[pos] & 0x80:
+            out.append((data[pos] == 1, data[pos + 5:pos + 5 + ln]))
         pos += 5 + ln
     return out or None
 

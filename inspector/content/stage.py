@@ -296,6 +296,10 @@ class ContentStage:
         """gRPC messages, protobuf, MessagePack or CBOR read without a schema (``binary``) and counted as
         the JSON they become; True when ``data`` was one of them."""
         declared = info.get("content_type")
+        if "grpc-web-text" in (declared or "").lower():
+            got = self.decoding.decode_token(data.replace(b"\r", b"").replace(b"\n", b""), 4)
+            if got is not None and got[0].startswith("base64"):
+                data = got[1]                    # gRPC-Web text mode: the frames in base64
         msgs = self.binary.grpc_messages(data) if data[:1] in (b"\x00", b"\x01") else None
         if msgs:
             cf.encodings.add("grpc")
@@ -351,10 +355,8 @@ class ContentStage:
                 self._inspect(cf, {}, decoded, uid, False, depth + 1, None, 1)
                 continue
             if sub_type in ("protobuf", "binary"):
-                got = self.binary.structured(decoded)
-                if got is not None:
-                    cf.encodings.add(got[0])
-                    self._count(cf, self.records_mod.count_records(got[1], "json"))
+                # gRPC frames, protobuf, MessagePack or CBOR (a gRPC-Web text body, a token payload)
+                self._structured(cf, {}, decoded, uid, depth + 1, None, 1)
                 continue
             if sub_type in ("tls-encrypted", "encrypted-or-compressed", "image", "binary"):
                 continue
