@@ -25,6 +25,7 @@ whichever source delivered them and however they were batched.
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 from contextlib import contextmanager
 from typing import Callable, Iterable
@@ -198,13 +199,15 @@ class Pipeline:
 
 
 def run(source, settings: Settings, sinks: Iterable[Sink] = (), *, policy=None,
-        engine: str = "kernel", share: tuple | None = None) -> Pipeline:
+        engine: str = "kernel", share: tuple | None = None, tune_gc: bool = False) -> Pipeline:
     """Drive ``source`` through one Pipeline into ``sinks``; returns the finished Pipeline.
 
     On an exception (a signal, a failing sink) what was read is still flushed (flows
-    ended, sinks finished) before it propagates."""
+    ended, sinks finished) before it propagates.  ``tune_gc``: run under
+    ``collector_tuned`` (for a process that runs one pipeline and exits: the scan and live
+    commands)."""
     pipe = Pipeline(settings, sinks, policy=policy, engine=engine, share=share)
-    with collector_tuned():
+    with collector_tuned() if tune_gc else contextlib.nullcontext():
         drive(pipe, source)
     return pipe
 
@@ -217,9 +220,14 @@ def collector_tuned():
     thresholds start a collection every 700 allocations and each one walks every young object:
     a quarter of a scan's CPU went there.  Collections run 70 times less often during the run;
     reference counting still frees almost everything at once (the per-connection cycle is cut
-    when a connection ends).  The previous thresholds come back afterwards.  (Nothing is frozen
-    out of the collector's sight: garbage left by an earlier run in the same process would stay
-    frozen with it.)"""
+    when a connection ends).  The previous thresholds come back afterwards.
+
+    Only for a process that runs one pipeline (``run(..., tune_gc=True)``: the scan and live
+    commands).  The run's own object graph (pipeline, scanner, flow table arrays) is cyclic; with
+    collections this rare it reaches the oldest generation and is reclaimed late, so a process that
+    runs scan after scan (tests, batch workers) would grow by a flow table per run.  Nothing is
+    frozen (``gc.freeze``): that kept every earlier run's uncollected garbage for good (33 MB more
+    per scan; ``tests/test_pipeline.py``)."""
     old = gc.get_threshold()
     gc.set_threshold(50_000, 20, 20)
     try:

@@ -205,7 +205,7 @@ def _capture(args, settings, capture, policy, alert_sinks, holder, stop_reason, 
     if not args.quiet:
         _err(f"listening on {iface} (link type {capture.linktype}, snaplen {getattr(capture, 'snaplen', '?')}"
              + (f", filter {args.bpf!r}" if args.bpf else "") + f"); outputs in {args.out}/")
-    run_pipeline(source, settings, [sink], policy=policy)
+    run_pipeline(source, settings, [sink], policy=policy, tune_gc=True)
     for w in source.warnings:
         _err(f"warning: {w}")
     rc = 0

@@ -146,7 +146,7 @@ def _scan_into(od, args, settings, extractor, stop, delivery) -> int:
         pipe = source.pipe
     else:
         source = FileSource(args.paths, progress=progress, stop=stop)
-        pipe = run_pipeline(source, settings, sinks)
+        pipe = run_pipeline(source, settings, sinks, tune_gc=True)
     progress.done()
     for err in source.errors:
         print(f"inspector: {err}", file=sys.stderr)
