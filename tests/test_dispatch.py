@@ -109,12 +109,22 @@ def test_malformed_declarations_are_refused_at_registration():
         protocols.register(_module(UPGRADE_PROBE="yes"))
     with pytest.raises(ValueError, match="probe"):
         protocols.register(_module(probe=None))
+    with pytest.raises(ValueError, match="FACTS"):
+        protocols.register(_module(FACTS={"no_layer": "a fact without its <layer>. prefix"}))
     assert all(m.__name__ != "fake_protocol" for m in protocols.load())
 
 
 def test_registering_twice_is_one_registration(dummy):
     protocols.register(dummy)
     assert [m for m in protocols.load() if m is dummy] == [dummy]
+
+
+def test_name_fallbacks_come_after_every_source():
+    first = _module(NAME="a", NAME_SOURCES=("x",), NAME_FALLBACKS=("cert", "x"), FACTS={"a.one": "1"})
+    second = _module(NAME="b", NAME_SOURCES=("y",), FACTS={"b.two": "2"})
+    c = Contributions([first, second])
+    assert c.name_sources == ("x", "y") and c.name_fallbacks == ("cert",)    # declared both ways: a source
+    assert c.facts == {"a.one": "1", "b.two": "2"}
 
 
 def test_name_precedence_follows_the_registry_order():
