@@ -80,6 +80,7 @@ RULES = {
     1000030: ("encrypted-upload-foreign-or-unknown", "high"),
     1000031: ("encrypted-uploads-per-org-foreign-or-unknown", "medium"),
     1000032: ("upload-volume-per-domain", "medium"),
+    1000033: ("hidden-name-upload-foreign-cloud", "low"),
     1000040: ("slow-drip", "medium"),
     1000050: ("dns-tunnel", "high"),
     1000060: ("icmp-tunnel", "high"),
