@@ -20,7 +20,7 @@ same in every query (a tunnel tag, a session id) and a short counter label (deci
 distinct per query) are stripped; the counter orders the pieces; the labels left are the data.
 For ICMP a prefix shared by every payload (a tool's magic) is stripped.
 
-Decoding (:func:`choose_plan`): base32, base64url, base64, hex and raw are each tried on the
+Decoding (:func:`choose_plan`): base32, base64 (standard or URL-safe), hex and raw are each tried on the
 session's first pieces, decoding the concatenation (one stream cut anywhere: ``stream``) or each
 piece on its own (``chunk``), or each piece in whichever encoding suits it (``mixed``); the plan
 kept is the one whose output is text (or a known file type).  Raw is a candidate only when the
@@ -46,7 +46,7 @@ import base64
 import binascii
 import re
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..domain import registered_domain
 
@@ -64,18 +64,22 @@ MIN_CHUNKS = 4                      # pieces needed before a session may be deco
 MIN_DNS_DATA = 12                   # data characters a query needs to be a candidate piece
 MIN_DECODED = 32                    # decoded bytes the sample must give
 MIN_TEXT = 0.9                      # share of printable characters in decoded text
+CLEAN_TEXT = 0.995                  # below this, framing around the data is looked for
 SAMPLE = 64                         # pieces a plan is chosen on
-MAX_SEQ_LABEL = 8
+MAX_SEQ_LABEL = 12                  # a counter label is at most this long
+MAX_PIECE_HEADER = 24               # binary header bytes per piece tried
+FLUSH_AT = 256 << 10                # pending bytes decoded and handed on while the connection lasts
 
-ENCODINGS = ("base32", "base64url", "base64", "hex", "raw")
-_UNIT = {"base32": 8, "base64url": 4, "base64": 4, "hex": 2}
+ENCODINGS = ("base32", "base64", "hex", "raw")     # base64: the standard and the URL-safe alphabet
+_UNIT = {"base32": 8, "base64": 4, "hex": 2}
 _ALPHABET = {
     "base32": re.compile(rb"[A-Za-z2-7]*={0,6}\Z"),
-    "base64url": re.compile(rb"[A-Za-z0-9_-]*={0,2}\Z"),
-    "base64": re.compile(rb"[A-Za-z0-9+/]*={0,2}\Z"),
+    "base64": re.compile(rb"[A-Za-z0-9+/_-]*={0,2}\Z"),
     "hex": re.compile(rb"[0-9A-Fa-f]*\Z"),
 }
+_URLSAFE = bytes.maketrans(b"-_", b"+/")
 _ENCODED_ONLY = re.compile(rb"[A-Za-z0-9+/_=-]*\Z")      # every character in some encoding's alphabet
+_RUN = re.compile(rb"[A-Za-z0-9+/_=-]{8,}")
 _SEQ = re.compile(r"[0-9a-fA-F]{1,%d}\Z" % MAX_SEQ_LABEL)
 _HEADER_CELL = re.compile(r"[A-Za-z_][\w .\-/()#]{0,63}\Z")
 _KNOWN_MAGIC = (b"\x1f\x8b", b"PK\x03\x04", b"%PDF-", b"BZh", b"\xfd7zXZ\x00", b"7z\xbc\xaf\x27\x1c",
@@ -117,8 +121,7 @@ def decode_piece(data: bytes, encoding: str, final: bool = True) -> tuple[bytes 
             return base64.b32decode(head.upper() + b"=" * (-len(head) % 8)), rest
         if len(head) % 4 == 1:
             return None, b""
-        alt = b"-_" if encoding == "base64url" else b"+/"
-        return base64.b64decode(head + b"=" * (-len(head) % 4), altchars=alt, validate=True), rest
+        return base64.b64decode(head.translate(_URLSAFE) + b"=" * (-len(head) % 4), validate=True), rest
     except (binascii.Error, ValueError):
         return None, b""
 
@@ -158,19 +161,22 @@ def csv_header(first_line: bytes) -> bytes | None:
 class Plan:
     """How to decode a session: ``encoding`` (or "mixed": each piece its own), ``mode`` ("stream":
     one encoded stream cut anywhere, or "chunk": each piece encoded alone) and ``sep`` (what joins
-    pieces decoded alone)."""
+    pieces decoded alone).  Chunk mode only: ``extract`` decodes the longest run of encoding
+    characters of each piece (a piece with a text prefix such as ``0017|``), ``skip`` drops that many
+    decoded bytes from each piece (a binary header per piece: counters, session ids)."""
     encoding: str
     mode: str
     sep: bytes = b""
     score: float = 0.0
+    skip: int = 0
+    extract: bool = False
 
 
-def _best_single(piece: bytes, allow_raw: bool) -> tuple[str | None, bytes | None]:
-    """(encoding, decoded) of the encoding under which one piece reads best as text, or (None, None)."""
+def _best_single(piece: bytes) -> tuple[str | None, bytes | None]:
+    """(encoding, decoded) of the encoding under which one piece reads best as text, or (None, None)
+    (raw text is no choice here: a session of raw text is one raw stream)."""
     best, best_enc, best_sc = None, None, 0.0
-    for enc in ENCODINGS:
-        if enc == "raw" and not allow_raw:
-            continue
+    for enc in ENCODINGS[:-1]:
         dec, _ = decode_piece(piece, enc)
         if dec:
             sc = text_score(dec)
@@ -180,7 +186,7 @@ def _best_single(piece: bytes, allow_raw: bool) -> tuple[str | None, bytes | Non
 
 
 #: encoding names as the content stage reports them (``payload_encoding``)
-ENCODING_NAMES = {"base32": "base32", "base64url": "base64", "base64": "base64", "hex": "hex"}
+ENCODING_NAMES = {"base32": "base32", "base64": "base64", "hex": "hex"}
 
 
 def decode_pieces(pieces: list, plan: Plan, carry: bytes = b"", final: bool = True,
@@ -203,8 +209,11 @@ def decode_pieces(pieces: list, plan: Plan, carry: bytes = b"", final: bool = Tr
             out += dec
         return bytes(out), carry, failed
     for p in pieces:
+        if plan.extract:
+            runs = _RUN.findall(p)
+            p = max(runs, key=len) if runs else b""
         if plan.encoding == "mixed":
-            enc, dec = _best_single(p, allow_raw=not _ENCODED_ONLY.match(p))
+            enc, dec = _best_single(p)
             if used is not None and enc in ENCODING_NAMES:
                 used.add(ENCODING_NAMES[enc])
         else:
@@ -212,6 +221,8 @@ def decode_pieces(pieces: list, plan: Plan, carry: bytes = b"", final: bool = Tr
         if dec is None:
             failed += 1
             continue
+        if plan.skip:
+            dec = dec[plan.skip:]
         if out and plan.sep and not out.endswith(plan.sep):
             out += plan.sep
         out += dec
@@ -225,7 +236,10 @@ def choose_plan(pieces: list, allow_raw: bool, yield_of=None) -> Plan | None:
     sample = [p for p in pieces[:SAMPLE] if p]
     if len(sample) < MIN_CHUNKS:
         return None
-    raw_ok = allow_raw and any(not _ENCODED_ONLY.match(p) for p in sample)
+    # raw text is a candidate when some characters are in no encoding's alphabet and the pieces are
+    # not mostly one long encoded run (``0007|<base64>|end`` is base64 in a frame, not text)
+    raw_ok = allow_raw and any(not _ENCODED_ONLY.match(p) for p in sample) and \
+        sum(_longest_run(p) / len(p) for p in sample) / len(sample) < 0.5
     best: Plan | None = None
     tried = [(enc, mode) for enc in ENCODINGS for mode in ("stream", "chunk")
              if enc != "raw" or raw_ok]
@@ -233,20 +247,39 @@ def choose_plan(pieces: list, allow_raw: bool, yield_of=None) -> Plan | None:
     for enc, mode in tried:
         if enc == "raw" and mode == "chunk":
             continue
-        plan = Plan(enc, mode)
-        dec, _, failed = decode_pieces(sample, plan)
-        if failed > len(sample) // 10 or len(dec) < MIN_DECODED:
-            continue
-        sc = text_score(dec)
-        if sc >= MIN_TEXT and (best is None or sc > best.score + 1e-9):
-            best = Plan(enc, mode, b"", sc)
+        best = _better(best, sample, Plan(enc, mode))
+    if best is None or best.score < CLEAN_TEXT:
+        # not clean text yet: pieces with a text frame around the encoded part (``0017|<base64>``),
+        # or a binary header in front of each piece's data (counters, a session id): the header
+        # length under which the pieces read best (the smallest of equals)
+        if any(not _ENCODED_ONLY.match(p) for p in sample):
+            for enc in ENCODINGS[:-1]:
+                best = _better(best, sample, Plan(enc, "chunk", extract=True))
+        for enc in ENCODINGS if raw_ok else ENCODINGS[:-1]:
+            for k in range(1, MAX_PIECE_HEADER + 1):
+                best = _better(best, sample, Plan(enc, "chunk", skip=k))
     if best is None:
         return None
     if best.mode == "chunk" and yield_of is not None:
         plain = decode_pieces(sample, best)[0]
-        lined = decode_pieces(sample, Plan(best.encoding, "chunk", b"\n"))[0]
+        lined = decode_pieces(sample, replace(best, sep=b"\n"))[0]
         if yield_of(lined) > yield_of(plain):
-            best = Plan(best.encoding, "chunk", b"\n", best.score)
+            best = replace(best, sep=b"\n")
+    return best
+
+
+def _longest_run(piece: bytes) -> int:
+    return max((len(r) for r in _RUN.findall(piece)), default=0)
+
+
+def _better(best: Plan | None, sample: list, plan: Plan) -> Plan | None:
+    """``plan`` (with its score) when the sample decodes to text under it, better than ``best``."""
+    dec, _, failed = decode_pieces(sample, plan)
+    if failed > len(sample) // 10 or len(dec) < MIN_DECODED:
+        return best
+    sc = text_score(dec)
+    if sc >= MIN_TEXT and (best is None or sc > best.score + 1e-9):
+        return replace(plan, score=sc)
     return best
 
 
@@ -328,7 +361,7 @@ def split_qname(qname: str) -> tuple[str, list] | None:
 
 class _Session:
     __slots__ = ("kind", "key", "state", "plan", "layout", "raw", "pending", "pending_bytes", "seen",
-                 "carry", "decoded", "header", "started", "open_uids", "arrivals", "dropped", "used")
+                 "carry", "decoded", "header", "started", "open_uids", "arrivals", "dropped", "used", "dups")
 
     def __init__(self, kind: str, key):
         self.kind = kind
@@ -348,6 +381,7 @@ class _Session:
         self.arrivals = 0
         self.dropped = 0               # pieces past MAX_PENDING_BYTES
         self.used: set = set()         # encodings the decoded pieces were in
+        self.dups = 0                  # pieces that repeated one already seen
 
 
 class Tunnels:
@@ -420,7 +454,7 @@ class Tunnels:
                 held.append((s.key, info, data))
             else:
                 self.inspect(cf, info, data)
-        self._piece(s, labels)
+        self._piece(s, labels, cf)
 
     def dns_answer(self, cf, qname: str, data: bytes) -> None:
         """TXT/NULL answer data a local server sends out for ``qname``."""
@@ -431,7 +465,7 @@ class Tunnels:
         reg = split[0] if split else (registered_domain((qname or "").lower()) or "")
         s = self._session("dns-answer", ("dns-answer", host, reg))
         if s.state != REJECTED:
-            self._bytes_piece(s, cf.uid, data)
+            self._bytes_piece(s, cf, data)
 
     def icmp(self, cf, remote: str, data: bytes) -> bool:
         """One ICMP echo payload leaving the site to ``remote``; False once the session wants no more."""
@@ -443,19 +477,22 @@ class Tunnels:
         s = self._session("icmp", ("icmp", host, remote))
         if s.state == REJECTED:
             return False
-        self._bytes_piece(s, cf.uid, data)
+        self._bytes_piece(s, cf, data)
         return s.state != REJECTED and s.pending_bytes < MAX_PENDING_BYTES
 
-    def _bytes_piece(self, s: _Session, uid: str, data: bytes) -> None:
+    def _bytes_piece(self, s: _Session, cf, data: bytes) -> None:
         data = bytes(data)
         if data in s.seen:
+            s.dups += 1
+            if s.state == UNDECIDED and s.dups >= 16 and s.dups > 4 * len(s.raw):
+                self._reject(s)            # one payload over and over (ping -p, keep-alives): no data
             return
         if len(s.seen) < MAX_SEEN:
             s.seen.add(data)
-        self._join(s, uid)
-        self._piece(s, data)
+        self._join(s, cf.uid)
+        self._piece(s, data, cf)
 
-    def _piece(self, s: _Session, raw) -> None:
+    def _piece(self, s: _Session, raw, cf) -> None:
         s.arrivals += 1
         self.stats["pieces"] += 1
         if s.state == UNDECIDED:
@@ -466,6 +503,10 @@ class Tunnels:
             return
         if s.state == TUNNEL:
             self._add(s, s.arrivals, raw)
+            if s.pending_bytes >= FLUSH_AT:
+                # a long-lived connection (one ICMP flow, one resolver socket): what is decoded so far
+                # goes to it now, keeping the session's memory bounded
+                self._attribute(s, cf, final=False)
 
     def _add(self, s: _Session, arrival: int, raw) -> None:
         if s.pending_bytes >= MAX_PENDING_BYTES:
@@ -499,7 +540,18 @@ class Tunnels:
             if not _varies(datas):
                 self._reject(s)
                 return
-        plan = choose_plan(datas, True, self.yield_of)
+            if layout.strip:
+                # a prefix every payload shares is a tool's magic, or the start of every record
+                # ('{"id": ...'): it is dropped only when the pieces read better without it
+                whole = choose_plan([r.rstrip(b"\x00") for r in raws], True, self.yield_of)
+                plan = choose_plan(datas, True, self.yield_of)
+                if whole is not None and (plan is None or plan.score <= whole.score):
+                    layout, plan = DnsLayout(0), whole
+                self._decided(s, layout, plan)
+                return
+        self._decided(s, layout, choose_plan(datas, True, self.yield_of))
+
+    def _decided(self, s: _Session, layout: DnsLayout, plan: Plan | None) -> None:
         if plan is None:
             if len(s.raw) >= UNDECIDED_CHUNKS:
                 self._reject(s)

@@ -7,15 +7,20 @@ packets and what was planted, so tests assert exact counts.
 * ``dns_tunnel``: a client sends a CSV of customer records in query names to the site's resolver
   (172.20.0.53), which forwards every query to an outside resolver from a few source ports (the
   outbound leg, several connections); ``base32`` (one 56-character label, a hex counter and a tag
-  label before the domain) or ``hex`` (a decimal counter first, two 60-character labels).
+  label before the domain), ``hex`` (a decimal counter first, two 60-character labels) or
+  ``dnscat`` (hex of a 9-byte binary header with a counter, then the data; no counter label).
 * ``icmp_tunnel``: echo requests carrying slices of a CSV (``base64``: each slice encoded on its
-  own; ``raw``: the bytes themselves), records cut across pings; the replies mirror them.
+  own; ``raw``: the bytes themselves; ``prefixed``: ``0007|<base64>|end``), records cut across
+  pings; the replies mirror them.
 * negatives: CDN names with long hex labels through the same resolver, Linux and Windows pings.
 """
 from __future__ import annotations
 
 import base64
+import json
 import random
+import re
+import struct
 
 from scapy.layers.dns import DNS, DNSQR, DNSRR
 from scapy.layers.inet import ICMP, IP, UDP
@@ -66,6 +71,16 @@ def _names(data: bytes, encoding: str, labels: int = 1) -> list[str]:
             h = data[k:k + step].hex()
             labels = ".".join(h[i:i + 60] for i in range(0, len(h), 60))
             out.append(f"{k // step}.{labels}.dl.hexsync.org")
+        return out
+    if encoding == "dnscat":
+        # hex of a 9-byte binary header (packet id, type, session id, seq, ack) + 50 data bytes, in two labels
+        step = 50
+        out = []
+        for k in range(0, len(data), step):
+            n = k // step
+            header = struct.pack("!HBHHH", (n * 7919) & 0xFFFF, 1, 0x5EED, n, 0)
+            h = (header + data[k:k + step]).hex()
+            out.append(".".join(h[i:i + 60] for i in range(0, len(h), 60)) + ".relay.dnscat-cdn.com")
         return out
     raise ValueError(encoding)
 
@@ -126,11 +141,22 @@ def icmp_tunnel(encoding: str, n_records: int = 100, slice_bytes: int = 90, seed
     ``pause_every``: a 90 s pause after that many pings (the ICMP connection ends, a new one starts)."""
     rng = random.Random(seed)
     data = customers_csv(n_records, start=500)
+    if encoding == "jsonl":          # one JSON record per ping: every payload starts alike
+        rows = data.decode().splitlines()[1:]
+        data = "".join(json.dumps({"customer": r.split(",")[0], "name": r.split(",")[1],
+                                   "email": r.split(",")[2]}) + "\n" for r in rows).encode()
     pkts = []
     t = T0
-    for seq, k in enumerate(range(0, len(data), slice_bytes), 1):
-        chunk = data[k:k + slice_bytes]
-        payload = base64.b64encode(chunk) if encoding == "base64" else chunk
+    cuts = [m.end() for m in re.finditer(rb"\n", data)] if encoding == "jsonl" else \
+        list(range(slice_bytes, len(data), slice_bytes)) + [len(data)]
+    for seq, (k, end) in enumerate(zip([0] + cuts[:-1], cuts), 1):
+        chunk = data[k:end]
+        if encoding == "base64":
+            payload = base64.b64encode(chunk)
+        elif encoding == "prefixed":
+            payload = b"%04d|" % seq + base64.b64encode(chunk) + b"|end"       # a text frame around base64
+        else:
+            payload = chunk
         pkts.append(_echo(PINGER, RELAY, 8, 0x3A21, seq, payload, t))
         pkts.append(_echo(RELAY, PINGER, 0, 0x3A21, seq, payload, t + 0.04))
         t += 0.5 + rng.random() * 0.2
