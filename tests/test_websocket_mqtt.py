@@ -204,6 +204,19 @@ def test_websocket_messages_leaving(deflate, fragment, tmp_path, site):
     assert not [r for r in res.logs.get("files", ()) if r.get("source") == "websocket"]
 
 
+def test_mqtt_over_websocket(tmp_path, site):
+    """Sec-WebSocket-Protocol: mqtt: the binary messages are MQTT packets (one split over two messages)."""
+    pkts = [gen.mqtt_connect(b"browser-42")] + [gen.mqtt_publish(b"crm/customers", c, 1, k + 1)
+                                                  for k, c in enumerate(CUSTOMERS)]
+    stream = b"".join(pkts)
+    messages = [stream[:700], stream[700:1500], stream[1500:]]
+    res = _scan(tmp_path, "mqtt-ws", gen.websocket_session(messages, subprotocol="mqtt", opcode=2), site)
+    (f,) = [f for f in res.flows if f["proto"] == "tcp"]
+    assert set(f["service"].split(",")) == {"http", "websocket", "mqtt"}
+    assert f["records"] == {"customer": 25, "shipment": 0} and f["data"]["email"] == 25
+    assert len(res.logs["mqtt"]) == 25 and res.logs["mqtt"][0]["client_id"] == "browser-42"
+
+
 def test_websocket_inbound_messages_count_nothing(tmp_path, site):
     frames = gen.websocket_session(CUSTOMERS, client="8.210.10.81", server="172.20.1.51")
     res = _scan(tmp_path, "ws-in", frames, site)

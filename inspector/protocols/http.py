@@ -353,7 +353,7 @@ class Analyzer(_Base):
         # wants to run another analyzer on the tunnelled stream.
         self.tunnel = False
         self.tunnel_leftover = {True: b"", False: b""}
-        self.tunnel_info = {}           # 101: the Upgrade token and Sec-WebSocket-Extensions answered
+        self.tunnel_info = {}           # 101: the Upgrade token, Sec-WebSocket-Extensions and -Protocol answered
 
     # -- stream input --------------------------------------------------------------
     def data(self, is_orig: bool, data: bytes, ts: float) -> None:
@@ -706,9 +706,11 @@ class Analyzer(_Base):
             code = m.code
             req_method = t.method
             if code == 101:
-                hdr = {name: raw for name, raw in m.headers if name in ("upgrade", "sec-websocket-extensions")}
+                hdr = {name: raw for name, raw in m.headers
+                       if name in ("upgrade", "sec-websocket-extensions", "sec-websocket-protocol")}
                 self.tunnel_info = {"upgrade": _s(hdr.get("upgrade", b"")).strip().lower(),
-                                    "extensions": _s(hdr.get("sec-websocket-extensions", b""))}
+                                    "extensions": _s(hdr.get("sec-websocket-extensions", b"")),
+                                    "subprotocol": _s(hdr.get("sec-websocket-protocol", b"")).strip().lower()}
                 self._end_message(d, ts)
                 self._tunnel(ts)
                 return

@@ -22,7 +22,10 @@ section 7.2.2); unless ``client_no_context_takeover`` / ``server_no_context_take
 agreed, the sliding window carries over from one message to the next, per direction.
 
 Every complete message goes to the content stage (``ctx.sink.body``, ``source: websocket``) in
-both directions; the dispatcher inspects the one that leaves the site.  Messages are not files
+both directions; the dispatcher inspects the one that leaves the site.  When the 101 agreed the
+``mqtt`` subprotocol (``Sec-WebSocket-Protocol: mqtt``, MQTT over WebSockets), the messages are
+MQTT packets: they go to an MQTT analyzer on the same connection (service ``mqtt`` too,
+``mqtt.jsonl`` records, PUBLISH payloads inspected with their topic).  Messages are not files
 (files.jsonl).  Bounded: a message over ``MAX_MESSAGE`` bytes is inspected up to that size, an
 inflated message stops at ``MAX_INFLATED`` bytes, frames are buffered up to ``MAX_MESSAGE``.
 """
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import zlib
 
+from . import mqtt
 from .base import Analyzer as _BaseAnalyzer
 from .base import FlowContext
 
@@ -141,6 +145,7 @@ class Analyzer(_BaseAnalyzer):
         super().__init__(ctx)
         self._dirs = {True: _Dir(), False: _Dir()}
         self.deflate = None                 # permessage-deflate parameters, when agreed
+        self.inner = None                   # the MQTT analyzer of an "mqtt" subprotocol
         self.confirmed = False
         self._weirded: set = set()
 
@@ -148,6 +153,8 @@ class Analyzer(_BaseAnalyzer):
     def upgraded(self, info: dict) -> None:
         """``info``: the 101 response's ``extensions`` (Sec-WebSocket-Extensions)."""
         self.deflate = deflate_params(info.get("extensions"))
+        if "mqtt" in (info.get("subprotocol") or "").replace(" ", "").split(","):
+            self.inner = mqtt.Analyzer(self.ctx)
         if not self.confirmed:
             self.confirmed = True
             self.ctx.confirm(NAME)
@@ -179,6 +186,8 @@ class Analyzer(_BaseAnalyzer):
         for is_orig, d in self._dirs.items():
             if d.parts and not d.dead:      # a message cut by the end of the connection
                 self._message(d, is_orig, ts, complete=False)
+        if self.inner is not None:
+            self.inner.done(ts)
 
     # -- frames ------------------------------------------------------------------------------
     def _frames(self, d: _Dir, is_orig: bool, ts: float) -> None:
@@ -279,6 +288,9 @@ class Analyzer(_BaseAnalyzer):
                 return
         d.messages += 1
         if not data or d.messages > MAX_MESSAGES:
+            return
+        if self.inner is not None:
+            self.inner.data(is_orig, data, ts)      # MQTT packets: PUBLISH payloads reach the sink
             return
         info = {"source": "websocket", "file": False,
                 "content_type": "text/plain; charset=utf-8" if opcode == TEXT else None}

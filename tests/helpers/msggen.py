@@ -76,11 +76,15 @@ def deflate_message(data: bytes, compressor) -> bytes:
     return out[:-4]
 
 
-def websocket_session(messages, deflate: bool = False, fragment: int = 0, **kw) -> list:
-    """A WebSocket connection: the HTTP/1.1 Upgrade handshake, then each client message (text)
-    masked, fragmented into ``fragment``-byte frames when given, compressed (permessage-deflate,
-    context kept across messages) when ``deflate``; a server text message answers each."""
+def websocket_session(messages, deflate: bool = False, fragment: int = 0, subprotocol: str = "",
+                      opcode: int = 1, **kw) -> list:
+    """A WebSocket connection: the HTTP/1.1 Upgrade handshake, then each client message (text, or
+    ``opcode``) masked, fragmented into ``fragment``-byte frames when given, compressed
+    (permessage-deflate, context kept across messages) when ``deflate``; a server text message
+    answers each.  ``subprotocol``: the Sec-WebSocket-Protocol both sides name (``mqtt``)."""
     ext = "Sec-WebSocket-Extensions: permessage-deflate\r\n" if deflate else ""
+    if subprotocol:
+        ext += f"Sec-WebSocket-Protocol: {subprotocol}\r\n"
     req = ("GET /socket HTTP/1.1\r\nHost: push.example-saas.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" + ext + "\r\n").encode()
     resp = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -94,14 +98,14 @@ def websocket_session(messages, deflate: bool = False, fragment: int = 0, **kw) 
             parts = [body[i:i + fragment] for i in range(0, len(body), fragment)]
             frames = b""
             for i, part in enumerate(parts):
-                frames += ws_frame(part, opcode=1 if i == 0 else 0, fin=i == len(parts) - 1, mask=mask,
+                frames += ws_frame(part, opcode=opcode if i == 0 else 0, fin=i == len(parts) - 1, mask=mask,
                                    rsv1=deflate and i == 0)
                 if i == 0:
                     frames += ws_frame(b"keepalive", opcode=9, mask=mask)     # a ping between fragments
         else:
-            frames = ws_frame(body, mask=mask, rsv1=deflate)
+            frames = ws_frame(body, opcode=opcode, mask=mask, rsv1=deflate)
         out.append((True, frames))
-        out.append((False, ws_frame(b'{"ok":true}')))
+        out.append((False, ws_frame(b'{"ok":true}' if opcode == 1 else mqtt_packet(0xD0, b""), opcode=opcode)))
     out.append((True, ws_frame(struct.pack("!H", 1000), opcode=8, mask=b"\x01\x02\x03\x04")))
     return tcp_conversation(out, **kw)
 
