@@ -56,7 +56,7 @@ __all__ = ["Tunnels", "Plan", "choose_plan", "decode_piece", "dns_layout", "dns_
 MAX_SESSIONS = 4096
 MAX_PENDING_BYTES = 4 << 20         # encoded bytes waiting to be decoded, per session
 MAX_HOLD = 1 << 20                  # decoded bytes held waiting for a record boundary
-MAX_SEEN = 200_000                  # pieces remembered per session to drop retransmissions
+MAX_SEEN = 65_536                   # pieces remembered (as hashes) per session to drop retransmissions
 MAX_HELD_PER_FLOW = 4096            # undecided DNS queries held back per connection
 UNDECIDED_CHUNKS = 32               # pieces an undecided session keeps; not decoded by then: rejected
 DECIDE_AT = frozenset((4, 8, 16, UNDECIDED_CHUNKS))
@@ -442,7 +442,7 @@ class Tunnels:
         if s is None or s.state == REJECTED:
             self.inspect(cf, info, data)
             return
-        ident = ".".join(labels)
+        ident = hash(".".join(labels))
         if ident in s.seen:
             return                         # a retransmission (resolver retry): its data is in already
         if len(s.seen) < MAX_SEEN:
@@ -482,13 +482,14 @@ class Tunnels:
 
     def _bytes_piece(self, s: _Session, cf, data: bytes) -> None:
         data = bytes(data)
-        if data in s.seen:
+        ident = hash(data)
+        if ident in s.seen:
             s.dups += 1
             if s.state == UNDECIDED and s.dups >= 16 and s.dups > 4 * len(s.raw):
                 self._reject(s)            # one payload over and over (ping -p, keep-alives): no data
             return
         if len(s.seen) < MAX_SEEN:
-            s.seen.add(data)
+            s.seen.add(ident)
         self._join(s, cf.uid)
         self._piece(s, data, cf)
 
