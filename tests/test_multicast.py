@@ -64,9 +64,10 @@ def _capture(path: Path) -> None:
         # control: the same NOTIFY to a unicast address outside the site leaves, and alerts
         _udp("192.168.1.20", "203.0.113.9", 1901, 1900, NOTIFY, T0 + 5),
     ]
-    # a "beacon" to the limited broadcast address every 60 s, 15 times (a new source port each time, so
-    # each is a connection of its own), and the same beacon to an outside address as the control
-    for i in range(15):
+    # a "beacon" to the limited broadcast address every 60 s, 45 times (a new source port each time, so
+    # each is a connection of its own), and the same beacon to an outside address as the control (the
+    # scored beacon detector wants about an hour of one-per-minute to be sure: 15 no longer makes one)
+    for i in range(45):
         pk.append(_udp("192.168.1.30", "255.255.255.255", 41000 + i, 6667, BEACON, T0 + 10 + 60 * i))
         pk.append(_udp("192.168.1.31", "203.0.113.77", 42000 + i, 6667, BEACON, T0 + 11 + 60 * i))
     wrpcap(str(path), pk)
@@ -96,7 +97,7 @@ def test_multicast_and_broadcast_flows_are_not_outbound(scanned):
     # Zeek's local_orig / local_resp still say what the site's networks hold
     assert flows["239.255.255.250"]["local_orig"] is True and flows["239.255.255.250"]["local_resp"] is False
     assert {f["direction"] for f in beacons if f["id.resp_h"] == "255.255.255.255"} == {"internal"}
-    assert len([f for f in beacons if f["id.resp_h"] == "255.255.255.255"]) == 15
+    assert len([f for f in beacons if f["id.resp_h"] == "255.255.255.255"]) == 45
 
 
 def test_their_payload_is_not_data_leaving(scanned):
