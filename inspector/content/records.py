@@ -175,7 +175,7 @@ class _Tally:
         rc = self.rc
         rc.records += 1
         customer, shipping = _classes.record_sets()
-        rc.count(found, any(c in customer for c in found), shipment or any(c in shipping for c in found))
+        rc.count(found, not customer.isdisjoint(found), shipment or not shipping.isdisjoint(found))
         _merge(rc.data, found)
 
     def fields(self, names) -> None:
@@ -696,7 +696,7 @@ def _edifact(text: str, t: _Tally) -> None:
         nonlocal party
         if party is not None and party.fields:
             found = scan_fields(party.fields)
-            if any(c in _classes.record_sets()[0] for c in found):
+            if not _classes.record_sets()[0].isdisjoint(found):
                 t.record(found)
         party = None
 
@@ -714,7 +714,7 @@ def _edifact(text: str, t: _Tally) -> None:
         ref = msg["ref"]
         # the message itself: a shipment record when it is a shipment message or carries shipment ids
         rc.records += 1
-        rc.count(found, False, ship or any(c in shipment_record_classes() for c in found), f"edifact:{mtype}:{ref}")
+        rc.count(found, False, ship or not shipment_record_classes().isdisjoint(found), f"edifact:{mtype}:{ref}")
         _merge(rc.data, found)
         _merge(rc.data, {"edifact_message": {f"{mtype}:{ref}"}})
         if len(rc.edi) < MAX_EDI:
@@ -872,7 +872,7 @@ def _x12_interchange(text: str, i: int, t: _Tally):
         if party:
             party.pop("_org", None)
             found = scan_fields(party, {"regions": ("US", "CA", "GB", "DE", "FR")})
-            if any(c in _classes.record_sets()[0] for c in found):
+            if not _classes.record_sets()[0].isdisjoint(found):
                 t.record(found)
         party = None
 
@@ -888,7 +888,7 @@ def _x12_interchange(text: str, i: int, t: _Tally):
         code = tx["code"]
         ship = code in X12_SHIPMENT_SETS
         rc.records += 1
-        rc.count(found, False, ship or any(c in shipment_record_classes() for c in found), f"x12:{code}:{tx['ref']}")
+        rc.count(found, False, ship or not shipment_record_classes().isdisjoint(found), f"x12:{code}:{tx['ref']}")
         _merge(rc.data, found)
         _merge(rc.data, {"x12_transaction": {f"{code}:{tx['ref']}"}})
         if len(rc.edi) < MAX_EDI:
